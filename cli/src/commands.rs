@@ -1,0 +1,296 @@
+//! Client subcommands: they talk to a running appliance through the store API.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tinkerbell_core::api::token;
+use tinkerbell_core::apply::{self, ApplyErrors, DocError};
+use tinkerbell_core::store::remote::RemoteStore;
+use tinkerbell_core::store::{Backend, Kind, Object};
+
+use crate::output;
+use crate::{Global, OutputFormat};
+
+const DEFAULT_URL: &str = "http://127.0.0.1:7081";
+
+/// The data directory: the flag, else a per-user or system default.
+pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &g.data_dir {
+        return Ok(d.clone());
+    }
+    // Root (the owner of /proc/self) gets the system location.
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return Ok(PathBuf::from("/var/lib/tinkerbell"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/tinkerbell"))
+}
+
+/// Connect to the store API.
+async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
+    let dir = data_dir(g)?;
+    let url = match &g.server {
+        Some(u) => u.clone(),
+        None => std::fs::read_to_string(dir.join(crate::serve::URL_FILE))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| DEFAULT_URL.to_string()),
+    };
+    let token = match &g.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading token file {}", f.display()))?
+            .trim()
+            .to_string(),
+        None => token::load(&dir).with_context(|| {
+            format!(
+                "no store API token in {} — is `tinkerbell serve --data-dir {}` running on this machine? (or pass --token-file)",
+                dir.display(),
+                dir.display()
+            )
+        })?,
+    };
+    Ok(Arc::new(RemoteStore::new(&url, &token)?))
+}
+
+fn parse_kind(s: &str) -> anyhow::Result<Kind> {
+    Kind::parse(s).with_context(|| {
+        format!("unknown kind {s:?} (hardware/hw, template/tpl, workflow/wf, machine, job, task, secret)")
+    })
+}
+
+/// Read every source: files, directories (sorted *.yaml, *.yml, *.json) and `-`.
+fn read_sources(files: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for f in files {
+        if f == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading stdin")?;
+            out.push(("-".to_string(), s));
+            continue;
+        }
+        let p = Path::new(f);
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {f}"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                bail!("directory {f} has no .yaml, .yml or .json files");
+            }
+            for e in entries {
+                let s = std::fs::read_to_string(&e)
+                    .with_context(|| format!("reading {}", e.display()))?;
+                out.push((e.display().to_string(), s));
+            }
+        } else {
+            let s = std::fs::read_to_string(p).with_context(|| format!("reading {f}"))?;
+            out.push((f.clone(), s));
+        }
+    }
+    Ok(out)
+}
+
+/// `apply` (status ignored, as kubectl does) and `import` (status kept).
+pub async fn apply(g: &Global, files: &[String], keep_status: bool) -> anyhow::Result<()> {
+    let sources = read_sources(files)?;
+    let mut docs = Vec::new();
+    let mut errors: Vec<DocError> = Vec::new();
+    for (name, text) in &sources {
+        match apply::parse_documents(name, text, &g.namespace) {
+            Ok(d) => docs.extend(d),
+            Err(ApplyErrors(e)) => errors.extend(e),
+        }
+    }
+    if errors.is_empty()
+        && let Err(ApplyErrors(e)) = apply::check_batch(&docs)
+    {
+        errors.extend(e);
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        bail!("{} problem(s) found; nothing was applied", errors.len());
+    }
+    if docs.is_empty() {
+        bail!("no objects found in {}", files.join(", "));
+    }
+    let mut objects = Vec::with_capacity(docs.len());
+    for d in docs {
+        let o = if keep_status {
+            d.object
+        } else {
+            d.object.with_status_json(Value::Null)?
+        };
+        objects.push(o);
+    }
+    let store = connect(g).await?;
+    let results = store
+        .apply_all(objects)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("nothing was applied"))?;
+    for (o, applied) in results {
+        println!("{} {applied}", output::qualified_name(&o));
+    }
+    Ok(())
+}
+
+pub async fn get(
+    g: &Global,
+    kind: &str,
+    name: Option<&str>,
+    format: Option<OutputFormat>,
+    all_namespaces: bool,
+    show_secrets: bool,
+) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let store = connect(g).await?;
+    let items = match name {
+        Some(n) => vec![store.get(kind, &g.namespace, n).await?],
+        None => {
+            let ns = (!all_namespaces).then_some(g.namespace.as_str());
+            store.list(kind, ns).await?.items
+        }
+    };
+    let items: Vec<Object> = if show_secrets {
+        items
+    } else {
+        items.iter().map(output::redact).collect()
+    };
+    match format {
+        Some(OutputFormat::Yaml) | Some(OutputFormat::Json) => {
+            let v = if name.is_some() {
+                items[0].to_json()
+            } else {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": items.iter().map(Object::to_json).collect::<Vec<_>>(),
+                })
+            };
+            if matches!(format, Some(OutputFormat::Json)) {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", output::yaml(&v)?);
+            }
+        }
+        Some(OutputFormat::Wide) => print!("{}", output::table(kind, &items, true, all_namespaces)),
+        None => {
+            if items.is_empty() {
+                eprintln!(
+                    "No {} found in namespace {}.",
+                    kind.plural(),
+                    if all_namespaces {
+                        "(any)"
+                    } else {
+                        &g.namespace
+                    }
+                );
+            } else {
+                print!("{}", output::table(kind, &items, false, all_namespaces));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(g: &Global, kind: &str, name: &str) -> anyhow::Result<()> {
+    let kind = parse_kind(kind)?;
+    let store = connect(g).await?;
+    let o = store.delete(kind, &g.namespace, name, None).await?;
+    println!("{} deleted", output::qualified_name(&o));
+    Ok(())
+}
+
+pub async fn hardware_import(g: &Global, csv: &str, dry_run: bool) -> anyhow::Result<()> {
+    let text = if csv == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(csv).with_context(|| format!("reading {csv}"))?
+    };
+    let parsed = match tinkerbell_core::csv::parse_hardware_csv(&text, &g.namespace) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{csv}: {e}");
+            }
+            bail!(
+                "{} problem(s) in {csv}; nothing was imported",
+                errors.0.len()
+            );
+        }
+    };
+    if dry_run {
+        for o in &parsed.objects {
+            println!("{} (dry run)", output::qualified_name(o));
+        }
+        return Ok(());
+    }
+    let store = connect(g).await?;
+    let results = store
+        .apply_all(parsed.objects)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("nothing was imported"))?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (o, applied) in &results {
+        *counts.entry(format!("{} {applied}", o.kind())).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("imported {} rows: {}", parsed.rows, summary.join(", "));
+    Ok(())
+}
+
+pub async fn export(g: &Global, file: Option<&Path>, show_secrets: bool) -> anyhow::Result<()> {
+    let store = connect(g).await?;
+    let mut docs = String::new();
+    let mut skipped = 0usize;
+    let mut total = 0usize;
+    for kind in Kind::ALL {
+        if kind == Kind::Secret && !show_secrets {
+            skipped = store.list(kind, None).await?.items.len();
+            continue;
+        }
+        for o in store.list(kind, None).await?.items {
+            let mut v = o.to_json();
+            if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                // Server-owned and meaningless in another store.
+                meta.remove("resourceVersion");
+                meta.remove("managedFields");
+            }
+            docs.push_str("---\n");
+            docs.push_str(&output::yaml(&v)?);
+            total += 1;
+        }
+    }
+    match file {
+        Some(f) => {
+            let tmp = f.with_extension("tmp");
+            std::fs::write(&tmp, &docs).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, f).with_context(|| format!("writing {}", f.display()))?;
+            eprintln!("exported {total} objects to {}", f.display());
+        }
+        None => print!("{docs}"),
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} Secret(s) left out; pass --show-secrets to include BMC credentials");
+    }
+    Ok(())
+}

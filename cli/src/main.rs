@@ -1,0 +1,229 @@
+//! `tinkerbell`: the all-in-one appliance binary and its command-line client.
+//!
+//! This file only parses arguments and the environment, sets up logging and the runtime, and
+//! maps errors to exit codes (2 usage, 1 failure). The work is in `tinkerbell-core` and the
+//! service crates; the subcommands are in [`commands`] and [`serve`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod commands;
+mod output;
+mod serve;
+
+/// Bare-metal provisioning appliance, compatible with Tinkerbell.
+#[derive(Debug, Parser)]
+#[command(name = "tinkerbell", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory of the embedded store (also holds `api-token` and `api-url`).
+    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
+    #[arg(long, env = "TINKERBELL_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Store API URL for client commands. Default: the URL `serve` wrote into the data
+    /// directory, else http://127.0.0.1:7081.
+    #[arg(long, env = "TINKERBELL_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// File holding the store API bearer token. Default: <data-dir>/api-token.
+    #[arg(long, env = "TINKERBELL_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// Namespace for objects that name none, and for get/delete.
+    #[arg(
+        short,
+        long,
+        env = "TINKERBELL_NAMESPACE",
+        global = true,
+        default_value = "default"
+    )]
+    pub namespace: String,
+
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `tinkerbell_core=debug`.
+    #[arg(
+        long,
+        env = "TINKERBELL_LOG_LEVEL",
+        global = true,
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance on the embedded store.
+    Serve(ServeArgs),
+    /// Create or update objects from YAML/JSON files, a directory or `-` (stdin). All or nothing.
+    Apply {
+        /// File, directory (its *.yaml, *.yml, *.json) or `-`. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Show objects.
+    Get {
+        /// Kind: hardware (hw), template (tpl), workflow (wf), machine, job, task, secret.
+        kind: String,
+        /// Object name; all objects when omitted.
+        name: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum)]
+        output: Option<OutputFormat>,
+        /// List across all namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Print Secret data instead of redacting it.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Delete an object.
+    Delete {
+        /// Kind, as for `get`.
+        kind: String,
+        /// Object name.
+        name: String,
+    },
+    /// Hardware inventory commands.
+    Hardware {
+        #[command(subcommand)]
+        command: HardwareCommand,
+    },
+    /// Write every object in the store as multi-document YAML (status included).
+    Export {
+        /// Output file; stdout when omitted.
+        #[arg(short = 'o', long = "output")]
+        file: Option<PathBuf>,
+        /// Include Secrets (BMC credentials). Without it they are left out.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Load an export (or any YAML) into the store, status included. All or nothing.
+    Import {
+        /// File, directory or `-`. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HardwareCommand {
+    /// Import an EKS Anywhere hardware.csv: Hardware, bmc Machine and Secret per row.
+    Import {
+        /// The CSV file (`-` for stdin).
+        #[arg(long)]
+        csv: String,
+        /// Validate and show what would be created, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Output formats for `get`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// A table with extra columns.
+    Wide,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address of the store API (used by the CLI and by separately started services).
+    #[arg(
+        long,
+        env = "TINKERBELL_STORE_API_ADDR",
+        default_value = "127.0.0.1:7081"
+    )]
+    pub store_api_addr: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    tinkerbell_core::store::remote::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let g = &cli.global;
+        match cli.command {
+            Command::Serve(args) => serve::run(g, &args).await,
+            Command::Apply { files } => commands::apply(g, &files, false).await,
+            Command::Import { files } => commands::apply(g, &files, true).await,
+            Command::Get {
+                kind,
+                name,
+                output,
+                all_namespaces,
+                show_secrets,
+            } => {
+                commands::get(
+                    g,
+                    &kind,
+                    name.as_deref(),
+                    output,
+                    all_namespaces,
+                    show_secrets,
+                )
+                .await
+            }
+            Command::Delete { kind, name } => commands::delete(g, &kind, &name).await,
+            Command::Hardware {
+                command: HardwareCommand::Import { csv, dry_run },
+            } => commands::hardware_import(g, &csv, dry_run).await,
+            Command::Export { file, show_secrets } => {
+                commands::export(g, file.as_deref(), show_secrets).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating text a cause already printed.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}

@@ -1,0 +1,22 @@
+//! tinkerbell-core: the one place that knows what a Tinkerbell resource is and where it is kept.
+//!
+//! * [`model`] — Rust types for `tinkerbell.org/v1alpha1` (Hardware, Template, Workflow) and
+//!   `bmc.tinkerbell.org/v1alpha1` (Machine, Job, Task), field-for-field identical to upstream,
+//!   plus core/v1 Secret. The CRDs in `deploy/crds/` are generated from these types.
+//! * [`store`] — the backend seam every service consumes ([`store::Store`],
+//!   [`store::HardwareLookup`]) and its implementations: the embedded store (the default, redb
+//!   on local disk), the Kubernetes backend (the Tinkerbell CRDs on an API server) and the
+//!   remote client that talks to an appliance's store API.
+//! * [`api`] — the HTTP store API an appliance serves in embedded mode, so the CLI and
+//!   separately started services share one store.
+//! * [`apply`], [`csv`], [`transfer`] — turning user input (YAML documents, EKS Anywhere
+//!   hardware.csv, whole-store exports) into validated objects, all or nothing.
+//!
+//! Services never depend on a concrete backend: they take an `Arc<dyn Store>` or
+//! `Arc<dyn HardwareLookup>` (the same shape as upstream's `BackendReader`).
+
+pub mod api;
+pub mod apply;
+pub mod csv;
+pub mod model;
+pub mod store;

@@ -1,0 +1,124 @@
+//! The Tinkerbell resource model.
+//!
+//! Rust mirrors of the upstream Tinkerbell API objects (tinkerbell/tinkerbell, `api/v1alpha1`):
+//!
+//! * `tinkerbell.org/v1alpha1`: [`Hardware`], [`Template`], [`Workflow`];
+//! * `bmc.tinkerbell.org/v1alpha1`: [`Machine`], [`Job`], [`Task`];
+//! * core/v1 [`Secret`] (BMC credentials), re-exported from `k8s-openapi`.
+//!
+//! JSON field names, nesting and value types are the upstream ones, including upstream's mix
+//! of `snake_case` (most of `Hardware.spec.interfaces[].dhcp` and `Hardware.spec.metadata`) and
+//! `camelCase` keys.
+//!
+//! Two deliberate differences from the Go types:
+//!
+//! * **Every field is optional** (`Option<T>`, skipped when `None`). A document that is read and
+//!   written back comes out exactly as it went in, including explicit `false`, `0`, `""`, `{}`
+//!   and `[]`, which Go's `omitempty` would drop.
+//! * **Unknown fields are ignored**, not rejected, so objects written by a newer upstream still
+//!   load. Rejecting unknown fields in user input is the job of the apply layer, which diffs the
+//!   document against its typed round trip.
+//!
+//! Upstream's string "enums" (power state, boot mode, workflow state, …) are plain `String`s
+//! here so that unknown or legacy values (e.g. `STATE_PENDING` from standalone tink) still load;
+//! the known values are `pub const`s in small modules such as [`workflow_state`].
+//!
+//! [`all_crds`] returns the CustomResourceDefinitions generated from these types; the copies
+//! in `deploy/crds/` are checked against it by the `crd_golden` test.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Declares a model struct whose fields are all optional.
+///
+/// Every field `name: T` becomes `pub name: Option<T>` with
+/// `#[serde(default, skip_serializing_if = "Option::is_none")]`, and the struct derives
+/// `Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema`. Attributes on the
+/// struct and on each field (doc comments, `serde(rename)`, `schemars(...)`) are kept.
+macro_rules! model_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                $field:ident : $ty:ty
+            ),* $(,)?
+        }
+    ) => {
+        #[derive(
+            ::serde::Serialize,
+            ::serde::Deserialize,
+            Clone,
+            Debug,
+            Default,
+            PartialEq,
+            ::schemars::JsonSchema
+        )]
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+pub mod bmc;
+pub mod hardware;
+pub mod template;
+pub mod workflow;
+
+pub use bmc::*;
+pub use hardware::*;
+pub use k8s_openapi::api::core::v1::Secret;
+pub use template::*;
+pub use workflow::*;
+
+/// Label keys clusterctl uses to find the CRDs (and their objects) to move between clusters.
+/// Upstream sets both, with empty values, on the Hardware and bmc Machine CRDs.
+pub const CLUSTERCTL_CRD_LABELS: [&str; 2] = [
+    "clusterctl.cluster.x-k8s.io",
+    "clusterctl.cluster.x-k8s.io/move",
+];
+
+/// The six CRDs of the model, in a fixed order: Hardware, Template, Workflow (tinkerbell.org),
+/// then Machine, Job, Task (bmc.tinkerbell.org).
+///
+/// The Hardware and Machine CRDs carry the clusterctl move labels (see
+/// [`CLUSTERCTL_CRD_LABELS`]), as upstream's do; every CRD has `listKind` set to
+/// `<Kind>List`.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    let mut hardware = Hardware::crd();
+    let mut machine = Machine::crd();
+    for crd in [&mut hardware, &mut machine] {
+        let labels = crd.metadata.labels.get_or_insert_with(Default::default);
+        for key in CLUSTERCTL_CRD_LABELS {
+            labels.insert(key.to_string(), String::new());
+        }
+    }
+    let mut crds = vec![
+        hardware,
+        Template::crd(),
+        Workflow::crd(),
+        machine,
+        Job::crd(),
+        Task::crd(),
+    ];
+    // kube-derive leaves listKind unset; upstream's CRDs spell it out.
+    for crd in &mut crds {
+        let names = &mut crd.spec.names;
+        names.list_kind = Some(format!("{}List", names.kind));
+    }
+    crds
+}
+
+/// Schema for a map whose values are Kubernetes quantities (integer or string), such as
+/// `Hardware.spec.resources`.
+pub(crate) fn quantity_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": { "x-kubernetes-int-or-string": true },
+    })
+}

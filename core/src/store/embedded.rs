@@ -1,0 +1,768 @@
+//! The embedded store: the appliance's default backend, one redb file in the data directory.
+//!
+//! Layout and why:
+//! * **Durability.** Every write is one redb transaction committed with `Durability::Immediate`
+//!   (fsync) before the caller is answered, so an acknowledged write survives `kill -9` or power
+//!   loss. A batch (`apply_all`, CSV import) is one transaction: all of it lands or none.
+//! * **Reads from memory.** All objects (a few KiB each; 10,000 machines are tens of MiB) are
+//!   held in memory with the [`LookupIndex`], rebuilt at open. Boots' and hegel's per-packet
+//!   lookups never touch the disk. Memory only changes after the commit returned, so readers never
+//!   see a write that could still be lost.
+//! * **One writer.** Writers are serialised by a mutex; each computes the new objects against
+//!   the current state, commits, then publishes state and events under the state lock.
+//! * **Watches.** Changes are kept in a bounded in-memory history and broadcast. A watch from a
+//!   resourceVersion replays the history after it, then follows live. A watcher that asks for
+//!   history older than what is kept, or falls behind the broadcast buffer, gets
+//!   [`StoreError::Expired`] and lists again — it never silently misses a change.
+//! * **Ownership.** The file carries a format marker; a file that is not ours is refused with
+//!   [`StoreError::NotOurs`] instead of being "repaired".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::index::{ClaimKind, LookupIndex, claims_from_json};
+use super::{
+    Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
+    WatchStream,
+};
+use crate::model::{Hardware, Workflow};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FORMAT_KEY: &str = "format";
+const REVISION_KEY: &str = "revision";
+/// Written into every store file; a file without it is not ours.
+pub const FORMAT: &str = "tinkerbell-rs store v1";
+/// The store file's name inside the data directory.
+pub const FILE_NAME: &str = "store.redb";
+/// How many changes are kept for watches that resume from a resourceVersion.
+const HISTORY: usize = 65_536;
+
+/// One committed change.
+#[derive(Debug)]
+struct Change {
+    revision: u64,
+    event: WatchEvent,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    revision: u64,
+    /// Watches may resume from any revision >= this.
+    oldest_resumable: u64,
+    objects: BTreeMap<ObjectKey, Object>,
+    index: LookupIndex,
+    history: VecDeque<Arc<Change>>,
+}
+
+/// The embedded store. Cheap to clone; all clones share one database.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    db: Database,
+    writer: Mutex<()>,
+    state: RwLock<State>,
+    events: broadcast::Sender<Arc<Change>>,
+}
+
+/// A write to perform in a transaction.
+#[derive(Debug)]
+enum Op {
+    Create(Object),
+    Update(Object),
+    UpdateStatus(Object),
+    Delete(ObjectKey, Option<String>),
+    Apply(Object),
+}
+
+/// What a committed op produced.
+#[derive(Debug)]
+struct Outcome {
+    object: Object,
+    applied: Applied,
+}
+
+fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Database {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+fn key_string(k: &ObjectKey) -> String {
+    format!("{}/{}/{}", k.kind.as_str(), k.namespace, k.name)
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| db_err(data_dir, redb::Error::Io(e)))?;
+        let path = data_dir.join(FILE_NAME);
+        let exists = path.exists();
+        let db = if exists {
+            Database::open(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() != std::io::ErrorKind::InvalidData =>
+                {
+                    db_err(&path, redb::Error::Io(io))
+                }
+                other => StoreError::NotOurs {
+                    path: path.clone(),
+                    reason: other.to_string(),
+                },
+            })?
+        } else {
+            Database::create(&path).map_err(|e| db_err(&path, e))?
+        };
+        let mut state = State::default();
+        if exists {
+            Self::load(&path, &db, &mut state)?;
+        } else {
+            let mut tx = db.begin_write().map_err(|e| db_err(&path, e))?;
+            tx.set_durability(Durability::Immediate)
+                .map_err(|e| db_err(&path, redb::Error::from(e)))?;
+            {
+                let mut meta = tx.open_table(META).map_err(|e| db_err(&path, e))?;
+                meta.insert(FORMAT_KEY, FORMAT.as_bytes())
+                    .map_err(|e| db_err(&path, e))?;
+                meta.insert(REVISION_KEY, &0u64.to_le_bytes()[..])
+                    .map_err(|e| db_err(&path, e))?;
+                tx.open_table(OBJECTS).map_err(|e| db_err(&path, e))?;
+            }
+            tx.commit().map_err(|e| db_err(&path, e))?;
+        }
+        state.oldest_resumable = state.revision;
+        let (events, _) = broadcast::channel(HISTORY);
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                writer: Mutex::new(()),
+                state: RwLock::new(state),
+                events,
+            }),
+        })
+    }
+
+    fn load(path: &Path, db: &Database, state: &mut State) -> Result<(), StoreError> {
+        let not_ours = |reason: String| StoreError::NotOurs {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let tx = db.begin_read().map_err(|e| db_err(path, e))?;
+        let meta = tx
+            .open_table(META)
+            .map_err(|e| not_ours(format!("no meta table ({e})")))?;
+        let format = meta
+            .get(FORMAT_KEY)
+            .map_err(|e| db_err(path, e))?
+            .ok_or_else(|| not_ours("no format marker".into()))?;
+        let format = String::from_utf8_lossy(format.value()).into_owned();
+        if format != FORMAT {
+            return Err(not_ours(format!("format {format:?}, expected {FORMAT:?}")));
+        }
+        let rev = meta
+            .get(REVISION_KEY)
+            .map_err(|e| db_err(path, e))?
+            .ok_or_else(|| not_ours("no revision".into()))?;
+        let rev: [u8; 8] = rev
+            .value()
+            .try_into()
+            .map_err(|_| not_ours("revision is not 8 bytes".into()))?;
+        state.revision = u64::from_le_bytes(rev);
+        let objects = tx.open_table(OBJECTS).map_err(|e| db_err(path, e))?;
+        for entry in objects.iter().map_err(|e| db_err(path, e))? {
+            let (k, v) = entry.map_err(|e| db_err(path, e))?;
+            let json: Value =
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Decode {
+                    what: k.value().to_string(),
+                    source: e,
+                })?;
+            let obj = Object::from_typed_json(json)?;
+            index_insert(&mut state.index, &obj);
+            state.objects.insert(obj.key(), obj);
+        }
+        Ok(())
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The current store revision.
+    pub fn revision(&self) -> u64 {
+        self.read_state().revision
+    }
+
+    /// Number of objects held.
+    pub fn len(&self) -> usize {
+        self.read_state().objects.len()
+    }
+
+    /// True when the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated (updates are plain
+        // assignments after the commit), so a poisoned lock is still consistent.
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Synchronous lookup by MAC, for in-process hot paths and benchmarks.
+    pub fn lookup(&self, kind: ClaimKind, value: &str) -> Option<Arc<Hardware>> {
+        let st = self.read_state();
+        match kind {
+            ClaimKind::Mac => st.index.by_mac(value),
+            ClaimKind::Ip => st.index.by_ip(value),
+            _ => st.index.get(kind, value),
+        }
+    }
+
+    async fn run(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.commit(ops))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Apply `ops` in one transaction.
+    fn commit(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+        // 1. Compute the new objects against current state plus this batch's earlier ops.
+        let (base_rev, outcomes, writes, index) = {
+            let st = self.read_state();
+            let mut overlay: HashMap<ObjectKey, Option<Object>> = HashMap::new();
+            let mut index: Option<LookupIndex> = None;
+            let mut outcomes = Vec::with_capacity(ops.len());
+            let mut writes: Vec<(ObjectKey, Option<Object>)> = Vec::new();
+            let mut rev = st.revision;
+            for op in ops {
+                let key = match &op {
+                    Op::Create(o) | Op::Update(o) | Op::UpdateStatus(o) | Op::Apply(o) => o.key(),
+                    Op::Delete(k, _) => k.clone(),
+                };
+                let current = match overlay.get(&key) {
+                    Some(v) => v.clone(),
+                    None => st.objects.get(&key).cloned(),
+                };
+                let next = prepare(op, current.as_ref(), &now)?;
+                let Some((mut obj, applied, deleted)) = next else {
+                    // Unchanged: no write, answer with the current object.
+                    outcomes.push(Outcome {
+                        object: current
+                            .unwrap_or_else(|| unreachable!("unchanged implies present")),
+                        applied: Applied::Unchanged,
+                    });
+                    continue;
+                };
+                rev += 1;
+                obj.meta_mut().resource_version = Some(rev.to_string());
+                if key.kind == Kind::Hardware || key.kind == Kind::Workflow {
+                    let idx = index.get_or_insert_with(|| st.index.clone());
+                    if let Some(old) = &current {
+                        index_remove(idx, old);
+                    }
+                    if !deleted {
+                        check_claims(idx, &obj)?;
+                        index_insert(idx, &obj);
+                    }
+                }
+                let stored = if deleted { None } else { Some(obj.clone()) };
+                overlay.insert(key.clone(), stored.clone());
+                writes.push((key, stored));
+                outcomes.push(Outcome {
+                    object: obj,
+                    applied,
+                });
+            }
+            (st.revision, outcomes, writes, index)
+        };
+        if writes.is_empty() {
+            return Ok(outcomes);
+        }
+        let new_rev = base_rev + writes.len() as u64;
+
+        // 2. Make it durable.
+        let path = &self.inner.path;
+        let mut tx = self.inner.db.begin_write().map_err(|e| db_err(path, e))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| db_err(path, redb::Error::from(e)))?;
+        {
+            let mut table = tx.open_table(OBJECTS).map_err(|e| db_err(path, e))?;
+            for (key, obj) in &writes {
+                let k = key_string(key);
+                match obj {
+                    Some(o) => {
+                        let bytes = serde_json::to_vec(&o.to_json())
+                            .unwrap_or_else(|e| unreachable!("JSON values serialise: {e}"));
+                        table
+                            .insert(k.as_str(), bytes.as_slice())
+                            .map_err(|e| db_err(path, e))?;
+                    }
+                    None => {
+                        table.remove(k.as_str()).map_err(|e| db_err(path, e))?;
+                    }
+                }
+            }
+            let mut meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
+            meta.insert(REVISION_KEY, &new_rev.to_le_bytes()[..])
+                .map_err(|e| db_err(path, e))?;
+        }
+        tx.commit().map_err(|e| db_err(path, e))?;
+
+        // 3. Publish.
+        let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = index {
+            st.index = index;
+        }
+        let mut rev = base_rev;
+        for ((key, stored), outcome) in writes
+            .into_iter()
+            .zip(outcomes.iter().filter(|o| o.applied != Applied::Unchanged))
+        {
+            rev += 1;
+            let event = match (&stored, st.objects.contains_key(&key)) {
+                (None, _) => WatchEvent::Deleted(outcome.object.clone()),
+                (Some(o), true) => WatchEvent::Modified(o.clone()),
+                (Some(o), false) => WatchEvent::Added(o.clone()),
+            };
+            match stored {
+                Some(o) => st.objects.insert(key, o),
+                None => st.objects.remove(&key),
+            };
+            let change = Arc::new(Change {
+                revision: rev,
+                event,
+            });
+            if st.history.len() == HISTORY
+                && let Some(old) = st.history.pop_front()
+            {
+                st.oldest_resumable = old.revision;
+            }
+            st.history.push_back(change.clone());
+            // No receivers is fine.
+            let _ = self.inner.events.send(change);
+        }
+        st.revision = new_rev;
+        Ok(outcomes)
+    }
+}
+
+/// Decide what `op` does to `current`. `None` means "no change".
+/// Returns the object to store (or the deleted object), what happened, and whether it is a delete.
+fn prepare(
+    op: Op,
+    current: Option<&Object>,
+    now: &Time,
+) -> Result<Option<(Object, Applied, bool)>, StoreError> {
+    match op {
+        Op::Create(mut obj) => {
+            let key = obj.key();
+            validate_identity(&obj)?;
+            if current.is_some() {
+                return Err(StoreError::AlreadyExists(key));
+            }
+            if obj.resource_version().is_some_and(|rv| !rv.is_empty()) {
+                return Err(StoreError::Invalid {
+                    key,
+                    field: "metadata.resourceVersion".into(),
+                    message: "must not be set on create".into(),
+                });
+            }
+            // As the Kubernetes API does for resources with a status subresource.
+            obj = obj.with_status_json(Value::Null)?;
+            stamp_new(&mut obj, now);
+            Ok(Some((obj, Applied::Created, false)))
+        }
+        Op::Update(obj) => {
+            let key = obj.key();
+            validate_identity(&obj)?;
+            let cur = current.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            check_rv(&key, cur, obj.resource_version())?;
+            let new = obj.with_status_json(cur.status_json())?;
+            Ok(merge_existing(new, cur).map(|o| (o, Applied::Configured, false)))
+        }
+        Op::UpdateStatus(obj) => {
+            let key = obj.key();
+            let cur = current.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            check_rv(&key, cur, obj.resource_version())?;
+            let new = cur.with_status_json(obj.status_json())?;
+            Ok(merge_existing(new, cur).map(|o| (o, Applied::Configured, false)))
+        }
+        Op::Delete(key, rv) => {
+            let cur = current.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            check_rv(&key, cur, rv.as_deref())?;
+            Ok(Some((cur.clone(), Applied::Configured, true)))
+        }
+        Op::Apply(obj) => {
+            validate_identity(&obj)?;
+            match current {
+                None => {
+                    let mut obj = obj;
+                    stamp_new(&mut obj, now);
+                    Ok(Some((obj, Applied::Created, false)))
+                }
+                Some(cur) => {
+                    let status = obj.status_json();
+                    let new = if status.is_null() {
+                        obj.with_status_json(cur.status_json())?
+                    } else {
+                        obj
+                    };
+                    Ok(merge_existing(new, cur).map(|o| (o, Applied::Configured, false)))
+                }
+            }
+        }
+    }
+}
+
+/// Fill server-owned metadata on a new object.
+fn stamp_new(obj: &mut Object, now: &Time) {
+    let m = obj.meta_mut();
+    if m.uid.as_deref().unwrap_or("").is_empty() {
+        m.uid = Some(uuid::Uuid::new_v4().to_string());
+    }
+    if m.creation_timestamp.is_none() {
+        m.creation_timestamp = Some(now.clone());
+    }
+    m.generation = Some(1);
+    m.resource_version = None;
+    m.managed_fields = None;
+}
+
+/// Carry server-owned metadata over from the stored object; `None` when nothing would change.
+fn merge_existing(mut new: Object, cur: &Object) -> Option<Object> {
+    let spec_changed = new.to_json().get("spec") != cur.to_json().get("spec")
+        || new.to_json().get("data") != cur.to_json().get("data")
+        || new.to_json().get("stringData") != cur.to_json().get("stringData");
+    {
+        let c = cur.meta();
+        let m = new.meta_mut();
+        m.uid = c.uid.clone();
+        m.creation_timestamp = c.creation_timestamp.clone();
+        m.generation = c.generation;
+        m.managed_fields = None;
+        m.resource_version = c.resource_version.clone();
+    }
+    if new == *cur {
+        return None;
+    }
+    if spec_changed {
+        let m = new.meta_mut();
+        m.generation = Some(m.generation.unwrap_or(0) + 1);
+    }
+    Some(new)
+}
+
+fn check_rv(key: &ObjectKey, cur: &Object, given: Option<&str>) -> Result<(), StoreError> {
+    match given {
+        Some(g) if !g.is_empty() && Some(g) != cur.resource_version() => {
+            Err(StoreError::Conflict {
+                key: key.clone(),
+                current: cur.resource_version().unwrap_or("").to_string(),
+                given: g.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A DNS-1123 subdomain (object names) or label (namespaces).
+pub fn is_dns1123(s: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    if s.is_empty() || s.len() > max {
+        return false;
+    }
+    let ok_char =
+        |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || (!label && c == b'.');
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    b.iter().all(|&c| ok_char(c)) && alnum(b[0]) && alnum(b[b.len() - 1])
+}
+
+fn validate_identity(obj: &Object) -> Result<(), StoreError> {
+    let key = obj.key();
+    let invalid = |field: &str, message: String| StoreError::Invalid {
+        key: key.clone(),
+        field: field.into(),
+        message,
+    };
+    if !is_dns1123(obj.name(), false) {
+        return Err(invalid(
+            "metadata.name",
+            format!(
+                "{:?} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253, starting and ending alphanumeric)",
+                obj.name()
+            ),
+        ));
+    }
+    if !is_dns1123(obj.namespace(), true) {
+        return Err(invalid(
+            "metadata.namespace",
+            format!("{:?} is not a DNS-1123 label", obj.namespace()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_claims(index: &LookupIndex, obj: &Object) -> Result<(), StoreError> {
+    let Object::Hardware(hw) = obj else {
+        return Ok(());
+    };
+    let key = obj.key();
+    let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
+    let claims = claims_from_json(&v).map_err(|bad| StoreError::Invalid {
+        key: key.clone(),
+        field: bad[0].field.clone(),
+        message: bad[0].message.clone(),
+    })?;
+    // Two interfaces of one Hardware claiming the same MAC or IP is a typo worth refusing too.
+    for (i, a) in claims.iter().enumerate() {
+        if let Some(b) = claims[..i]
+            .iter()
+            .find(|b| b.kind == a.kind && b.value == a.value)
+        {
+            return Err(StoreError::Invalid {
+                key,
+                field: a.field.clone(),
+                message: format!("{:?} is already used by {}", a.value, b.field),
+            });
+        }
+    }
+    let owner = format!("{}/{}", key.namespace, key.name);
+    if let Some((claim, holder)) = index.conflict(&owner, &claims) {
+        return Err(StoreError::Duplicate {
+            key,
+            field: claim.field,
+            value: claim.value,
+            owner: holder,
+        });
+    }
+    Ok(())
+}
+
+fn index_insert(index: &mut LookupIndex, obj: &Object) {
+    match obj {
+        Object::Hardware(h) => index.upsert_hardware(h.clone()),
+        Object::Workflow(w) => index.upsert_workflow(w.clone()),
+        _ => {}
+    }
+}
+
+fn index_remove(index: &mut LookupIndex, obj: &Object) {
+    let key = format!("{}/{}", obj.namespace(), obj.name());
+    match obj {
+        Object::Hardware(_) => index.remove_hardware_by_owner(&key),
+        Object::Workflow(_) => index.remove_workflow(&key),
+        _ => {}
+    }
+}
+
+fn parse_rv(rv: &str) -> Result<u64, StoreError> {
+    rv.parse()
+        .map_err(|_| StoreError::BadResourceVersion(rv.to_string()))
+}
+
+fn matches(key: &ObjectKey, kind: Kind, namespace: Option<&str>) -> bool {
+    key.kind == kind && namespace.is_none_or(|ns| ns == key.namespace)
+}
+
+fn one(mut v: Vec<Outcome>) -> Object {
+    v.pop()
+        .unwrap_or_else(|| unreachable!("one op yields one outcome"))
+        .object
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
+        let key = ObjectKey::new(kind, namespace, name);
+        self.read_state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or(StoreError::NotFound(key))
+    }
+
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
+        let st = self.read_state();
+        let start = ObjectKey::new(kind, namespace.unwrap_or(""), "");
+        let items = st
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| ns == k.namespace))
+            .map(|(_, o)| o.clone())
+            .collect();
+        Ok(ObjectList {
+            items,
+            resource_version: st.revision.to_string(),
+        })
+    }
+
+    async fn watch(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError> {
+        let namespace = namespace.map(str::to_string);
+        let since = match since {
+            None | Some("") | Some("0") => None,
+            Some(rv) => Some(parse_rv(rv)?),
+        };
+        let (backlog, mut rx, mut last) = {
+            let st = self.read_state();
+            let rx = self.inner.events.subscribe();
+            let backlog: Vec<WatchEvent> = match since {
+                None => st
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| matches(k, kind, namespace.as_deref()))
+                    .map(|(_, o)| WatchEvent::Added(o.clone()))
+                    .collect(),
+                Some(rv) if rv < st.oldest_resumable => {
+                    return Err(StoreError::Expired {
+                        kind,
+                        resource_version: rv.to_string(),
+                    });
+                }
+                Some(rv) => st
+                    .history
+                    .iter()
+                    .filter(|c| c.revision > rv)
+                    .filter(|c| matches(&c.event.object().key(), kind, namespace.as_deref()))
+                    .map(|c| c.event.clone())
+                    .collect(),
+            };
+            (backlog, rx, st.revision)
+        };
+        let live = async_stream(move |tx| async move {
+            for ev in backlog {
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                // Exit as soon as the consumer is gone, even when nothing is being written.
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    () = tx.closed() => return,
+                };
+                match next {
+                    Ok(change) => {
+                        if change.revision <= last {
+                            continue;
+                        }
+                        last = change.revision;
+                        if !matches(&change.event.object().key(), kind, namespace.as_deref()) {
+                            continue;
+                        }
+                        if tx.send(Ok(change.event.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx
+                            .send(Err(StoreError::Expired {
+                                kind,
+                                resource_version: last.to_string(),
+                            }))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(live)
+    }
+
+    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
+        self.run(vec![Op::Create(obj)]).await.map(one)
+    }
+
+    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
+        self.run(vec![Op::Update(obj)]).await.map(one)
+    }
+
+    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
+        self.run(vec![Op::UpdateStatus(obj)]).await.map(one)
+    }
+
+    async fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Object, StoreError> {
+        let key = ObjectKey::new(kind, namespace, name);
+        self.run(vec![Op::Delete(key, resource_version.map(str::to_string))])
+            .await
+            .map(one)
+    }
+
+    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
+        let out = self.run(objs.into_iter().map(Op::Apply).collect()).await?;
+        Ok(out.into_iter().map(|o| (o.object, o.applied)).collect())
+    }
+}
+
+#[async_trait]
+impl HardwareLookup for EmbeddedStore {
+    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        Ok(self.lookup(ClaimKind::Mac, mac))
+    }
+    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        Ok(self.lookup(ClaimKind::Ip, ip))
+    }
+    async fn hardware_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        Ok(self.lookup(ClaimKind::AgentId, agent_id))
+    }
+    async fn hardware_by_instance_id(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        Ok(self.lookup(ClaimKind::InstanceId, instance_id))
+    }
+    async fn workflows_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Vec<Arc<Workflow>>, StoreError> {
+        Ok(self.read_state().index.workflows_by_agent(agent_id))
+    }
+}
+
+/// A stream fed by a spawned producer; the producer stops when the stream is dropped.
+pub(crate) fn async_stream<F, Fut>(producer: F) -> WatchStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchEvent, StoreError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,495 @@
+//! The backend seam: a small, dynamically typed object store with Kubernetes semantics.
+//!
+//! Why dynamic (`Object`, `Kind`) rather than generic over the resource type: the seam must be
+//! object-safe so a service can hold an `Arc<dyn Store>` chosen at start-up (embedded, kube or
+//! remote), and the store API and CLI handle every kind through one code path. Typed access is a
+//! `match` away (`Object::as_hardware`), and the hot lookups ([`HardwareLookup`]) return typed
+//! `Arc`s directly.
+//!
+//! Semantics follow the Kubernetes API so the two main backends behave the same:
+//! * every write bumps a store-wide, monotonically increasing `resourceVersion`;
+//! * `update`/`update_status`/`delete` with a `resourceVersion` are conditional: a stale write is
+//!   rejected with [`StoreError::Conflict`], never applied;
+//! * `update` never changes status and `update_status` never changes anything but status;
+//! * `watch` from a `resourceVersion` delivers every later change in order, or fails with
+//!   [`StoreError::Expired`] when that history is gone (the caller lists again).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow};
+
+pub mod embedded;
+mod error;
+pub mod index;
+pub mod remote;
+
+pub use error::StoreError;
+
+/// The kinds of object the appliance stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// tinkerbell.org/v1alpha1 Hardware.
+    Hardware,
+    /// tinkerbell.org/v1alpha1 Template.
+    Template,
+    /// tinkerbell.org/v1alpha1 Workflow.
+    Workflow,
+    /// bmc.tinkerbell.org/v1alpha1 Machine.
+    Machine,
+    /// bmc.tinkerbell.org/v1alpha1 Job.
+    Job,
+    /// bmc.tinkerbell.org/v1alpha1 Task.
+    Task,
+    /// core/v1 Secret (BMC credentials).
+    Secret,
+}
+
+impl Kind {
+    /// Every kind, in dependency order (what an import should create first comes first).
+    pub const ALL: [Kind; 7] = [
+        Kind::Secret,
+        Kind::Machine,
+        Kind::Hardware,
+        Kind::Template,
+        Kind::Workflow,
+        Kind::Job,
+        Kind::Task,
+    ];
+
+    /// The Kubernetes `kind` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hardware => "Hardware",
+            Kind::Template => "Template",
+            Kind::Workflow => "Workflow",
+            Kind::Machine => "Machine",
+            Kind::Job => "Job",
+            Kind::Task => "Task",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// API group ("" for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Hardware | Kind::Template | Kind::Workflow => "tinkerbell.org",
+            Kind::Machine | Kind::Job | Kind::Task => "bmc.tinkerbell.org",
+            Kind::Secret => "",
+        }
+    }
+
+    /// The `apiVersion` string.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Hardware | Kind::Template | Kind::Workflow => "tinkerbell.org/v1alpha1",
+            Kind::Machine | Kind::Job | Kind::Task => "bmc.tinkerbell.org/v1alpha1",
+            Kind::Secret => "v1",
+        }
+    }
+
+    /// The REST resource name (plural).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Hardware => "hardware",
+            Kind::Template => "templates",
+            Kind::Workflow => "workflows",
+            Kind::Machine => "machines",
+            Kind::Job => "jobs",
+            Kind::Task => "tasks",
+            Kind::Secret => "secrets",
+        }
+    }
+
+    /// Parse what a user types on the command line: kind, plural or short name, any case,
+    /// optionally qualified by group (`machine.bmc`, `jobs.bmc.tinkerbell.org`).
+    pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.to_ascii_lowercase();
+        let (name, group) = match s.split_once('.') {
+            Some((n, g)) => (n.to_string(), Some(g.to_string())),
+            None => (s, None),
+        };
+        let kind = match name.as_str() {
+            "hardware" | "hardwares" | "hw" => Kind::Hardware,
+            "template" | "templates" | "tpl" => Kind::Template,
+            "workflow" | "workflows" | "wf" => Kind::Workflow,
+            "machine" | "machines" => Kind::Machine,
+            "job" | "jobs" | "j" => Kind::Job,
+            "task" | "tasks" | "t" => Kind::Task,
+            "secret" | "secrets" => Kind::Secret,
+            _ => return None,
+        };
+        match group.as_deref() {
+            None => Some(kind),
+            Some(g) if kind.group().starts_with(g) && !g.is_empty() => Some(kind),
+            Some(_) => None,
+        }
+    }
+
+    /// Find the kind for an `apiVersion`/`kind` pair as written in a document.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.api_version() == api_version && k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stored object of any kind. Cloning is cheap (the payload is shared).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// A Hardware.
+    Hardware(Arc<Hardware>),
+    /// A Template.
+    Template(Arc<Template>),
+    /// A Workflow.
+    Workflow(Arc<Workflow>),
+    /// A bmc Machine.
+    Machine(Arc<Machine>),
+    /// A bmc Job.
+    Job(Arc<Job>),
+    /// A bmc Task.
+    Task(Arc<Task>),
+    /// A Secret.
+    Secret(Arc<Secret>),
+}
+
+/// Apply `$body` to the payload of every variant.
+macro_rules! each_variant {
+    ($obj:expr, $inner:ident => $body:expr) => {
+        match $obj {
+            Object::Hardware($inner) => $body,
+            Object::Template($inner) => $body,
+            Object::Workflow($inner) => $body,
+            Object::Machine($inner) => $body,
+            Object::Job($inner) => $body,
+            Object::Task($inner) => $body,
+            Object::Secret($inner) => $body,
+        }
+    };
+}
+
+/// Apply `$body` to the payload of every variant, mutably (copy-on-write).
+macro_rules! each_variant_mut {
+    ($obj:expr, $inner:ident => $body:expr) => {
+        match $obj {
+            Object::Hardware(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Template(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Workflow(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Machine(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Job(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Task(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::Secret(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+        }
+    };
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Hardware(_) => Kind::Hardware,
+            Object::Template(_) => Kind::Template,
+            Object::Workflow(_) => Kind::Workflow,
+            Object::Machine(_) => Kind::Machine,
+            Object::Job(_) => Kind::Job,
+            Object::Task(_) => Kind::Task,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    /// Object metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        each_variant!(self, o => &o.metadata)
+    }
+
+    /// Mutable object metadata (copies the payload if it is shared).
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        each_variant_mut!(self, o => &mut o.metadata)
+    }
+
+    /// `metadata.name`, or "" when unset.
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or("")
+    }
+
+    /// `metadata.namespace`, or "" when unset.
+    pub fn namespace(&self) -> &str {
+        self.meta().namespace.as_deref().unwrap_or("")
+    }
+
+    /// `metadata.resourceVersion`, when set.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.meta().resource_version.as_deref()
+    }
+
+    /// The object's identity, for messages and maps.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.kind(), self.namespace(), self.name())
+    }
+
+    /// The payload as JSON, with `apiVersion` and `kind` set.
+    pub fn to_json(&self) -> Value {
+        let mut v = each_variant!(self, o => serde_json::to_value(&**o))
+            .unwrap_or_else(|e| unreachable!("resource types always serialise: {e}"));
+        if let Value::Object(map) = &mut v {
+            map.insert(
+                "apiVersion".into(),
+                Value::String(self.kind().api_version().into()),
+            );
+            map.insert("kind".into(), Value::String(self.kind().as_str().into()));
+        }
+        v
+    }
+
+    /// Decode an object of a known kind from JSON.
+    pub fn from_json(kind: Kind, v: Value) -> Result<Object, serde_json::Error> {
+        Ok(match kind {
+            Kind::Hardware => Object::Hardware(Arc::new(serde_json::from_value(v)?)),
+            Kind::Template => Object::Template(Arc::new(serde_json::from_value(v)?)),
+            Kind::Workflow => Object::Workflow(Arc::new(serde_json::from_value(v)?)),
+            Kind::Machine => Object::Machine(Arc::new(serde_json::from_value(v)?)),
+            Kind::Job => Object::Job(Arc::new(serde_json::from_value(v)?)),
+            Kind::Task => Object::Task(Arc::new(serde_json::from_value(v)?)),
+            Kind::Secret => Object::Secret(Arc::new(serde_json::from_value(v)?)),
+        })
+    }
+
+    /// Decode from JSON that carries `apiVersion` and `kind`.
+    pub fn from_typed_json(v: Value) -> Result<Object, StoreError> {
+        let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind_s = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        let kind = Kind::from_type(api_version, kind_s).ok_or_else(|| StoreError::UnknownType {
+            api_version: api_version.to_string(),
+            kind: kind_s.to_string(),
+        })?;
+        Object::from_json(kind, v).map_err(|e| StoreError::Decode {
+            what: kind.to_string(),
+            source: e,
+        })
+    }
+
+    /// The Hardware payload, if this is one.
+    pub fn as_hardware(&self) -> Option<&Arc<Hardware>> {
+        match self {
+            Object::Hardware(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The Workflow payload, if this is one.
+    pub fn as_workflow(&self) -> Option<&Arc<Workflow>> {
+        match self {
+            Object::Workflow(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The JSON value of `status`, or Null. Used to tell spec writes from status writes.
+    pub fn status_json(&self) -> Value {
+        self.to_json().get("status").cloned().unwrap_or(Value::Null)
+    }
+
+    /// The object's JSON with `status` replaced by `status` (Null removes it).
+    pub fn with_status_json(&self, status: Value) -> Result<Object, StoreError> {
+        let mut v = self.to_json();
+        if let Value::Object(map) = &mut v {
+            if status.is_null() {
+                map.remove("status");
+            } else {
+                map.insert("status".into(), status);
+            }
+        }
+        Object::from_typed_json(v)
+    }
+}
+
+/// kind/namespace/name: an object's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Build a key.
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// The result of a list: the items and the resourceVersion to watch from.
+#[derive(Debug, Clone)]
+pub struct ObjectList {
+    /// The objects, ordered by namespace then name.
+    pub items: Vec<Object>,
+    /// Store revision the list was taken at.
+    pub resource_version: String,
+}
+
+/// One change delivered by a watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// The object was created (or existed when an unanchored watch started).
+    Added(Object),
+    /// The object was changed.
+    Modified(Object),
+    /// The object was deleted; carries its last state.
+    Deleted(Object),
+}
+
+impl WatchEvent {
+    /// The object the event is about.
+    pub fn object(&self) -> &Object {
+        match self {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
+        }
+    }
+
+    /// The Kubernetes event type name.
+    pub fn type_str(&self) -> &'static str {
+        match self {
+            WatchEvent::Added(_) => "ADDED",
+            WatchEvent::Modified(_) => "MODIFIED",
+            WatchEvent::Deleted(_) => "DELETED",
+        }
+    }
+}
+
+/// A stream of changes. It ends with an error when the watcher fell behind or the history it
+/// asked for is gone; the caller lists again.
+pub type WatchStream = BoxStream<'static, Result<WatchEvent, StoreError>>;
+
+/// What `apply_all` did with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It did not exist and was created.
+    Created,
+    /// It existed and its spec/metadata changed.
+    Configured,
+    /// It existed and was identical.
+    Unchanged,
+}
+
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Applied::Created => "created",
+            Applied::Configured => "configured",
+            Applied::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// The generic object store every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Get one object. Missing → [`StoreError::NotFound`].
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError>;
+
+    /// List objects of a kind, in one namespace or all (`None`).
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError>;
+
+    /// Watch a kind. With `since`, deliver every change after that resourceVersion; without,
+    /// deliver every current object as `Added` and then every change.
+    async fn watch(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError>;
+
+    /// Create an object (its resourceVersion must be unset).
+    async fn create(&self, obj: Object) -> Result<Object, StoreError>;
+
+    /// Replace an object's metadata and spec; its status is kept. Conditional when the object
+    /// carries a resourceVersion.
+    async fn update(&self, obj: Object) -> Result<Object, StoreError>;
+
+    /// Replace an object's status only. Conditional when the object carries a resourceVersion.
+    async fn update_status(&self, obj: Object) -> Result<Object, StoreError>;
+
+    /// Delete an object, conditionally on `resource_version` when given. Returns its last state.
+    async fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Object, StoreError>;
+
+    /// Create or update every object (including status, when given), all or nothing where the
+    /// backend can promise it. Returns what happened to each, in order.
+    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError>;
+}
+
+/// The lookups boots, hegel and the tink server make on every packet or request.
+#[async_trait]
+pub trait HardwareLookup: Send + Sync + 'static {
+    /// The Hardware with an interface whose `dhcp.mac` is `mac` (any case).
+    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError>;
+    /// The Hardware with an interface whose `dhcp.ip.address` is `ip`.
+    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError>;
+    /// The Hardware whose `spec.agentID` is `agent_id`.
+    async fn hardware_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError>;
+    /// The Hardware whose `spec.metadata.instance.id` is `instance_id`.
+    async fn hardware_by_instance_id(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError>;
+    /// Workflows whose `status.agentID` is `agent_id`, by namespace and name.
+    async fn workflows_by_agent_id(&self, agent_id: &str)
+    -> Result<Vec<Arc<Workflow>>, StoreError>;
+}
+
+/// A backend: both traits.
+pub trait Backend: Store + HardwareLookup {}
+impl<T: Store + HardwareLookup> Backend for T {}
