@@ -1,0 +1,323 @@
+//! The README's promise, as a user runs it: serve on the embedded store, import a hardware.csv,
+//! apply a Template and a Workflow, list them, `kill -9` the appliance, start it again, and
+//! find everything. Plus the bad-input paths: nothing is half-applied.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+struct Appliance {
+    child: Child,
+}
+
+impl Appliance {
+    fn start(dir: &Path) -> Appliance {
+        let url_file = dir.join("api-url");
+        let _ = std::fs::remove_file(&url_file);
+        let child = Command::new(BIN)
+            .args([
+                "--data-dir",
+                &dir.display().to_string(),
+                "serve",
+                "--store-api-addr",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !url_file.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not write {}",
+                url_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Appliance { child }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run tinkerbell")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "tinkerbell {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "tinkerbell {args:?} should fail with 1"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn temp_dir() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("data");
+    (d, p)
+}
+
+#[test]
+fn import_apply_get_kill9_restart_finds_everything() {
+    let (_t, dir) = temp_dir();
+    let app = Appliance::start(&dir);
+
+    let out = ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    assert!(out.contains("imported 2 rows"), "{out}");
+    let out = ok(
+        &dir,
+        &[
+            "apply",
+            "-f",
+            &fixture("template.yaml"),
+            "-f",
+            &fixture("workflow.yaml"),
+        ],
+    );
+    assert!(
+        out.contains("templates.tinkerbell.org/ubuntu created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("workflows.tinkerbell.org/provision-cp-0 created"),
+        "{out}"
+    );
+    // Applying again changes nothing.
+    let out = ok(&dir, &["apply", "-f", &fixture("template.yaml")]);
+    assert!(
+        out.contains("templates.tinkerbell.org/ubuntu unchanged"),
+        "{out}"
+    );
+
+    let before = (
+        ok(&dir, &["get", "hardware", "-o", "yaml"]),
+        ok(&dir, &["get", "wf", "-o", "json"]),
+        ok(&dir, &["get", "tpl", "ubuntu", "-o", "yaml"]),
+        ok(&dir, &["get", "machine", "-o", "yaml"]),
+        ok(&dir, &["get", "secret", "-o", "yaml", "--show-secrets"]),
+    );
+    let table = ok(&dir, &["get", "hw"]);
+    assert!(
+        table.contains("cp-0")
+            && table.contains("52:54:00:00:00:10")
+            && table.contains("10.10.0.10"),
+        "{table}"
+    );
+
+    app.kill_9();
+    let _app = Appliance::start(&dir);
+    let after = (
+        ok(&dir, &["get", "hardware", "-o", "yaml"]),
+        ok(&dir, &["get", "wf", "-o", "json"]),
+        ok(&dir, &["get", "tpl", "ubuntu", "-o", "yaml"]),
+        ok(&dir, &["get", "machine", "-o", "yaml"]),
+        ok(&dir, &["get", "secret", "-o", "yaml", "--show-secrets"]),
+    );
+    assert_eq!(before, after, "everything survives kill -9, byte for byte");
+}
+
+#[test]
+fn secrets_are_redacted_unless_asked() {
+    let (_t, dir) = temp_dir();
+    let _app = Appliance::start(&dir);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    // base64("s3cret-pw") must not appear without --show-secrets.
+    let secret_b64 = "czNjcmV0LXB3";
+    let hidden = ok(&dir, &["get", "secret", "bmc-cp-0-auth", "-o", "yaml"]);
+    assert!(!hidden.contains(secret_b64), "{hidden}");
+    let shown = ok(
+        &dir,
+        &[
+            "get",
+            "secret",
+            "bmc-cp-0-auth",
+            "-o",
+            "yaml",
+            "--show-secrets",
+        ],
+    );
+    assert!(shown.contains(secret_b64), "{shown}");
+    let export = ok(&dir, &["export"]);
+    assert!(
+        !export.contains(secret_b64) && !export.contains("kind: Secret"),
+        "{export}"
+    );
+}
+
+#[test]
+fn bad_input_applies_nothing() {
+    let (t, dir) = temp_dir();
+    let _app = Appliance::start(&dir);
+    // One good document and one with a misspelt field: nothing lands.
+    let bad = t.path().join("bad.yaml");
+    let good = std::fs::read_to_string(fixture("template.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        format!("{good}---\napiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata:\n  name: n1\nspec:\n  interfaces:\n  - netboot:\n      allowPxe: true\n"),
+    )
+    .unwrap();
+    let err = fails(&dir, &["apply", "-f", &bad.display().to_string()]);
+    assert!(
+        err.contains(
+            "document 2 (line 31): spec.interfaces[0].netboot.allowPxe: unknown field for Hardware"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing was applied"), "{err}");
+    let templates = run(&dir, &["get", "tpl"]);
+    assert!(
+        String::from_utf8_lossy(&templates.stdout).trim().is_empty(),
+        "nothing applied"
+    );
+
+    // A CSV with bad rows imports nothing and names every bad row.
+    let csv = t.path().join("bad.csv");
+    let mut rows = std::fs::read_to_string(fixture("hardware.csv")).unwrap();
+    rows.push_str("Bad_Host,10.10.0.30,255.255.255.0,10.10.0.1,10.10.0.1,52:54:00:00:00:30,/dev/vda,type=worker,,,\n");
+    rows.push_str("w-2,10.10.0.40,255.255.255.0,10.10.0.1,10.10.0.1,zz:54:00:00:00:40,/dev/vda,type=worker,,,\n");
+    std::fs::write(&csv, rows).unwrap();
+    let err = fails(
+        &dir,
+        &["hardware", "import", "--csv", &csv.display().to_string()],
+    );
+    assert!(err.contains("line 4") && err.contains("line 5"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&run(&dir, &["get", "hw"]).stdout)
+            .trim()
+            .is_empty()
+    );
+
+    // A store conflict (a Hardware claiming an existing MAC) is refused whole.
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    let clash = t.path().join("clash.yaml");
+    std::fs::write(
+        &clash,
+        format!("{good}---\napiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata:\n  name: other\nspec:\n  interfaces:\n  - dhcp:\n      mac: 52:54:00:00:00:10\n"),
+    )
+    .unwrap();
+    let err = fails(&dir, &["apply", "-f", &clash.display().to_string()]);
+    assert!(
+        err.contains("already claimed by Hardware default/cp-0"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&run(&dir, &["get", "tpl"]).stdout)
+            .trim()
+            .is_empty()
+    );
+
+    // Unknown kinds and missing objects are clear.
+    assert!(fails(&dir, &["get", "nodes"]).contains("unknown kind \"nodes\""));
+    assert!(fails(&dir, &["delete", "hw", "ghost"]).contains("Hardware default/ghost not found"));
+}
+
+#[test]
+fn export_import_round_trip_keeps_status() {
+    let (t, dir) = temp_dir();
+    let _app = Appliance::start(&dir);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    ok(
+        &dir,
+        &[
+            "apply",
+            "-f",
+            &fixture("template.yaml"),
+            "-f",
+            &fixture("workflow.yaml"),
+        ],
+    );
+    let file = t.path().join("export.yaml");
+    ok(
+        &dir,
+        &[
+            "export",
+            "--show-secrets",
+            "-o",
+            &file.display().to_string(),
+        ],
+    );
+
+    let (_t2, dir2) = temp_dir();
+    let _app2 = Appliance::start(&dir2);
+    let out = ok(&dir2, &["import", "-f", &file.display().to_string()]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        6,
+        "{out}"
+    );
+    for kind in ["hw", "tpl", "wf", "machine", "secret"] {
+        let a = ok(&dir, &["get", kind, "-o", "json", "--show-secrets"]);
+        let b = ok(&dir2, &["get", kind, "-o", "json", "--show-secrets"]);
+        let strip = |s: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+            for item in v["items"].as_array_mut().unwrap() {
+                item["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("resourceVersion");
+            }
+            v
+        };
+        assert_eq!(strip(&a), strip(&b), "{kind} differs after export/import");
+    }
+}
+
+#[test]
+fn client_without_server_explains() {
+    let (_t, dir) = temp_dir();
+    let err = fails(&dir, &["get", "hw"]);
+    assert!(err.contains("is `tinkerbell serve --data-dir"), "{err}");
+}
