@@ -56,8 +56,8 @@ fn crds_match_golden_files() {
 fn golden_yaml_reads_back_as_the_same_crd() {
     for crd in all_crds() {
         let text = render(&crd);
-        let back: CustomResourceDefinition = serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file_name(&crd)));
+        let back: CustomResourceDefinition =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file_name(&crd)));
         assert_eq!(back, crd, "{}", file_name(&crd));
     }
 }
@@ -78,17 +78,36 @@ fn clusterctl_labels_only_on_hardware_and_machine() {
                     "{name} must carry label {key}: \"\""
                 );
             }
-            assert_eq!(labels.len(), CLUSTERCTL_CRD_LABELS.len(), "{name}: {labels:?}");
+            assert_eq!(
+                labels.len(),
+                CLUSTERCTL_CRD_LABELS.len(),
+                "{name}: {labels:?}"
+            );
         } else {
-            assert!(labels.is_empty(), "{name} must not carry labels: {labels:?}");
+            assert!(
+                labels.is_empty(),
+                "{name} must not carry labels: {labels:?}"
+            );
         }
     }
 }
 
+/// A printer column: (name, JSON path, priority).
+type Column = (&'static str, &'static str, i32);
+
+/// What upstream's CRD says: (metadata.name, kind, plural, singular, short names, columns).
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [Column],
+);
+
 #[test]
 fn crd_names_match_upstream() {
-    // (metadata.name, kind, plural, singular, short names, printer columns)
-    let want: [(&str, &str, &str, &str, &[&str], &[(&str, &str, i32)]); 6] = [
+    let want: [Expected; 6] = [
         (
             "hardware.tinkerbell.org",
             "Hardware",
@@ -121,9 +140,23 @@ fn crd_names_match_upstream() {
                 ("Template-Rendering", ".status.templateRendering", 1),
             ],
         ),
-        ("machines.bmc.tinkerbell.org", "Machine", "machines", "machine", &[], &[]),
+        (
+            "machines.bmc.tinkerbell.org",
+            "Machine",
+            "machines",
+            "machine",
+            &[],
+            &[],
+        ),
         ("jobs.bmc.tinkerbell.org", "Job", "jobs", "job", &["j"], &[]),
-        ("tasks.bmc.tinkerbell.org", "Task", "tasks", "task", &["t"], &[]),
+        (
+            "tasks.bmc.tinkerbell.org",
+            "Task",
+            "tasks",
+            "task",
+            &["t"],
+            &[],
+        ),
     ];
     let crds = all_crds();
     assert_eq!(crds.len(), want.len());
@@ -133,7 +166,10 @@ fn crd_names_match_upstream() {
         assert_eq!(names.kind, kind);
         assert_eq!(names.plural, plural);
         assert_eq!(names.singular.as_deref(), Some(singular));
-        assert_eq!(names.list_kind.as_deref(), Some(format!("{kind}List").as_str()));
+        assert_eq!(
+            names.list_kind.as_deref(),
+            Some(format!("{kind}List").as_str())
+        );
         assert_eq!(names.short_names.clone().unwrap_or_default(), short);
         assert_eq!(names.categories.clone().unwrap_or_default(), ["tinkerbell"]);
         assert_eq!(crd.spec.scope, "Namespaced");
@@ -142,7 +178,11 @@ fn crd_names_match_upstream() {
         assert_eq!(version.name, "v1alpha1");
         assert!(version.served && version.storage);
         assert!(
-            version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
             "{name}: status subresource"
         );
         let got: Vec<_> = version

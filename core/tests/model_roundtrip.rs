@@ -82,12 +82,20 @@ fn hardware_full_roundtrip() {
 
     let iface = &hw.interfaces()[0];
     let netboot = iface.netboot.as_ref().expect("netboot");
-    assert_eq!(netboot.allow_pxe, Some(false), "explicit allowPXE: false kept");
+    assert_eq!(
+        netboot.allow_pxe,
+        Some(false),
+        "explicit allowPXE: false kept"
+    );
     assert_eq!(iface.disable_dhcp, Some(false));
     let dhcp = iface.dhcp.as_ref().expect("dhcp");
     assert_eq!(dhcp.lease_time, Some(0), "explicit lease_time: 0 kept");
     assert_eq!(dhcp.vlan_id.as_deref(), Some("100"));
-    assert_eq!(hw.spec.user_data.as_deref(), Some(""), "explicit empty userData kept");
+    assert_eq!(
+        hw.spec.user_data.as_deref(),
+        Some(""),
+        "explicit empty userData kept"
+    );
     assert_eq!(hw.spec.tink_version, Some(0));
     let custom = hw.spec.metadata.as_ref().and_then(|m| m.custom.as_ref());
     assert_eq!(
@@ -95,7 +103,11 @@ fn hardware_full_roundtrip() {
         Some(MetadataInstanceOperatingSystem::default()),
     );
     let resources = hw.spec.resources.as_ref().expect("resources");
-    assert_eq!(resources["cpu"], serde_json::json!(16), "integer quantity stays an integer");
+    assert_eq!(
+        resources["cpu"],
+        serde_json::json!(16),
+        "integer quantity stays an integer"
+    );
     assert_eq!(resources["memory"], serde_json::json!("64Gi"));
 }
 
@@ -118,7 +130,12 @@ fn hardware_eksa_roundtrip() {
     assert_eq!(hw.metadata.creation_timestamp, None);
     assert!(hw.status.is_some(), "status: {{}} kept");
 
-    let instance = hw.spec.metadata.as_ref().and_then(|m| m.instance.as_ref()).unwrap();
+    let instance = hw
+        .spec
+        .metadata
+        .as_ref()
+        .and_then(|m| m.instance.as_ref())
+        .unwrap();
     assert_eq!(
         instance.operating_system,
         Some(MetadataInstanceOperatingSystem::default()),
@@ -161,9 +178,15 @@ fn hardware_helpers_treat_empty_as_unset() {
 fn template_roundtrip() {
     let tpl: Template = roundtrip_fixture("template.yaml");
     let data = tpl.spec.data.as_deref().expect("data");
-    assert!(data.starts_with("version: \"0.1\"\nname: ubuntu\n"), "{data}");
+    assert!(
+        data.starts_with("version: \"0.1\"\nname: ubuntu\n"),
+        "{data}"
+    );
     assert!(data.contains("{{ index .Hardware.Disks 0 }}"));
-    assert!(data.ends_with("command: [\"reboot\"]\n"), "block scalar keeps its final newline");
+    assert!(
+        data.ends_with("command: [\"reboot\"]\n"),
+        "block scalar keeps its final newline"
+    );
 }
 
 #[test]
@@ -193,17 +216,24 @@ fn legacy_workflow_state_values_load() {
     // Standalone tink used STATE_* values; they must still load (and survive) as strings.
     let yaml = "apiVersion: tinkerbell.org/v1alpha1\nkind: Workflow\nmetadata:\n  name: old\nspec:\n  templateRef: t\nstatus:\n  state: STATE_PENDING\n";
     let wf: Workflow = assert_roundtrip("legacy workflow", yaml);
-    assert_eq!(
-        wf.status.unwrap().state.as_deref(),
-        Some("STATE_PENDING")
-    );
+    assert_eq!(wf.status.unwrap().state.as_deref(), Some("STATE_PENDING"));
 }
 
 #[test]
 fn machine_roundtrip() {
     let m: Machine = roundtrip_fixture("machine.yaml");
-    let opts = m.spec.connection.as_ref().unwrap().provider_options.as_ref().unwrap();
-    assert_eq!(opts.ipmitool.as_ref().unwrap().cipher_suite.as_deref(), Some("17"));
+    let opts = m
+        .spec
+        .connection
+        .as_ref()
+        .unwrap()
+        .provider_options
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        opts.ipmitool.as_ref().unwrap().cipher_suite.as_deref(),
+        Some("17")
+    );
     assert_eq!(opts.redfish.as_ref().unwrap().use_basic_auth, Some(true));
     assert_eq!(m.status.unwrap().power_state.as_deref(), Some("on"));
 }
@@ -223,12 +253,22 @@ fn job_roundtrip() {
     assert_eq!(tasks.len(), 9);
     assert_eq!(tasks[0].power_action.as_deref(), Some("off"));
     assert_eq!(
-        tasks[1].one_time_boot_device_action.as_ref().unwrap().devices.as_deref(),
+        tasks[1]
+            .one_time_boot_device_action
+            .as_ref()
+            .unwrap()
+            .devices
+            .as_deref(),
         Some(&["pxe".to_string()][..])
     );
     assert_eq!(tasks[2].boot_device.as_ref().unwrap().efi_boot, Some(true));
     assert_eq!(
-        tasks[3].virtual_media_action.as_ref().unwrap().kind.as_deref(),
+        tasks[3]
+            .virtual_media_action
+            .as_ref()
+            .unwrap()
+            .kind
+            .as_deref(),
         Some("CD")
     );
 }
@@ -236,7 +276,10 @@ fn job_roundtrip() {
 #[test]
 fn task_roundtrip() {
     let task: Task = roundtrip_fixture("task.yaml");
-    assert_eq!(task.spec.task.as_ref().unwrap().power_action.as_deref(), Some("off"));
+    assert_eq!(
+        task.spec.task.as_ref().unwrap().power_action.as_deref(),
+        Some("off")
+    );
 }
 
 #[test]
@@ -305,13 +348,15 @@ fn schema_fields(schema: &Value, path: &str, out: &mut BTreeMap<(String, String)
         let id = schema_id(schema);
         for (key, sub) in props {
             let p = format!("{path}.{key}");
-            out.entry((id.clone(), key.clone())).or_insert_with(|| p.clone());
+            out.entry((id.clone(), key.clone()))
+                .or_insert_with(|| p.clone());
             schema_fields(sub, &p, out);
         }
     }
     if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
         let p = format!("{path}.{{}}");
-        out.entry((schema_id(schema), "{}".into())).or_insert_with(|| p.clone());
+        out.entry((schema_id(schema), "{}".into()))
+            .or_insert_with(|| p.clone());
         schema_fields(sub, &p, out);
     }
     if let Some(sub) = schema.get("items") {
@@ -393,5 +438,8 @@ fn fixtures_set_every_modelled_field() {
         );
     }
     missing.sort_unstable();
-    assert!(missing.is_empty(), "CRD fields no fixture sets: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "CRD fields no fixture sets: {missing:#?}"
+    );
 }
