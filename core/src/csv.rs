@@ -461,19 +461,14 @@ struct Seen {
     bmc_ips: HashMap<IpAddr, usize>,
 }
 
-/// Record `value` as used on `line`; an error naming the earlier line if it already was.
+/// Record `value` as used on `line`; a message naming the earlier line if it already was.
 fn unique<K: std::hash::Hash + Eq + fmt::Display>(
     seen: &mut HashMap<K, usize>,
     value: K,
     line: usize,
-    column: &str,
-) -> Option<RowError> {
+) -> Option<String> {
     match seen.get(&value) {
-        Some(&first) => Some(RowError::new(
-            line,
-            Some(column),
-            format!("\"{value}\" is already used on line {first}"),
-        )),
+        Some(&first) => Some(format!("\"{value}\" is already used on line {first}")),
         None => {
             seen.insert(value, line);
             None
@@ -526,18 +521,16 @@ fn check_row(
     } else {
         true
     };
-    if hostname_ok {
-        if let Some(e) = unique(&mut seen.hostnames, hostname.to_string(), line, "hostname") {
-            err(e.column.as_deref(), e.message);
-        }
+    if hostname_ok && let Some(dup) = unique(&mut seen.hostnames, hostname.to_string(), line) {
+        err(Some("hostname"), dup);
     }
 
     // ip_address, netmask, gateway
     let ip = ipv4(cells.get("ip_address"), "ip_address", &mut err);
-    if let Some(ip) = ip {
-        if let Some(e) = unique(&mut seen.ips, ip, line, "ip_address") {
-            err(e.column.as_deref(), e.message);
-        }
+    if let Some(ip) = ip
+        && let Some(dup) = unique(&mut seen.ips, ip, line)
+    {
+        err(Some("ip_address"), dup);
     }
     let netmask = netmask(cells.get("netmask"), &mut err);
     let gateway = ipv4(cells.get("gateway"), "gateway", &mut err);
@@ -559,10 +552,10 @@ fn check_row(
             }
         }
     };
-    if let Some(mac) = &mac {
-        if let Some(e) = unique(&mut seen.macs, mac.clone(), line, "mac") {
-            err(e.column.as_deref(), e.message);
-        }
+    if let Some(mac) = &mac
+        && let Some(dup) = unique(&mut seen.macs, mac.clone(), line)
+    {
+        err(Some("mac"), dup);
     }
 
     // disk
@@ -635,8 +628,8 @@ fn check_row(
             }
         };
         if let Some(ip) = ip {
-            if let Some(e) = unique(&mut seen.bmc_ips, ip, line, "bmc_ip") {
-                err(e.column.as_deref(), e.message);
+            if let Some(dup) = unique(&mut seen.bmc_ips, ip, line) {
+                err(Some("bmc_ip"), dup);
             }
             if missing.is_empty() {
                 bmc = Some(Bmc {
@@ -820,10 +813,10 @@ fn check_label_key(key: &str) -> Result<(), &'static str> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        if !is_dns1123_subdomain(prefix) {
-            return Err("the prefix before '/' must be a DNS-1123 subdomain (e.g. example.com)");
-        }
+    if let Some(prefix) = prefix
+        && !is_dns1123_subdomain(prefix)
+    {
+        return Err("the prefix before '/' must be a DNS-1123 subdomain (e.g. example.com)");
     }
     if !is_label_name(name) {
         return Err(NAME_RULE);

@@ -162,13 +162,23 @@ fn good_file_generates_eksa_objects() {
 
     // vlan_id set; empty labels leave metadata.labels out.
     let wk02 = find(&import.objects, Kind::Hardware, "eksa-wk02").to_json();
-    assert_eq!(wk02["metadata"], json!({ "name": "eksa-wk02", "namespace": "eksa-system" }));
-    assert_eq!(wk02["spec"]["interfaces"][0]["dhcp"]["vlan_id"], json!("100"));
+    assert_eq!(
+        wk02["metadata"],
+        json!({ "name": "eksa-wk02", "namespace": "eksa-system" })
+    );
+    assert_eq!(
+        wk02["spec"]["interfaces"][0]["dhcp"]["vlan_id"],
+        json!("100")
+    );
     assert_eq!(
         wk02["spec"]["bmcRef"],
         json!({ "kind": "Machine", "name": "bmc-eksa-wk02" })
     );
-    assert!(cp01["spec"]["interfaces"][0]["dhcp"].get("vlan_id").is_none());
+    assert!(
+        cp01["spec"]["interfaces"][0]["dhcp"]
+            .get("vlan_id")
+            .is_none()
+    );
 
     let machine = find(&import.objects, Kind::Machine, "bmc-eksa-cp01").to_json();
     assert_eq!(
@@ -217,7 +227,10 @@ fn good_file_generates_eksa_objects() {
 fn debug_output_hides_secrets() {
     let import = parse_hardware_csv(&fixture("hardware.csv"), NS).expect("valid file");
     let debug = format!("{import:?}");
-    assert!(debug.contains("Secret eksa-system/bmc-eksa-cp01-auth"), "{debug}");
+    assert!(
+        debug.contains("Secret eksa-system/bmc-eksa-cp01-auth"),
+        "{debug}"
+    );
     for secret in ["PrZ8W93i", "UHJaOFc5M2k", "S3cret", "UzNjcmV0"] {
         assert!(!debug.contains(secret), "{debug}");
     }
@@ -247,8 +260,16 @@ fn bad_file_reports_every_error_and_imports_nothing() {
                  and bmc_password, or none of them"
             ),
             // Line 6 is blank; the next record is on line 7.
-            (7, Some("ip_address"), "\"10.0.0.1\" is already used on line 2"),
-            (7, Some("mac"), "\"aa:bb:cc:dd:ee:01\" is already used on line 2"),
+            (
+                7,
+                Some("ip_address"),
+                "\"10.0.0.1\" is already used on line 2"
+            ),
+            (
+                7,
+                Some("mac"),
+                "\"aa:bb:cc:dd:ee:01\" is already used on line 2"
+            ),
             (7, Some("bmc_ip"), "\"10.0.1.1\" is already used on line 2"),
             (
                 8,
@@ -257,7 +278,11 @@ fn bad_file_reports_every_error_and_imports_nothing() {
                  (lower-case letters, digits, '-' and '.', each dot-separated part starting and \
                  ending with a letter or digit, at most 253 characters)"
             ),
-            (8, Some("nameservers"), "\"dns.example\" is not an IP address"),
+            (
+                8,
+                Some("nameservers"),
+                "\"dns.example\" is not an IP address"
+            ),
             (
                 8,
                 Some("disk"),
@@ -270,14 +295,21 @@ fn bad_file_reports_every_error_and_imports_nothing() {
                 "\"bad key\" is not a valid label key: the name part must be 1 to 63 letters, \
                  digits, '-', '_' or '.', starting and ending with a letter or digit"
             ),
-            (8, Some("vlan_id"), "\"5000\" is not a VLAN ID (an integer from 1 to 4094)"),
+            (
+                8,
+                Some("vlan_id"),
+                "\"5000\" is not a VLAN ID (an integer from 1 to 4094)"
+            ),
         ]
     );
 
     // Display: one line per error, "line N: column: message".
     let text = CsvErrors(errors.clone()).to_string();
     assert_eq!(text.lines().count(), errors.len());
-    assert!(text.starts_with("line 3: mac: \"zz\" is not a MAC address\n"), "{text}");
+    assert!(
+        text.starts_with("line 3: mac: \"zz\" is not a MAC address\n"),
+        "{text}"
+    );
     assert!(text.contains("\nline 5: incomplete BMC details:"), "{text}");
 
     // The password of the partial row ("hunter2") and of the others never appears.
@@ -310,7 +342,9 @@ fn every_missing_bmc_field_is_named() {
 
 #[test]
 fn missing_required_columns_are_reported_together() {
-    let errors = errors_of("hostname,ip_address,netmask,nameservers,mac,disk\nn1,10.0.0.1,255.255.255.0,8.8.8.8,aa:bb:cc:dd:ee:01,/dev/sda\n");
+    let errors = errors_of(
+        "hostname,ip_address,netmask,nameservers,mac,disk\nn1,10.0.0.1,255.255.255.0,8.8.8.8,aa:bb:cc:dd:ee:01,/dev/sda\n",
+    );
     assert_eq!(
         triples(&errors),
         [(1, None, "missing required columns: gateway, labels")]
@@ -359,7 +393,10 @@ fn legacy_id_and_vendor_columns_are_ignored() {
     assert_eq!(import.rows, 1);
     let hw = find(&import.objects, Kind::Hardware, "worker1").to_json();
     // The instance id is the MAC, not the legacy id column.
-    assert_eq!(hw["spec"]["metadata"]["instance"]["id"], json!("00:00:00:00:00:01"));
+    assert_eq!(
+        hw["spec"]["metadata"]["instance"]["id"],
+        json!("00:00:00:00:00:01")
+    );
     let machine = find(&import.objects, Kind::Machine, "bmc-worker1").to_json();
     assert!(!machine.to_string().contains("supermicro"));
 }
@@ -370,7 +407,10 @@ fn empty_file_is_an_error() {
         let errors = errors_of(input);
         assert_eq!(errors.len(), 1, "{input:?}");
         assert_eq!(errors[0].line, 1);
-        assert!(errors[0].message.starts_with("the file is empty"), "{errors:?}");
+        assert!(
+            errors[0].message.starts_with("the file is empty"),
+            "{errors:?}"
+        );
     }
 }
 
@@ -394,10 +434,22 @@ fn short_rows_and_cell_details() {
     assert_eq!(
         triples(&errors),
         [
-            (2, None, "expected 9 fields (one per header column), found 3"),
+            (
+                2,
+                None,
+                "expected 9 fields (one per header column), found 3"
+            ),
             // Line 3 (all cells empty) is skipped.
-            (4, Some("vlan_id"), "\"0\" is not a VLAN ID (an integer from 1 to 4094)"),
-            (5, Some("ip_address"), "\"::1\" is an IPv6 address; only IPv4 is supported here"),
+            (
+                4,
+                Some("vlan_id"),
+                "\"0\" is not a VLAN ID (an integer from 1 to 4094)"
+            ),
+            (
+                5,
+                Some("ip_address"),
+                "\"::1\" is an IPv6 address; only IPv4 is supported here"
+            ),
             (5, Some("gateway"), "\"10.0.0.256\" is not an IPv4 address"),
             (
                 5,
@@ -425,7 +477,10 @@ fn short_rows_and_cell_details() {
     let import = parse_hardware_csv(&fixed, "tink").expect("valid file");
     let hw = find(&import.objects, Kind::Hardware, "n2").to_json();
     assert_eq!(hw["metadata"]["namespace"], json!("tink"));
-    assert_eq!(hw["metadata"]["labels"], json!({ "type": "cp", "zone": "a" }));
+    assert_eq!(
+        hw["metadata"]["labels"],
+        json!({ "type": "cp", "zone": "a" })
+    );
     let dhcp = &hw["spec"]["interfaces"][0]["dhcp"];
     assert_eq!(dhcp["mac"], json!("aa:bb:cc:dd:ee:02"));
     assert_eq!(dhcp["ip"]["address"], json!("10.0.0.2"));
@@ -439,7 +494,10 @@ async fn imported_objects_apply_to_the_embedded_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path()).expect("open store");
 
-    let applied = store.apply_all(import.objects.clone()).await.expect("apply");
+    let applied = store
+        .apply_all(import.objects.clone())
+        .await
+        .expect("apply");
     assert_eq!(applied.len(), import.objects.len());
 
     for (mac, name) in [
@@ -454,8 +512,24 @@ async fn imported_objects_apply_to_the_embedded_store() {
             .unwrap_or_else(|| panic!("no hardware for {mac}"));
         assert_eq!(hw.metadata.name.as_deref(), Some(name));
     }
-    assert_eq!(store.list(Kind::Machine, Some(NS)).await.expect("list").items.len(), 2);
-    assert_eq!(store.list(Kind::Secret, Some(NS)).await.expect("list").items.len(), 2);
+    assert_eq!(
+        store
+            .list(Kind::Machine, Some(NS))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list(Kind::Secret, Some(NS))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
 
     // Importing the same file again changes nothing.
     let again = store.apply_all(import.objects).await.expect("re-apply");
@@ -476,9 +550,16 @@ fn line_numbers_count_blank_lines_and_quoted_newlines() {
                  \n\
                  n2,10.0.0.2,255.255.255.0,10.0.0.254,8.8.8.8,zz,/dev/sda,\n";
     let errors = errors_of(input);
-    assert_eq!(triples(&errors), [(7, Some("mac"), "\"zz\" is not a MAC address")]);
+    assert_eq!(
+        triples(&errors),
+        [(7, Some("mac"), "\"zz\" is not a MAC address")]
+    );
 
     let errors = errors_of("\n\nhostname\n");
     assert_eq!(errors[0].line, 3);
-    assert!(errors[0].message.starts_with("missing required columns: ip_address"));
+    assert!(
+        errors[0]
+            .message
+            .starts_with("missing required columns: ip_address")
+    );
 }
