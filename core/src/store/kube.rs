@@ -1,0 +1,1236 @@
+//! The Kubernetes backend: the Tinkerbell CRDs (and core/v1 Secrets) on an API server.
+//!
+//! This is upstream's `backend-kube`: the same objects, in the same API groups, so a cluster
+//! managed by upstream Tinkerbell (or EKS Anywhere) can be served by tinkerbell-rs unchanged.
+//!
+//! How the [`Store`] contract maps onto the Kubernetes API, and why:
+//! * **Scope.** A [`KubeStore`] is scoped to one namespace (upstream's
+//!   `backend-kube-namespace`); the empty namespace means every namespace. Reads with an
+//!   explicit namespace go to that namespace; reads with `None` use the scope. Writes always go
+//!   to the object's own namespace (an object without one gets the scope's namespace, or the
+//!   client's default namespace when the scope is every namespace).
+//! * **Optimistic concurrency is the API server's.** `update`/`update_status` send the object's
+//!   `resourceVersion` in the body and `delete` sends it as `preconditions.resourceVersion`;
+//!   the server refuses a stale write with 409, mapped to [`StoreError::Conflict`]. An
+//!   `update` without a resourceVersion is made unconditional by reading the current one first
+//!   (custom resources refuse a PUT without it) and retrying a few times on conflict.
+//! * **Errors** are mapped from the server's `Status`: 404 → [`StoreError::NotFound`], 409
+//!   `AlreadyExists` → [`StoreError::AlreadyExists`], other 409 → [`StoreError::Conflict`]
+//!   (`current` is only known for delete preconditions, whose message carries it), 410 →
+//!   [`StoreError::Expired`], 422 → [`StoreError::Invalid`] with the first cause's field;
+//!   everything else is [`StoreError::Kube`]. A 404 on a list or watch means the CRD is not
+//!   installed and stays a [`StoreError::Kube`].
+//! * **Watches** are Kubernetes watches. One started without a resourceVersion lists first and
+//!   delivers every item as `Added`, then watches from the list's resourceVersion (as the
+//!   embedded store does). When the server ends a watch (it does after `timeoutSeconds`), the
+//!   stream re-watches from the last resourceVersion seen (events and bookmarks), so the
+//!   consumer sees one unbroken stream; a 410 becomes [`StoreError::Expired`] and ends it.
+//! * **`apply_all` is not atomic.** Kubernetes has no multi-object transaction. The batch is
+//!   first validated by the server object by object with `dryRun=All` (create, or replace at
+//!   the current resourceVersion); if any object fails nothing is written. Only then is each
+//!   object written for real, in order. A failure in that second phase (rare after a
+//!   successful dry run: a concurrent writer, a lost connection) leaves the earlier objects
+//!   applied; `apply_all` is idempotent, so running it again converges. A replace keeps the
+//!   `finalizers` and `ownerReferences` that controllers added when the applied document does
+//!   not set them, and an object whose labels, annotations, spec/data (and status, when
+//!   given) already match is reported `Unchanged` without a write.
+//! * **Lookups are answered from memory.** Boots asks for a Hardware by MAC on every DHCP
+//!   packet; a round trip to the API server per packet is not acceptable. A background task
+//!   keeps a [`LookupIndex`] of every Hardware and Workflow in the scope, fed by list + watch
+//!   (upstream indexes the same fields: interface MAC and IP, `spec.agentID`, instance id).
+//!   Until the first list has loaded, lookups wait for it (at most
+//!   [`KubeStore::with_sync_timeout`], then a 503 error naming the last failure); after that
+//!   they never wait, and a relist after an expired watch swaps the data in atomically.
+//! * **Identity uniqueness is best effort.** The API server cannot enforce that two Hardware
+//!   never claim the same MAC, IP, agent ID or instance id, so `create`/`update`/`apply_all`
+//!   check the index first and refuse with [`StoreError::Duplicate`]. Another writer (kubectl,
+//!   an upstream controller) racing with us can still create a duplicate; the index then keeps
+//!   the first claimer.
+//! * **Lifetime.** The index task is owned by the store: it is aborted when the last clone of
+//!   the [`KubeStore`] is dropped. Watch streams returned by [`Store::watch`] are independent
+//!   and stop when the consumer drops them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::ByteString;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{
+    Api, DeleteParams, ListParams, PostParams, Preconditions, WatchEvent as KubeEvent, WatchParams,
+};
+use kube::core::Status;
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::embedded::async_stream;
+use super::index::{LookupIndex, claims_from_json};
+use super::{
+    Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
+    WatchStream,
+};
+use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow};
+
+/// How long lookups wait for the first full list by default.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts of an unconditional update that keeps hitting conflicts.
+const UNCONDITIONAL_ATTEMPTS: usize = 3;
+/// Index task back-off after an error, first and maximum.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A typed resource this backend stores, and how it converts to and from [`Object`].
+trait KubeKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    fn into_object(self) -> Object;
+    fn from_object(obj: Object) -> Self;
+}
+
+macro_rules! kube_kind {
+    ($t:ty, $variant:ident) => {
+        impl KubeKind for $t {
+            const KIND: Kind = Kind::$variant;
+            fn into_object(self) -> Object {
+                Object::$variant(Arc::new(self))
+            }
+            fn from_object(obj: Object) -> Self {
+                match obj {
+                    Object::$variant(a) => Arc::unwrap_or_clone(a),
+                    other => unreachable!("dispatched on kind, got {}", other.kind()),
+                }
+            }
+        }
+    };
+}
+
+kube_kind!(Hardware, Hardware);
+kube_kind!(Template, Template);
+kube_kind!(Workflow, Workflow);
+kube_kind!(Machine, Machine);
+kube_kind!(Job, Job);
+kube_kind!(Task, Task);
+kube_kind!(Secret, Secret);
+
+/// Evaluate `$body` with the type alias `$K` bound to the Rust type of `$kind`.
+macro_rules! by_kind {
+    ($kind:expr, $K:ident => $body:expr) => {
+        match $kind {
+            Kind::Hardware => {
+                type $K = Hardware;
+                $body
+            }
+            Kind::Template => {
+                type $K = Template;
+                $body
+            }
+            Kind::Workflow => {
+                type $K = Workflow;
+                $body
+            }
+            Kind::Machine => {
+                type $K = Machine;
+                $body
+            }
+            Kind::Job => {
+                type $K = Job;
+                $body
+            }
+            Kind::Task => {
+                type $K = Task;
+                $body
+            }
+            Kind::Secret => {
+                type $K = Secret;
+                $body
+            }
+        }
+    };
+}
+
+/// A Kubernetes-API-backed [`Store`] + [`HardwareLookup`]. Cheap to clone; clones share the
+/// client and the lookup index, and the index task stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct KubeStore {
+    inner: Arc<Inner>,
+    sync_timeout: Duration,
+}
+
+impl std::fmt::Debug for KubeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeStore")
+            .field("namespace", &self.inner.namespace)
+            .field("sync_timeout", &self.sync_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: Client,
+    namespace: String,
+    shared: Arc<Shared>,
+    /// Aborts the index task when the last store clone goes.
+    _index_task: AbortOnDrop,
+}
+
+/// A task handle that aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// State shared between the store and its index task.
+struct Shared {
+    index: RwLock<IndexState>,
+    sync: watch::Sender<SyncStatus>,
+}
+
+/// Whether each indexed kind has been listed once, and the index task's last error.
+#[derive(Debug, Default, Clone)]
+struct SyncStatus {
+    hardware: bool,
+    workflows: bool,
+    last_error: Option<String>,
+}
+
+impl SyncStatus {
+    fn is_synced(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Workflow => self.workflows,
+            _ => self.hardware,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct IndexState {
+    index: LookupIndex,
+    /// `namespace/name` of every indexed object, per kind (to replace a kind on relist).
+    members: HashMap<Kind, HashSet<String>>,
+}
+
+fn owner(obj: &Object) -> String {
+    format!("{}/{}", obj.namespace(), obj.name())
+}
+
+impl IndexState {
+    fn upsert(&mut self, obj: &Object) {
+        match obj {
+            Object::Hardware(h) => self.index.upsert_hardware(h.clone()),
+            Object::Workflow(w) => self.index.upsert_workflow(w.clone()),
+            _ => return,
+        }
+        self.members
+            .entry(obj.kind())
+            .or_default()
+            .insert(owner(obj));
+    }
+
+    fn remove(&mut self, kind: Kind, owner: &str) {
+        match kind {
+            Kind::Hardware => self.index.remove_hardware_by_owner(owner),
+            Kind::Workflow => self.index.remove_workflow(owner),
+            _ => return,
+        }
+        if let Some(m) = self.members.get_mut(&kind) {
+            m.remove(owner);
+        }
+    }
+
+    fn replace_all(&mut self, kind: Kind, items: &[Object]) {
+        for old in self.members.remove(&kind).unwrap_or_default() {
+            self.remove(kind, &old);
+        }
+        for obj in items {
+            self.upsert(obj);
+        }
+    }
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, IndexState> {
+        // Updates are single calls on LookupIndex; a poisoned lock is still usable.
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark_synced(&self, kind: Kind) {
+        self.sync.send_modify(|s| {
+            match kind {
+                Kind::Workflow => s.workflows = true,
+                _ => s.hardware = true,
+            }
+            s.last_error = None;
+        });
+    }
+
+    fn record_error(&self, what: String) {
+        tracing::warn!(error = %what, "kube backend index");
+        self.sync.send_modify(|s| s.last_error = Some(what));
+    }
+}
+
+impl KubeStore {
+    /// A store on `client`, scoped to `namespace` ("" = every namespace). Spawns the lookup
+    /// index task, so it must be called within a tokio runtime; the task runs until the last
+    /// clone of the store is dropped.
+    pub fn new(client: Client, namespace: &str) -> KubeStore {
+        let (sync, _) = watch::channel(SyncStatus::default());
+        let shared = Arc::new(Shared {
+            index: RwLock::new(IndexState::default()),
+            sync,
+        });
+        let hw = run_index(scoped_api::<Hardware>(&client, namespace), shared.clone());
+        let wf = run_index(scoped_api::<Workflow>(&client, namespace), shared.clone());
+        let task = tokio::spawn(async move {
+            tokio::join!(hw, wf);
+        });
+        KubeStore {
+            inner: Arc::new(Inner {
+                client,
+                namespace: namespace.to_string(),
+                shared,
+                _index_task: AbortOnDrop(task),
+            }),
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
+        }
+    }
+
+    /// A store from a kubeconfig file, or (with `None`) from the environment: `$KUBECONFIG` or
+    /// `~/.kube/config`, else the in-cluster service account. See [`KubeStore::new`].
+    pub async fn from_kubeconfig(
+        path: Option<&Path>,
+        namespace: &str,
+    ) -> Result<KubeStore, StoreError> {
+        super::remote::install_crypto_provider();
+        let config = match path {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p)
+                    .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?;
+                kube::Config::from_custom_kubeconfig(
+                    kc,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
+        };
+        let client = Client::try_from(config).map_err(StoreError::Kube)?;
+        Ok(KubeStore::new(client, namespace))
+    }
+
+    /// How long a lookup (or a Hardware write, which checks identities) waits for the index's
+    /// first full list before failing. Default [`DEFAULT_SYNC_TIMEOUT`].
+    #[must_use]
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> KubeStore {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// The namespace this store is scoped to ("" = every namespace).
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Wait until the index has listed `kind` (Hardware or Workflow) at least once.
+    async fn wait_synced(&self, kind: Kind) -> Result<(), StoreError> {
+        let sync = &self.inner.shared.sync;
+        if sync.borrow().is_synced(kind) {
+            return Ok(());
+        }
+        let mut rx = sync.subscribe();
+        match tokio::time::timeout(self.sync_timeout, rx.wait_for(|s| s.is_synced(kind))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => {
+                let last = sync.borrow().last_error.clone();
+                Err(StoreError::Remote {
+                    status: 503,
+                    message: format!(
+                        "the Kubernetes backend has not loaded {kind} objects of namespace {:?} within {:?}{}",
+                        self.inner.namespace,
+                        self.sync_timeout,
+                        last.map(|e| format!(" (last error: {e})"))
+                            .unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Namespace for an object-level call: the given one, else the scope's, else the
+    /// client's default.
+    fn object_ns(&self, ns: &str) -> String {
+        if !ns.is_empty() {
+            ns.to_string()
+        } else if !self.inner.namespace.is_empty() {
+            self.inner.namespace.clone()
+        } else {
+            self.inner.client.default_namespace().to_string()
+        }
+    }
+
+    /// Namespace for a collection call: the given one, else the scope ("" = all).
+    fn collection_ns<'a>(&'a self, ns: Option<&'a str>) -> &'a str {
+        ns.unwrap_or(&self.inner.namespace)
+    }
+
+    fn with_namespace(&self, mut obj: Object) -> Object {
+        if obj.namespace().is_empty() {
+            obj.meta_mut().namespace = Some(self.object_ns(""));
+        }
+        obj
+    }
+
+    fn api<K: KubeKind>(&self, ns: &str) -> Api<K> {
+        scoped_api(&self.inner.client, ns)
+    }
+
+    /// Whether the index task watches `obj`'s namespace.
+    fn in_scope(&self, obj: &Object) -> bool {
+        self.inner.namespace.is_empty() || obj.namespace() == self.inner.namespace
+    }
+
+    /// Reflect our own successful write in the index at once (the watch confirms it later), so
+    /// back-to-back writes see each other's identities.
+    fn note_written(&self, obj: &Object) {
+        if matches!(obj.kind(), Kind::Hardware | Kind::Workflow) && self.in_scope(obj) {
+            self.inner.shared.write().upsert(obj);
+        }
+    }
+
+    /// Refuse a Hardware whose identities are malformed or claimed by another Hardware.
+    async fn check_hardware(&self, obj: &Object) -> Result<(), StoreError> {
+        if obj.kind() != Kind::Hardware {
+            return Ok(());
+        }
+        self.wait_synced(Kind::Hardware).await?;
+        check_claims(&self.inner.shared.read().index, obj)
+    }
+
+    async fn get_typed<K: KubeKind>(&self, ns: &str, name: &str) -> Result<Object, StoreError> {
+        let key = ObjectKey::new(K::KIND, ns, name);
+        self.api::<K>(ns)
+            .get(name)
+            .await
+            .map(K::into_object)
+            .map_err(|e| api_err(e, K::KIND, Some(&key), None))
+    }
+
+    async fn list_typed<K: KubeKind>(&self, ns: &str) -> Result<ObjectList, StoreError> {
+        let list = self
+            .api::<K>(ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_err(e, K::KIND, None, None))?;
+        let mut items: Vec<Object> = list.items.into_iter().map(K::into_object).collect();
+        items.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
+        Ok(ObjectList {
+            items,
+            resource_version: list.metadata.resource_version.unwrap_or_default(),
+        })
+    }
+
+    async fn watch_typed<K: KubeKind>(
+        &self,
+        ns: &str,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError> {
+        let api = self.api::<K>(ns);
+        let (initial, rv) = match since.filter(|s| !s.is_empty() && *s != "0") {
+            Some(rv) => (Vec::new(), rv.to_string()),
+            None => {
+                let list = self.list_typed::<K>(ns).await?;
+                let added = list.items.into_iter().map(WatchEvent::Added).collect();
+                (added, list.resource_version)
+            }
+        };
+        let first = api
+            .watch(&WatchParams::default(), &rv)
+            .await
+            .map_err(|e| api_err(e, K::KIND, None, Some(&rv)))?
+            .boxed();
+        Ok(async_stream(move |tx| follow(api, initial, first, rv, tx)))
+    }
+
+    async fn create_typed<K: KubeKind>(&self, obj: Object) -> Result<Object, StoreError> {
+        let key = obj.key();
+        let created = self
+            .api::<K>(&key.namespace)
+            .create(&PostParams::default(), &K::from_object(obj))
+            .await
+            .map_err(|e| api_err(e, K::KIND, Some(&key), None))?;
+        Ok(created.into_object())
+    }
+
+    /// PUT the object (or its status). Conditional on its resourceVersion when it has one;
+    /// otherwise made unconditional by reading the current resourceVersion first.
+    async fn replace_typed<K: KubeKind>(
+        &self,
+        obj: Object,
+        status: bool,
+    ) -> Result<Object, StoreError> {
+        let key = obj.key();
+        let api = self.api::<K>(&key.namespace);
+        let given = obj
+            .resource_version()
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_string);
+        let mut k = K::from_object(obj);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let rv = match &given {
+                Some(rv) => rv.clone(),
+                None => api
+                    .get(&key.name)
+                    .await
+                    .map_err(|e| api_err(e, K::KIND, Some(&key), None))?
+                    .meta()
+                    .resource_version
+                    .clone()
+                    .unwrap_or_default(),
+            };
+            k.meta_mut().resource_version = Some(rv.clone());
+            let pp = PostParams::default();
+            let res = if status {
+                api.replace_status(&key.name, &pp, &k).await
+            } else {
+                api.replace(&key.name, &pp, &k).await
+            };
+            match res {
+                Ok(o) => return Ok(o.into_object()),
+                Err(e) => {
+                    let err = api_err(e, K::KIND, Some(&key), Some(&rv));
+                    let retry = given.is_none()
+                        && attempt < UNCONDITIONAL_ATTEMPTS
+                        && matches!(err, StoreError::Conflict { .. });
+                    if !retry {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete_typed<K: KubeKind>(
+        &self,
+        ns: &str,
+        name: &str,
+        rv: Option<&str>,
+    ) -> Result<Object, StoreError> {
+        let key = ObjectKey::new(K::KIND, ns, name);
+        let dp = DeleteParams {
+            preconditions: rv.filter(|rv| !rv.is_empty()).map(|rv| Preconditions {
+                resource_version: Some(rv.to_string()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let res = self
+            .api::<K>(ns)
+            .delete(name, &dp)
+            .await
+            .map_err(|e| api_err(e, K::KIND, Some(&key), rv))?;
+        match res.left() {
+            Some(k) => Ok(k.into_object()),
+            // The server answered with a Status instead of the object: all we know is its key.
+            None => Object::from_json(
+                K::KIND,
+                serde_json::json!({"metadata": {"name": name, "namespace": ns}}),
+            )
+            .map_err(|e| StoreError::Decode {
+                what: key.to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Phase 1 of `apply_all` for one object: read it, decide what to write, dry-run it.
+    async fn plan_typed<K: KubeKind>(&self, obj: Object) -> Result<Plan, StoreError> {
+        let key = obj.key();
+        let api = self.api::<K>(&key.namespace);
+        let current = match api.get(&key.name).await {
+            Ok(k) => Some(k.into_object()),
+            Err(e) => match api_err(e, K::KIND, Some(&key), None) {
+                StoreError::NotFound(_) => None,
+                other => return Err(other),
+            },
+        };
+        let status = obj.status_json();
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        match current {
+            None => {
+                let desired = strip_server_meta(obj);
+                api.create(&dry, &K::from_object(desired.clone()))
+                    .await
+                    .map_err(|e| api_err(e, K::KIND, Some(&key), None))?;
+                Ok(Plan {
+                    write_status: !status.is_null(),
+                    write_spec: true,
+                    desired,
+                    status,
+                    current: None,
+                })
+            }
+            Some(cur) => {
+                let desired = carry_over(obj, &cur);
+                let write_spec = comparable(&desired) != comparable(&cur);
+                let write_status = !status.is_null() && status != cur.status_json();
+                let rv = cur.resource_version().map(str::to_string);
+                if write_spec {
+                    api.replace(&key.name, &dry, &K::from_object(desired.clone()))
+                        .await
+                        .map_err(|e| api_err(e, K::KIND, Some(&key), rv.as_deref()))?;
+                }
+                if write_status {
+                    api.replace_status(&key.name, &dry, &K::from_object(desired.clone()))
+                        .await
+                        .map_err(|e| api_err(e, K::KIND, Some(&key), rv.as_deref()))?;
+                }
+                Ok(Plan {
+                    desired,
+                    status,
+                    current: Some(cur),
+                    write_spec,
+                    write_status,
+                })
+            }
+        }
+    }
+
+    /// Phase 2 of `apply_all` for one object. `written` holds the resourceVersion of objects
+    /// this batch already wrote (an object listed twice is replaced the second time).
+    async fn execute_typed<K: KubeKind>(
+        &self,
+        plan: Plan,
+        written: &mut HashMap<ObjectKey, String>,
+    ) -> Result<(Object, Applied), StoreError> {
+        let key = plan.desired.key();
+        let api = self.api::<K>(&key.namespace);
+        let pp = PostParams::default();
+        let err = |rv: Option<&str>| {
+            let key = key.clone();
+            let rv = rv.map(str::to_string);
+            move |e| api_err(e, K::KIND, Some(&key), rv.as_deref())
+        };
+        let earlier = written.get(&key).cloned();
+        let (mut result, applied) = match (&plan.current, earlier) {
+            (None, None) => {
+                let created = api
+                    .create(&pp, &K::from_object(plan.desired.clone()))
+                    .await
+                    .map_err(err(None))?;
+                (created.into_object(), Applied::Created)
+            }
+            (_, Some(rv)) => {
+                let mut desired = plan.desired.clone();
+                desired.meta_mut().resource_version = Some(rv.clone());
+                let replaced = api
+                    .replace(&key.name, &pp, &K::from_object(desired))
+                    .await
+                    .map_err(err(Some(&rv)))?;
+                (replaced.into_object(), Applied::Configured)
+            }
+            (Some(cur), None) if !plan.write_spec && !plan.write_status => {
+                return Ok((cur.clone(), Applied::Unchanged));
+            }
+            (Some(cur), None) if !plan.write_spec => (cur.clone(), Applied::Configured),
+            (Some(_), None) => {
+                let rv = plan.desired.resource_version().map(str::to_string);
+                let replaced = api
+                    .replace(&key.name, &pp, &K::from_object(plan.desired.clone()))
+                    .await
+                    .map_err(err(rv.as_deref()))?;
+                (replaced.into_object(), Applied::Configured)
+            }
+        };
+        if plan.write_status {
+            // Status is a subresource: written separately, at the version just written.
+            let with = result.with_status_json(plan.status.clone())?;
+            let rv = with.resource_version().map(str::to_string);
+            result = api
+                .replace_status(&key.name, &pp, &K::from_object(with))
+                .await
+                .map_err(err(rv.as_deref()))?
+                .into_object();
+        }
+        if let Some(rv) = result.resource_version() {
+            written.insert(key, rv.to_string());
+        }
+        Ok((result, applied))
+    }
+}
+
+/// What phase 2 of `apply_all` writes for one object.
+#[derive(Debug)]
+struct Plan {
+    /// The object to write (metadata reconciled with the current object).
+    desired: Object,
+    /// The applied object's status (Null when it has none).
+    status: Value,
+    /// The object as it was in phase 1, when it existed.
+    current: Option<Object>,
+    /// Whether metadata/spec differ from `current` (always true for a create).
+    write_spec: bool,
+    /// Whether the status must be written.
+    write_status: bool,
+}
+
+fn scoped_api<K: KubeKind>(client: &Client, ns: &str) -> Api<K> {
+    if ns.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), ns)
+    }
+}
+
+/// Map a client error to the store's vocabulary. `key` is the object for object-level calls
+/// (None for list/watch), `given` the resourceVersion the call carried.
+fn api_err(e: kube::Error, kind: Kind, key: Option<&ObjectKey>, given: Option<&str>) -> StoreError {
+    let kube::Error::Api(status) = &e else {
+        return StoreError::Kube(e);
+    };
+    if let Some(mapped) = status_err(status, kind, key, given) {
+        return mapped;
+    }
+    StoreError::Kube(e)
+}
+
+/// The store error for a failure `Status`, when it has a specific one.
+fn status_err(
+    s: &Status,
+    kind: Kind,
+    key: Option<&ObjectKey>,
+    given: Option<&str>,
+) -> Option<StoreError> {
+    if s.code == 410 || s.reason == "Expired" || s.reason == "Gone" {
+        return Some(StoreError::Expired {
+            kind,
+            resource_version: given.unwrap_or("").to_string(),
+        });
+    }
+    let key = key?.clone();
+    Some(match s.code {
+        404 => StoreError::NotFound(key),
+        409 if s.reason == "AlreadyExists" => StoreError::AlreadyExists(key),
+        409 => StoreError::Conflict {
+            key,
+            current: record_rv(&s.message).unwrap_or_default(),
+            given: given.unwrap_or("").to_string(),
+        },
+        422 => {
+            let cause = s.details.as_ref().and_then(|d| d.causes.first());
+            StoreError::Invalid {
+                key,
+                field: cause.map(|c| c.field.clone()).unwrap_or_default(),
+                message: cause
+                    .map(|c| c.message.clone())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| s.message.clone()),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The current resourceVersion from a failed precondition's message ("... does not match the
+/// ResourceVersion in record (6) ...").
+fn record_rv(message: &str) -> Option<String> {
+    let rest = message.split_once("ResourceVersion in record (")?.1;
+    Some(rest.split_once(')')?.0.to_string())
+}
+
+fn check_claims(index: &LookupIndex, obj: &Object) -> Result<(), StoreError> {
+    let Object::Hardware(hw) = obj else {
+        return Ok(());
+    };
+    let key = obj.key();
+    let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
+    let claims = claims_from_json(&v).map_err(|bad| StoreError::Invalid {
+        key: key.clone(),
+        field: bad[0].field.clone(),
+        message: bad[0].message.clone(),
+    })?;
+    for (i, a) in claims.iter().enumerate() {
+        if let Some(b) = claims[..i]
+            .iter()
+            .find(|b| b.kind == a.kind && b.value == a.value)
+        {
+            return Err(StoreError::Invalid {
+                key,
+                field: a.field.clone(),
+                message: format!("{:?} is already used by {}", a.value, b.field),
+            });
+        }
+    }
+    if let Some((claim, holder)) = index.conflict(&owner(obj), &claims) {
+        return Err(StoreError::Duplicate {
+            key,
+            field: claim.field,
+            value: claim.value,
+            owner: holder,
+        });
+    }
+    Ok(())
+}
+
+/// Drop metadata the server owns (an exported document may carry it; a create refuses
+/// `resourceVersion`).
+fn strip_server_meta(mut obj: Object) -> Object {
+    let m = obj.meta_mut();
+    m.resource_version = None;
+    m.uid = None;
+    m.creation_timestamp = None;
+    m.generation = None;
+    m.managed_fields = None;
+    m.deletion_timestamp = None;
+    obj
+}
+
+/// The applied object, made into a replace of `cur`: the current resourceVersion and uid,
+/// and the controllers' finalizers/ownerReferences unless the document sets its own.
+fn carry_over(obj: Object, cur: &Object) -> Object {
+    let mut obj = strip_server_meta(obj);
+    let c = cur.meta();
+    let m = obj.meta_mut();
+    m.resource_version = c.resource_version.clone();
+    m.uid = c.uid.clone();
+    if m.finalizers.is_none() {
+        m.finalizers = c.finalizers.clone();
+    }
+    if m.owner_references.is_none() {
+        m.owner_references = c.owner_references.clone();
+    }
+    obj
+}
+
+/// What `apply_all` compares to decide Unchanged: everything but status and server-set
+/// metadata. Secrets are compared as the server stores them (stringData folded into data,
+/// type defaulted).
+fn comparable(obj: &Object) -> Value {
+    let obj = match obj {
+        Object::Secret(s) => {
+            let mut s = (**s).clone();
+            if let Some(sd) = s.string_data.take() {
+                let data = s.data.get_or_insert_with(Default::default);
+                for (k, v) in sd {
+                    data.insert(k, ByteString(v.into_bytes()));
+                }
+            }
+            s.type_.get_or_insert_with(|| "Opaque".to_string());
+            Object::Secret(Arc::new(s))
+        }
+        other => other.clone(),
+    };
+    let mut v = obj.to_json();
+    if let Value::Object(map) = &mut v {
+        map.remove("status");
+        let meta = map.remove("metadata").unwrap_or(Value::Null);
+        let mut kept = serde_json::Map::new();
+        for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            match meta.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(m)) if m.is_empty() => {}
+                Some(Value::Array(a)) if a.is_empty() => {}
+                Some(x) => {
+                    kept.insert(field.into(), x.clone());
+                }
+            }
+        }
+        map.insert("metadata".into(), Value::Object(kept));
+    }
+    v
+}
+
+type KubeStream<K> = BoxStream<'static, kube::Result<KubeEvent<K>>>;
+
+/// Feed a store watch: the initial events, then the Kubernetes watch, re-watching from the
+/// last resourceVersion whenever the server ends it. Stops when the consumer goes away.
+async fn follow<K: KubeKind>(
+    api: Api<K>,
+    initial: Vec<WatchEvent>,
+    mut stream: KubeStream<K>,
+    mut rv: String,
+    tx: mpsc::Sender<Result<WatchEvent, StoreError>>,
+) {
+    for ev in initial {
+        if tx.send(Ok(ev)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let started = Instant::now();
+        let mut delivered = false;
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                () = tx.closed() => return,
+            };
+            let Some(next) = next else { break };
+            delivered = true;
+            let ev = match next {
+                Ok(KubeEvent::Added(k)) => {
+                    rv = k.meta().resource_version.clone().unwrap_or(rv);
+                    WatchEvent::Added(k.into_object())
+                }
+                Ok(KubeEvent::Modified(k)) => {
+                    rv = k.meta().resource_version.clone().unwrap_or(rv);
+                    WatchEvent::Modified(k.into_object())
+                }
+                Ok(KubeEvent::Deleted(k)) => {
+                    rv = k.meta().resource_version.clone().unwrap_or(rv);
+                    WatchEvent::Deleted(k.into_object())
+                }
+                Ok(KubeEvent::Bookmark(b)) => {
+                    rv = b.metadata.resource_version;
+                    continue;
+                }
+                Ok(KubeEvent::Error(status)) => {
+                    let err = status_err(&status, K::KIND, None, Some(&rv))
+                        .unwrap_or(StoreError::Kube(kube::Error::Api(status)));
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(api_err(e, K::KIND, None, Some(&rv)))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+        }
+        // The server ended the watch (normal after timeoutSeconds). Don't spin on a server or
+        // proxy that ends every watch at once.
+        if !delivered && started.elapsed() < BACKOFF_MIN {
+            tokio::select! {
+                () = tokio::time::sleep(BACKOFF_MIN) => {}
+                () = tx.closed() => return,
+            }
+        }
+        let wp = WatchParams::default();
+        let next = tokio::select! {
+            r = api.watch(&wp, &rv) => r,
+            () = tx.closed() => return,
+        };
+        stream = match next {
+            Ok(s) => s.boxed(),
+            Err(e) => {
+                let _ = tx.send(Err(api_err(e, K::KIND, None, Some(&rv)))).await;
+                return;
+            }
+        };
+    }
+}
+
+/// Keep one kind (Hardware or Workflow) of the index up to date: list, then watch from the
+/// list's resourceVersion, re-watching when the server ends a watch and relisting when the
+/// history is gone. Errors are recorded (for lookups that time out) and retried with back-off.
+/// Runs until aborted.
+async fn run_index<K: KubeKind>(api: Api<K>, shared: Arc<Shared>) {
+    let kind = K::KIND;
+    let mut backoff = BACKOFF_MIN;
+    let fail = |what: String, backoff: &mut Duration| {
+        shared.record_error(what);
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        wait
+    };
+    loop {
+        let list = match api.list(&ListParams::default()).await {
+            Ok(l) => l,
+            Err(e) => {
+                let wait = fail(format!("listing {kind}: {e}"), &mut backoff);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
+        let items: Vec<Object> = list.items.into_iter().map(K::into_object).collect();
+        shared.write().replace_all(kind, &items);
+        shared.mark_synced(kind);
+        backoff = BACKOFF_MIN;
+
+        // Watch until the history is gone (relist) or an error (back off, relist).
+        'watch: loop {
+            let started = Instant::now();
+            let mut stream = match api.watch(&WatchParams::default(), &rv).await {
+                Ok(s) => s.boxed(),
+                Err(e) => {
+                    if !matches!(status_code(&e), Some(410)) {
+                        let wait = fail(format!("watching {kind}: {e}"), &mut backoff);
+                        tokio::time::sleep(wait).await;
+                    }
+                    break 'watch;
+                }
+            };
+            let mut delivered = false;
+            while let Some(ev) = stream.next().await {
+                delivered = true;
+                match ev {
+                    Ok(KubeEvent::Added(k)) | Ok(KubeEvent::Modified(k)) => {
+                        rv = k.meta().resource_version.clone().unwrap_or(rv);
+                        shared.write().upsert(&k.into_object());
+                    }
+                    Ok(KubeEvent::Deleted(k)) => {
+                        rv = k.meta().resource_version.clone().unwrap_or(rv);
+                        shared.write().remove(kind, &owner(&k.into_object()));
+                    }
+                    Ok(KubeEvent::Bookmark(b)) => rv = b.metadata.resource_version,
+                    Ok(KubeEvent::Error(s)) if s.code == 410 => break 'watch,
+                    Ok(KubeEvent::Error(s)) => {
+                        let wait = fail(format!("watching {kind}: {}", s.message), &mut backoff);
+                        tokio::time::sleep(wait).await;
+                        break 'watch;
+                    }
+                    Err(e) => {
+                        let wait = fail(format!("watching {kind}: {e}"), &mut backoff);
+                        tokio::time::sleep(wait).await;
+                        break 'watch;
+                    }
+                }
+            }
+            if !delivered && started.elapsed() < BACKOFF_MIN {
+                tokio::time::sleep(BACKOFF_MIN).await;
+            }
+        }
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Store for KubeStore {
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
+        let ns = self.object_ns(namespace);
+        by_kind!(kind, K => self.get_typed::<K>(&ns, name).await)
+    }
+
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
+        let ns = self.collection_ns(namespace);
+        by_kind!(kind, K => self.list_typed::<K>(ns).await)
+    }
+
+    async fn watch(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError> {
+        let ns = self.collection_ns(namespace);
+        by_kind!(kind, K => self.watch_typed::<K>(ns, since).await)
+    }
+
+    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
+        let obj = self.with_namespace(obj);
+        if obj.resource_version().is_some_and(|rv| !rv.is_empty()) {
+            return Err(StoreError::Invalid {
+                key: obj.key(),
+                field: "metadata.resourceVersion".into(),
+                message: "must not be set on create".into(),
+            });
+        }
+        self.check_hardware(&obj).await?;
+        let created = by_kind!(obj.kind(), K => self.create_typed::<K>(obj).await)?;
+        self.note_written(&created);
+        Ok(created)
+    }
+
+    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
+        let obj = self.with_namespace(obj);
+        self.check_hardware(&obj).await?;
+        let updated = by_kind!(obj.kind(), K => self.replace_typed::<K>(obj, false).await)?;
+        self.note_written(&updated);
+        Ok(updated)
+    }
+
+    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
+        let obj = self.with_namespace(obj);
+        let updated = by_kind!(obj.kind(), K => self.replace_typed::<K>(obj, true).await)?;
+        self.note_written(&updated);
+        Ok(updated)
+    }
+
+    async fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Object, StoreError> {
+        let ns = self.object_ns(namespace);
+        let gone = by_kind!(kind, K => self.delete_typed::<K>(&ns, name, resource_version).await)?;
+        if matches!(kind, Kind::Hardware | Kind::Workflow) {
+            self.inner
+                .shared
+                .write()
+                .remove(kind, &format!("{ns}/{name}"));
+        }
+        Ok(gone)
+    }
+
+    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
+        let objs: Vec<Object> = objs.into_iter().map(|o| self.with_namespace(o)).collect();
+
+        // Identities, checked against the index plus the batch's earlier Hardware.
+        if objs.iter().any(|o| o.kind() == Kind::Hardware) {
+            self.wait_synced(Kind::Hardware).await?;
+            let mut overlay = self.inner.shared.read().index.clone();
+            for obj in &objs {
+                if let Object::Hardware(h) = obj {
+                    check_claims(&overlay, obj)?;
+                    overlay.upsert_hardware(h.clone());
+                }
+            }
+        }
+
+        // Phase 1: read and dry-run everything; nothing is written if any object fails.
+        let mut plans = Vec::with_capacity(objs.len());
+        for obj in objs {
+            let plan = by_kind!(obj.kind(), K => self.plan_typed::<K>(obj).await)?;
+            plans.push(plan);
+        }
+
+        // Phase 2: write for real, in order (see the module docs for partial failure).
+        let mut written = HashMap::new();
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let kind = plan.desired.kind();
+            let (obj, applied) =
+                by_kind!(kind, K => self.execute_typed::<K>(plan, &mut written).await)?;
+            if applied != Applied::Unchanged {
+                self.note_written(&obj);
+            }
+            out.push((obj, applied));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl HardwareLookup for KubeStore {
+    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.wait_synced(Kind::Hardware).await?;
+        Ok(self.inner.shared.read().index.by_mac(mac))
+    }
+
+    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.wait_synced(Kind::Hardware).await?;
+        Ok(self.inner.shared.read().index.by_ip(ip))
+    }
+
+    async fn hardware_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.wait_synced(Kind::Hardware).await?;
+        Ok(self
+            .inner
+            .shared
+            .read()
+            .index
+            .get(super::index::ClaimKind::AgentId, agent_id))
+    }
+
+    async fn hardware_by_instance_id(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.wait_synced(Kind::Hardware).await?;
+        Ok(self
+            .inner
+            .shared
+            .read()
+            .index
+            .get(super::index::ClaimKind::InstanceId, instance_id))
+    }
+
+    async fn workflows_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Vec<Arc<Workflow>>, StoreError> {
+        self.wait_synced(Kind::Workflow).await?;
+        Ok(self.inner.shared.read().index.workflows_by_agent(agent_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_rv_from_precondition_message() {
+        let msg = "Precondition failed: UID in precondition: x, the ResourceVersion in the precondition (5) does not match the ResourceVersion in record (6). The object might have been modified";
+        assert_eq!(record_rv(msg).as_deref(), Some("6"));
+        assert_eq!(record_rv("the object has been modified"), None);
+    }
+
+    #[test]
+    fn comparable_ignores_server_metadata_and_status() {
+        let a = Object::from_typed_json(serde_json::json!({
+            "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+            "metadata": {"name": "t", "namespace": "ns", "labels": {}},
+            "spec": {"data": "x"}
+        }))
+        .unwrap();
+        let b = Object::from_typed_json(serde_json::json!({
+            "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+            "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "9", "uid": "u",
+                         "generation": 3, "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"data": "x"}, "status": {"state": "Ready"}
+        }))
+        .unwrap();
+        assert_eq!(comparable(&a), comparable(&b));
+        let secret_string = Object::from_typed_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "stringData": {"password": "pw"}
+        }))
+        .unwrap();
+        let secret_stored = Object::from_typed_json(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s", "namespace": "ns", "resourceVersion": "2"},
+            "data": {"password": "cHc="}
+        }))
+        .unwrap();
+        assert_eq!(comparable(&secret_string), comparable(&secret_stored));
+    }
+}
