@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +33,10 @@ use crate::store::{Backend, Kind, Object, StoreError, WatchEvent};
 
 pub mod server;
 pub mod token;
+
+/// Largest request body: an apply of a 10,000-row hardware.csv is ~40 MiB of JSON. Only
+/// authenticated clients get this far.
+pub const MAX_BODY: usize = 256 << 20;
 
 /// Shared handler state.
 #[derive(Clone)]
@@ -52,6 +56,7 @@ pub fn router(store: Arc<dyn Backend>, token: &str) -> Router {
         .route("/tinkerbell/v1/lookup/hardware", get(lookup_hardware))
         .route("/tinkerbell/v1/lookup/workflows", get(lookup_workflows))
         .fallback(resource)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     Router::new()
@@ -378,27 +383,59 @@ async fn watch(
 
 #[derive(Debug, Deserialize)]
 struct ApplyBody {
-    items: Vec<Value>,
+    /// Kept raw and decoded one at a time: a 10,000-machine import is tens of MiB, and a
+    /// `Value` tree of all of it at once would multiply the appliance's peak memory.
+    items: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// The apply response, serialised straight from the objects without an intermediate tree.
+struct ApplyResults(Vec<(Object, crate::store::Applied)>);
+
+impl serde::Serialize for ApplyResults {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Items<'a>(&'a [(Object, crate::store::Applied)]);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+                for (o, a) in self.0 {
+                    seq.serialize_element(
+                        &json!({"object": o.to_json(), "result": a.to_string()}),
+                    )?;
+                }
+                seq.end()
+            }
+        }
+        let mut map = ser.serialize_map(Some(1))?;
+        map.serialize_entry("results", &Items(&self.0))?;
+        map.end()
+    }
 }
 
 async fn apply(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
-    let body: ApplyBody =
+    let parsed: ApplyBody =
         serde_json::from_slice(&body).map_err(|e| bad_request(format!("apply body: {e}")))?;
-    let objs = body
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            Object::from_typed_json(v)
-                .map_err(|e| bad_request(format!("items[{i}]: {}", error_chain(&e))))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    drop(body);
+    let mut objs = Vec::with_capacity(parsed.items.len());
+    for (i, raw) in parsed.items.into_iter().enumerate() {
+        let v: Value =
+            serde_json::from_str(raw.get()).map_err(|e| bad_request(format!("items[{i}]: {e}")))?;
+        let o = Object::from_typed_json(v)
+            .map_err(|e| bad_request(format!("items[{i}]: {}", error_chain(&e))))?;
+        objs.push(o);
+    }
     let results = app.store.apply_all(objs).await?;
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|(o, a)| json!({"object": o.to_json(), "result": a.to_string()}))
-        .collect();
-    Ok(axum::Json(json!({"results": results})).into_response())
+    let bytes = serde_json::to_vec(&ApplyResults(results)).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_else(|e| unreachable!("static response parts: {e}")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -335,12 +335,9 @@ impl EmbeddedStore {
         if let Some(index) = index {
             st.index = index;
         }
-        let mut rev = base_rev;
-        for ((key, stored), outcome) in writes
-            .into_iter()
-            .zip(outcomes.iter().filter(|o| o.applied != Applied::Unchanged))
+        let written = outcomes.iter().filter(|o| o.applied != Applied::Unchanged);
+        for (rev, ((key, stored), outcome)) in (base_rev + 1..).zip(writes.into_iter().zip(written))
         {
-            rev += 1;
             let event = match (&stored, st.objects.contains_key(&key)) {
                 (None, _) => WatchEvent::Deleted(outcome.object.clone()),
                 (Some(o), true) => WatchEvent::Modified(o.clone()),

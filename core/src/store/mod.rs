@@ -27,6 +27,7 @@ use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow};
 pub mod embedded;
 mod error;
 pub mod index;
+pub mod kube;
 pub mod remote;
 
 pub use error::StoreError;
