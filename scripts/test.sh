@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (as root), then runs every test in the
+# workspace, including the real-peer tests (network namespaces, emulators).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then
+  scripts/install-deps.sh
+fi
+cargo test --workspace --locked "$@"
