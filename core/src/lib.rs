@@ -9,8 +9,9 @@
 //!   remote client that talks to an appliance's store API.
 //! * [`api`] — the HTTP store API an appliance serves in embedded mode, so the CLI and
 //!   separately started services share one store.
-//! * [`apply`], [`csv`], [`transfer`] — turning user input (YAML documents, EKS Anywhere
-//!   hardware.csv, whole-store exports) into validated objects, all or nothing.
+//! * [`apply`], [`csv`] — turning user input (YAML documents, exports, EKS Anywhere
+//!   hardware.csv) into validated objects, all or nothing, with errors that name the document
+//!   or row, the line and the field.
 //!
 //! Services never depend on a concrete backend: they take an `Arc<dyn Store>` or
 //! `Arc<dyn HardwareLookup>` (the same shape as upstream's `BackendReader`).

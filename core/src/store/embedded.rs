@@ -484,17 +484,22 @@ fn check_rv(key: &ObjectKey, cur: &Object, given: Option<&str>) -> Result<(), St
     }
 }
 
-/// A DNS-1123 subdomain (object names) or label (namespaces).
+/// A DNS-1123 subdomain (object names: dot-separated labels, at most 253 characters) or a
+/// single label (namespaces: at most 63).
 pub fn is_dns1123(s: &str, label: bool) -> bool {
-    let max = if label { 63 } else { 253 };
-    if s.is_empty() || s.len() > max {
-        return false;
+    fn is_label(l: &str) -> bool {
+        let b = l.as_bytes();
+        let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|&c| alnum(c) || c == b'-')
+            && alnum(b[0])
+            && alnum(b[b.len() - 1])
     }
-    let ok_char =
-        |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || (!label && c == b'.');
-    let b = s.as_bytes();
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    b.iter().all(|&c| ok_char(c)) && alnum(b[0]) && alnum(b[b.len() - 1])
+    if label {
+        return is_label(s);
+    }
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
 }
 
 fn validate_identity(obj: &Object) -> Result<(), StoreError> {
@@ -508,7 +513,7 @@ fn validate_identity(obj: &Object) -> Result<(), StoreError> {
         return Err(invalid(
             "metadata.name",
             format!(
-                "{:?} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253, starting and ending alphanumeric)",
+                "{:?} is not a DNS-1123 subdomain (lower-case letters, digits and '-' in dot-separated labels that start and end alphanumeric; at most 253)",
                 obj.name()
             ),
         ));
@@ -762,4 +767,22 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(producer(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dns1123;
+
+    #[test]
+    fn dns1123() {
+        for ok in ["a", "node-1", "a.b", "eksa-system", "1a", "bmc-cp-0-auth"] {
+            assert!(is_dns1123(ok, false), "{ok}");
+        }
+        for bad in ["", "A", "a_b", "-a", "a-", "a..b", "a.-b", ".a", "a.", &"a".repeat(254)] {
+            assert!(!is_dns1123(bad, false), "{bad}");
+        }
+        assert!(is_dns1123("eksa-system", true));
+        assert!(!is_dns1123("a.b", true));
+        assert!(!is_dns1123(&"a".repeat(64), true));
+    }
 }
