@@ -27,7 +27,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::index::{ClaimKind, LookupIndex, claims_from_json};
+use super::index::{ClaimKind, LookupIndex, check_hardware_claims};
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
@@ -283,7 +283,7 @@ impl EmbeddedStore {
                         index_remove(idx, old);
                     }
                     if !deleted {
-                        check_claims(idx, &obj)?;
+                        check_hardware_claims(idx, &obj)?;
                         index_insert(idx, &obj);
                     }
                 }
@@ -527,42 +527,6 @@ fn validate_identity(obj: &Object) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn check_claims(index: &LookupIndex, obj: &Object) -> Result<(), StoreError> {
-    let Object::Hardware(hw) = obj else {
-        return Ok(());
-    };
-    let key = obj.key();
-    let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
-    let claims = claims_from_json(&v).map_err(|bad| StoreError::Invalid {
-        key: key.clone(),
-        field: bad[0].field.clone(),
-        message: bad[0].message.clone(),
-    })?;
-    // Two interfaces of one Hardware claiming the same MAC or IP is a typo worth refusing too.
-    for (i, a) in claims.iter().enumerate() {
-        if let Some(b) = claims[..i]
-            .iter()
-            .find(|b| b.kind == a.kind && b.value == a.value)
-        {
-            return Err(StoreError::Invalid {
-                key,
-                field: a.field.clone(),
-                message: format!("{:?} is already used by {}", a.value, b.field),
-            });
-        }
-    }
-    let owner = format!("{}/{}", key.namespace, key.name);
-    if let Some((claim, holder)) = index.conflict(&owner, &claims) {
-        return Err(StoreError::Duplicate {
-            key,
-            field: claim.field,
-            value: claim.value,
-            owner: holder,
-        });
-    }
-    Ok(())
-}
-
 fn index_insert(index: &mut LookupIndex, obj: &Object) {
     match obj {
         Object::Hardware(h) => index.upsert_hardware(h.clone()),
@@ -778,7 +742,18 @@ mod tests {
         for ok in ["a", "node-1", "a.b", "eksa-system", "1a", "bmc-cp-0-auth"] {
             assert!(is_dns1123(ok, false), "{ok}");
         }
-        for bad in ["", "A", "a_b", "-a", "a-", "a..b", "a.-b", ".a", "a.", &"a".repeat(254)] {
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            "a.-b",
+            ".a",
+            "a.",
+            &"a".repeat(254),
+        ] {
             assert!(!is_dns1123(bad, false), "{bad}");
         }
         assert!(is_dns1123("eksa-system", true));

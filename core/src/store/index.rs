@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::{Object, StoreError};
 use crate::model::{Hardware, Workflow};
 
 /// Which identity a Hardware claims.
@@ -249,6 +250,44 @@ impl LookupIndex {
             }
         }
     }
+}
+
+/// Refuse a Hardware whose identities do not parse, repeat within the object, or are already
+/// claimed by another Hardware in `index`. Other kinds pass.
+pub fn check_hardware_claims(index: &LookupIndex, obj: &Object) -> Result<(), StoreError> {
+    let Object::Hardware(hw) = obj else {
+        return Ok(());
+    };
+    let key = obj.key();
+    let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
+    let claims = claims_from_json(&v).map_err(|bad| StoreError::Invalid {
+        key: key.clone(),
+        field: bad[0].field.clone(),
+        message: bad[0].message.clone(),
+    })?;
+    // Two interfaces of one Hardware claiming the same MAC or IP is a typo worth refusing too.
+    for (i, a) in claims.iter().enumerate() {
+        if let Some(b) = claims[..i]
+            .iter()
+            .find(|b| b.kind == a.kind && b.value == a.value)
+        {
+            return Err(StoreError::Invalid {
+                key,
+                field: a.field.clone(),
+                message: format!("{:?} is already used by {}", a.value, b.field),
+            });
+        }
+    }
+    let owner = format!("{}/{}", key.namespace, key.name);
+    if let Some((claim, holder)) = index.conflict(&owner, &claims) {
+        return Err(StoreError::Duplicate {
+            key,
+            field: claim.field,
+            value: claim.value,
+            owner: holder,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

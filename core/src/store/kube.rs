@@ -71,7 +71,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::embedded::async_stream;
-use super::index::{LookupIndex, claims_from_json};
+use super::index::{LookupIndex, check_hardware_claims};
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
@@ -434,7 +434,7 @@ impl KubeStore {
             return Ok(());
         }
         self.wait_synced(Kind::Hardware).await?;
-        check_claims(&self.inner.shared.read().index, obj)
+        check_hardware_claims(&self.inner.shared.read().index, obj)
     }
 
     async fn get_typed<K: KubeKind>(&self, ns: &str, name: &str) -> Result<Object, StoreError> {
@@ -773,40 +773,6 @@ fn record_rv(message: &str) -> Option<String> {
     Some(rest.split_once(')')?.0.to_string())
 }
 
-fn check_claims(index: &LookupIndex, obj: &Object) -> Result<(), StoreError> {
-    let Object::Hardware(hw) = obj else {
-        return Ok(());
-    };
-    let key = obj.key();
-    let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
-    let claims = claims_from_json(&v).map_err(|bad| StoreError::Invalid {
-        key: key.clone(),
-        field: bad[0].field.clone(),
-        message: bad[0].message.clone(),
-    })?;
-    for (i, a) in claims.iter().enumerate() {
-        if let Some(b) = claims[..i]
-            .iter()
-            .find(|b| b.kind == a.kind && b.value == a.value)
-        {
-            return Err(StoreError::Invalid {
-                key,
-                field: a.field.clone(),
-                message: format!("{:?} is already used by {}", a.value, b.field),
-            });
-        }
-    }
-    if let Some((claim, holder)) = index.conflict(&owner(obj), &claims) {
-        return Err(StoreError::Duplicate {
-            key,
-            field: claim.field,
-            value: claim.value,
-            owner: holder,
-        });
-    }
-    Ok(())
-}
-
 /// Drop metadata the server owns (an exported document may carry it; a create refuses
 /// `resourceVersion`).
 fn strip_server_meta(mut obj: Object) -> Object {
@@ -1116,7 +1082,7 @@ impl Store for KubeStore {
             let mut overlay = self.inner.shared.read().index.clone();
             for obj in &objs {
                 if let Object::Hardware(h) = obj {
-                    check_claims(&overlay, obj)?;
+                    check_hardware_claims(&overlay, obj)?;
                     overlay.upsert_hardware(h.clone());
                 }
             }
