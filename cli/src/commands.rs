@@ -8,11 +8,12 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use tinkerbell_core::api::token;
 use tinkerbell_core::apply::{self, ApplyErrors, DocError};
+use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::remote::RemoteStore;
 use tinkerbell_core::store::{Backend, Kind, Object};
 
 use crate::output;
-use crate::{Global, OutputFormat};
+use crate::{BackendKind, Global, OutputFormat};
 
 const DEFAULT_URL: &str = "http://127.0.0.1:7081";
 
@@ -32,8 +33,15 @@ pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/tinkerbell"))
 }
 
-/// Connect to the store API.
-async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
+/// Connect to the store: the appliance's store API, or Kubernetes with `--backend kube`.
+pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
+    if g.backend == BackendKind::Kube {
+        let store =
+            KubeStore::from_kubeconfig(g.backend_kube_config.as_deref(), &g.backend_kube_namespace)
+                .await
+                .context("connecting to Kubernetes")?;
+        return Ok(Arc::new(store));
+    }
     let dir = data_dir(g)?;
     let url = match &g.server {
         Some(u) => u.clone(),

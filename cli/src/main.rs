@@ -42,6 +42,30 @@ pub struct Global {
     pub token_file: Option<PathBuf>,
 
     /// Namespace for objects that name none, and for get/delete.
+    /// Where client commands read and write objects: the appliance's embedded store (through
+    /// its store API) or the Tinkerbell CRDs on a Kubernetes cluster.
+    #[arg(
+        long,
+        env = "TINKERBELL_BACKEND",
+        global = true,
+        value_enum,
+        default_value = "embedded"
+    )]
+    pub backend: BackendKind,
+
+    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG", global = true)]
+    pub backend_kube_config: Option<PathBuf>,
+
+    /// Namespace the kube backend reads (all namespaces when empty).
+    #[arg(
+        long,
+        env = "TINKERBELL_BACKEND_KUBE_NAMESPACE",
+        global = true,
+        default_value = ""
+    )]
+    pub backend_kube_namespace: String,
+
     #[arg(
         short,
         long,
@@ -135,6 +159,15 @@ pub enum OutputFormat {
     /// YAML.
     Yaml,
     /// JSON.
+/// Store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The appliance's embedded store, through its store API.
+    Embedded,
+    /// Kubernetes (the Tinkerbell CRDs).
+    Kube,
+}
+
     Json,
     /// A table with extra columns.
     Wide,

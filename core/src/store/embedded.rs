@@ -44,6 +44,9 @@ pub const FORMAT: &str = "tinkerbell-rs store v1";
 pub const FILE_NAME: &str = "store.redb";
 /// How many changes are kept for watches that resume from a resourceVersion.
 const HISTORY: usize = 65_536;
+/// redb's page cache. Every object is held in memory by the store itself and the file is only
+/// read at open, so a large redb cache (its default is 1 GiB) would just hold a second copy.
+const REDB_CACHE: usize = 16 << 20;
 
 /// One committed change.
 #[derive(Debug)]
@@ -112,22 +115,28 @@ impl EmbeddedStore {
         let path = data_dir.join(FILE_NAME);
         let exists = path.exists();
         let db = if exists {
-            Database::open(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::Locked { path: path.clone() }
-                }
-                redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                    if io.kind() != std::io::ErrorKind::InvalidData =>
-                {
-                    db_err(&path, redb::Error::Io(io))
-                }
-                other => StoreError::NotOurs {
-                    path: path.clone(),
-                    reason: other.to_string(),
-                },
-            })?
+            Database::builder()
+                .set_cache_size(REDB_CACHE)
+                .open(&path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        StoreError::Locked { path: path.clone() }
+                    }
+                    redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                        if io.kind() != std::io::ErrorKind::InvalidData =>
+                    {
+                        db_err(&path, redb::Error::Io(io))
+                    }
+                    other => StoreError::NotOurs {
+                        path: path.clone(),
+                        reason: other.to_string(),
+                    },
+                })?
         } else {
-            Database::create(&path).map_err(|e| db_err(&path, e))?
+            Database::builder()
+                .set_cache_size(REDB_CACHE)
+                .create(&path)
+                .map_err(|e| db_err(&path, e))?
         };
         let mut state = State::default();
         if exists {
