@@ -425,3 +425,26 @@ async fn refuses_foreign_and_locked_files() {
         Err(StoreError::Locked { .. })
     ));
 }
+
+#[test]
+fn debug_output_never_shows_secret_values() {
+    let secret = Object::from_typed_json(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "bmc-auth", "namespace": "default"},
+        "type": "kubernetes.io/basic-auth",
+        "data": {"username": "YWRtaW4=", "password": "czNjcmV0LXB3"}
+    }))
+    .unwrap();
+    let dbg = format!("{secret:?}");
+    assert!(
+        dbg.contains("bmc-auth") && dbg.contains("password"),
+        "{dbg}"
+    );
+    // Neither the base64 text nor the decoded bytes appear.
+    assert!(
+        !dbg.contains("czNjcmV0LXB3") && !dbg.contains("s3cret"),
+        "{dbg}"
+    );
+    assert!(!dbg.contains("115, 51, 99"), "raw bytes leaked: {dbg}");
+}

@@ -147,7 +147,9 @@ impl fmt::Display for Kind {
 }
 
 /// One stored object of any kind. Cloning is cheap (the payload is shared).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` never shows a Secret's values (only its keys), so an object can be logged safely.
+#[derive(Clone, PartialEq)]
 pub enum Object {
     /// A Hardware.
     Hardware(Arc<Hardware>),
@@ -214,6 +216,27 @@ macro_rules! each_variant_mut {
             }
         }
     };
+}
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::Secret(s) => {
+                fn keys<V>(m: &Option<std::collections::BTreeMap<String, V>>) -> Vec<&str> {
+                    m.iter()
+                        .flat_map(|m| m.keys().map(String::as_str))
+                        .collect()
+                }
+                f.debug_struct("Secret")
+                    .field("metadata", &s.metadata)
+                    .field("type", &s.type_)
+                    .field("data_keys", &keys(&s.data))
+                    .field("string_data_keys", &keys(&s.string_data))
+                    .finish_non_exhaustive()
+            }
+            other => each_variant!(other, o => fmt::Debug::fmt(&**o, f)),
+        }
+    }
 }
 
 impl Object {
