@@ -153,12 +153,6 @@ enum HardwareCommand {
     },
 }
 
-/// Output formats for `get`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OutputFormat {
-    /// YAML.
-    Yaml,
-    /// JSON.
 /// Store backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -168,6 +162,12 @@ pub enum BackendKind {
     Kube,
 }
 
+/// Output formats for `get`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// YAML.
+    Yaml,
+    /// JSON.
     Json,
     /// A table with extra columns.
     Wide,
