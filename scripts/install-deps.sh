@@ -6,10 +6,18 @@ set -euo pipefail
 # Debian packages, one per line with the reason.
 apt_packages=(
   bc            # bench/ arithmetic
+  openipmi      # ipmi_sim: the IPMI BMC the rufio tests drive
+  ipmitool      # bench/rufio.sh baseline; session checks by hand
+  openssl       # self-signed certificates for the Redfish TLS tests
+  iproute2      # network namespaces for the real-peer tests
+  cloud-init    # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
+  wrk           # bench/hegel.sh load generator
+  nginx         # bench/hegel.sh reference server (run by hand on loopback, not as a service)
 )
 
 # PyPI packages.
 pip_packages=(
+  sushy-tools   # sushy-emulator: the Redfish BMC the rufio tests drive
 )
 
 missing=()

@@ -1,0 +1,516 @@
+//! The HTTP surface: routes, identity (source IP, trusted X-Forwarded-For), session tokens,
+//! and the one place errors become responses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use tinkerbell_core::model::Hardware;
+use tinkerbell_core::store::{HardwareLookup, StoreError};
+
+use crate::config::{Cidr, Config, canonical};
+use crate::ec2::{self, Node};
+use crate::metrics::Metrics;
+use crate::tokens::{TokenCheck, TokenStore};
+
+/// The API versions served; `latest` is the same tree.
+pub const VERSIONS: &[&str] = &["2009-04-04", "latest"];
+/// The session token request path.
+pub const TOKEN_PATH: &str = "/latest/api/token";
+/// Header carrying a session token (EC2's name).
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// Header asking for a token lifetime (EC2's name).
+pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// Firecracker MMDS's names for the same two headers, also accepted.
+const MMDS_TOKEN_HEADER: &str = "x-metadata-token";
+const MMDS_TTL_HEADER: &str = "x-metadata-token-ttl-seconds";
+const XFF: &str = "x-forwarded-for";
+
+/// Everything the handlers share.
+pub struct AppState {
+    backend: Arc<dyn HardwareLookup>,
+    trusted_proxies: Vec<Cidr>,
+    require_tokens: bool,
+    token_ttl_max: Duration,
+    /// Session tokens.
+    pub tokens: TokenStore,
+    /// Request counters.
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("require_tokens", &self.require_tokens)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+type Shared = Arc<AppState>;
+
+/// Why a request was not answered with data. Mapped to a status and a terse body in
+/// [`IntoResponse`]; details go to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The connection's peer address is unknown (the router was served without connect info).
+    #[error("invalid remote address")]
+    NoPeer,
+    /// A trusted proxy sent an X-Forwarded-For that is not a list of IP addresses.
+    #[error("invalid X-Forwarded-For header")]
+    BadForwardedFor,
+    /// No Hardware holds the caller's address.
+    #[error("no hardware found for source ip: {0}")]
+    NoHardwareForIp(IpAddr),
+    /// No Hardware has this instance ID.
+    #[error("no hardware found for instance id: {0}")]
+    NoHardwareForInstance(String),
+    /// The path is not part of the tree.
+    #[error("not found")]
+    NotFound,
+    /// The path exists but the Hardware has no value for it.
+    #[error("{0} is not set for this instance")]
+    Unset(&'static str),
+    /// Tokens are required and none was sent.
+    #[error(
+        "a session token is required: PUT {TOKEN_PATH} with {TTL_HEADER}, then send it in {TOKEN_HEADER}"
+    )]
+    TokenRequired,
+    /// The token is unknown, expired or was issued to another address.
+    #[error("invalid or expired session token")]
+    TokenInvalid,
+    /// A token request without a lifetime.
+    #[error("missing {TTL_HEADER} header")]
+    TtlMissing,
+    /// A token request with a lifetime out of range.
+    #[error("{TTL_HEADER} must be an integer between 1 and {0}")]
+    TtlInvalid(u64),
+    /// A token request relayed by an untrusted proxy.
+    #[error("token requests must not carry X-Forwarded-For")]
+    ForwardedTokenRequest,
+    /// The backend failed.
+    #[error("backend lookup failed")]
+    Backend(#[source] StoreError),
+    /// The system random source failed.
+    #[error("cannot generate a token: {0}")]
+    Random(getrandom::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoPeer
+            | ApiError::BadForwardedFor
+            | ApiError::TtlMissing
+            | ApiError::TtlInvalid(_)
+            | ApiError::ForwardedTokenRequest => StatusCode::BAD_REQUEST,
+            ApiError::NoHardwareForIp(_)
+            | ApiError::NoHardwareForInstance(_)
+            | ApiError::NotFound
+            | ApiError::Unset(_) => StatusCode::NOT_FOUND,
+            ApiError::TokenRequired | ApiError::TokenInvalid => StatusCode::UNAUTHORIZED,
+            ApiError::Backend(_) | ApiError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            let source = std::error::Error::source(&self)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            tracing::error!(error = %self, %source, "request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
+        }
+        let body = if status.is_server_error() {
+            "internal server error".to_string()
+        } else {
+            self.to_string()
+        };
+        (status, [(header::CONTENT_TYPE, ec2::TEXT)], body).into_response()
+    }
+}
+
+/// The metrics label of an answered request, set by each handler.
+#[derive(Debug, Clone, Copy)]
+struct RouteLabel(&'static str);
+
+fn labelled(route: &'static str, mut resp: Response) -> Response {
+    resp.extensions_mut().insert(RouteLabel(route));
+    resp
+}
+
+/// Hegel's routes. The caller serves the router with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (identity is the peer address).
+///
+/// Routes: `/` (versions), `/2009-04-04/…` and `/latest/…` (the EC2 tree), `PUT
+/// /latest/api/token`, `/metadata` (rootio JSON), `/healthz`, `/metrics`, and with
+/// `config.instance_endpoint`, `/tootles/instanceID/<id>/2009-04-04/…`.
+pub fn router(backend: Arc<dyn HardwareLookup>, config: &Config) -> Router {
+    let state: Shared = Arc::new(AppState {
+        backend,
+        trusted_proxies: config.trusted_proxies.clone(),
+        require_tokens: config.require_tokens,
+        token_ttl_max: config.token_ttl_max,
+        tokens: TokenStore::new(config.max_tokens),
+        metrics: Metrics::default(),
+    });
+    router_with_state(state, config.instance_endpoint)
+}
+
+/// [`router`] on a given state, so tests can look at tokens and metrics.
+pub fn router_with_state(state: Arc<AppState>, instance_endpoint: bool) -> Router {
+    let mut r = Router::new()
+        .route("/", get(root))
+        .route("/metadata", get(hack))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(TOKEN_PATH, put(token));
+    for v in VERSIONS {
+        r = r
+            .route(&format!("/{v}"), get(ec2_by_ip))
+            .route(&format!("/{v}/"), get(ec2_by_ip))
+            .route(&format!("/{v}/{{*rest}}"), get(ec2_by_ip));
+    }
+    if instance_endpoint {
+        r = r
+            .route("/tootles/instanceID/{id}/2009-04-04", get(ec2_by_instance))
+            .route("/tootles/instanceID/{id}/2009-04-04/", get(ec2_by_instance))
+            .route(
+                "/tootles/instanceID/{id}/2009-04-04/{*rest}",
+                get(ec2_by_instance),
+            );
+    }
+    r.layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Count every answer by route label and status.
+async fn track(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let resp = next.run(req).await;
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|l| l.0)
+        .unwrap_or("unmatched");
+    let status = resp.status().as_u16();
+    st.metrics.record(route, status);
+    tracing::debug!(%method, path = uri.path(), route, status, "request");
+    resp
+}
+
+/// The peer address of the connection, from axum's connect info.
+fn peer(req_ext: &axum::http::Extensions) -> Result<IpAddr, ApiError> {
+    req_ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| canonical(ci.0.ip()))
+        .ok_or(ApiError::NoPeer)
+}
+
+/// The caller's address: the peer, or — only when the peer is a trusted proxy — the right-most
+/// X-Forwarded-For entry that is not itself a trusted proxy (upstream's xff rule). If every
+/// entry is trusted, the left-most is the client.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Result<IpAddr, ApiError> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return Ok(peer);
+    }
+    let mut entries = Vec::new();
+    for value in headers.get_all(XFF) {
+        let s = value.to_str().map_err(|_| ApiError::BadForwardedFor)?;
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let ip: IpAddr = item.parse().map_err(|_| ApiError::BadForwardedFor)?;
+            entries.push(canonical(ip));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(peer);
+    }
+    Ok(entries
+        .iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(entries[0]))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n))
+        .map(|v| v.to_str().unwrap_or(""))
+}
+
+/// Enforce the token rules for a metadata read from `ip`: a presented token must be valid;
+/// with `require_tokens`, one must be presented.
+fn check_token(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<(), ApiError> {
+    match header_str(headers, &[TOKEN_HEADER, MMDS_TOKEN_HEADER]) {
+        Some(t) => match st.tokens.check(t, ip) {
+            TokenCheck::Valid => Ok(()),
+            other => {
+                tracing::debug!(%ip, result = ?other, "session token refused");
+                Err(ApiError::TokenInvalid)
+            }
+        },
+        None if st.require_tokens => Err(ApiError::TokenRequired),
+        None => Ok(()),
+    }
+}
+
+/// Identify the caller and check its token; returns the caller's address.
+fn caller(st: &AppState, req: &Parts) -> Result<IpAddr, ApiError> {
+    let peer = peer(&req.extensions)?;
+    let ip = client_ip(peer, &req.headers, &st.trusted_proxies)?;
+    check_token(st, &req.headers, ip)?;
+    Ok(ip)
+}
+
+async fn hardware_by_ip(st: &AppState, ip: IpAddr) -> Result<Arc<Hardware>, ApiError> {
+    st.backend
+        .hardware_by_ip(&ip.to_string())
+        .await
+        .map_err(ApiError::Backend)?
+        .ok_or(ApiError::NoHardwareForIp(ip))
+}
+
+/// Split the path below the version prefix into segments (empty ones dropped, so a trailing
+/// slash is accepted).
+fn segments_after(path: &str, prefix_segments: usize) -> Vec<&str> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .skip(prefix_segments)
+        .collect()
+}
+
+fn answer(hw: &Hardware, segs: &[&str]) -> Response {
+    match ec2::resolve(hw, segs) {
+        None => labelled("unmatched", ApiError::NotFound.into_response()),
+        Some(r) => match r.node {
+            Node::Dir(body) => labelled(
+                r.route,
+                ([(header::CONTENT_TYPE, ec2::TEXT)], body).into_response(),
+            ),
+            Node::Leaf(body, ct) => labelled(
+                r.route,
+                ([(header::CONTENT_TYPE, ct)], body).into_response(),
+            ),
+            Node::Unset => labelled(
+                r.route,
+                ApiError::Unset(r.route.trim_start_matches('/')).into_response(),
+            ),
+        },
+    }
+}
+
+/// A route label for errors before the tree is consulted.
+fn early_label(segs: &[&str]) -> &'static str {
+    // Resolve against an empty Hardware: same template, no data.
+    ec2::resolve(&Hardware::default(), segs)
+        .map(|r| r.route)
+        .unwrap_or("unmatched")
+}
+
+async fn ec2_by_ip(State(st): State<Shared>, req: Parts) -> Response {
+    let segs = segments_after(req.uri.path(), 1);
+    let result = async {
+        let ip = caller(&st, &req)?;
+        hardware_by_ip(&st, ip).await
+    }
+    .await;
+    match result {
+        Ok(hw) => answer(&hw, &segs),
+        Err(e) => labelled(early_label(&segs), e.into_response()),
+    }
+}
+
+async fn ec2_by_instance(
+    State(st): State<Shared>,
+    Path(params): Path<Vec<(String, String)>>,
+    req: Parts,
+) -> Response {
+    // /tootles/instanceID/<id>/2009-04-04/...
+    let segs = segments_after(req.uri.path(), 4);
+    let id = params
+        .into_iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let result = async {
+        caller(&st, &req)?;
+        st.backend
+            .hardware_by_instance_id(&id)
+            .await
+            .map_err(ApiError::Backend)?
+            .ok_or_else(|| ApiError::NoHardwareForInstance(id.clone()))
+    }
+    .await;
+    match result {
+        Ok(hw) => answer(&hw, &segs),
+        Err(e) => labelled(early_label(&segs), e.into_response()),
+    }
+}
+
+async fn root() -> Response {
+    labelled(
+        "/",
+        ([(header::CONTENT_TYPE, ec2::TEXT)], VERSIONS.join("\n")).into_response(),
+    )
+}
+
+async fn healthz() -> Response {
+    labelled(
+        "/healthz",
+        ([(header::CONTENT_TYPE, ec2::TEXT)], "ok").into_response(),
+    )
+}
+
+async fn metrics(State(st): State<Shared>) -> Response {
+    let body = st.metrics.render(st.tokens.len());
+    labelled(
+        "/metrics",
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+async fn hack(State(st): State<Shared>, req: Parts) -> Response {
+    let result = async {
+        let ip = caller(&st, &req)?;
+        hardware_by_ip(&st, ip).await
+    }
+    .await;
+    let resp = match result {
+        Ok(hw) => axum::Json(ec2::hack_instance(&hw)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    labelled("/metadata", resp)
+}
+
+async fn token(State(st): State<Shared>, req: Parts) -> Response {
+    let resp = issue_token(&st, &req).map_or_else(IntoResponse::into_response, |(tok, ttl)| {
+        let mut resp = Response::new(Body::from(tok));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ec2::TEXT));
+        h.insert(TTL_HEADER, HeaderValue::from(ttl));
+        resp
+    });
+    labelled(TOKEN_PATH, resp)
+}
+
+fn issue_token(st: &AppState, req: &Parts) -> Result<(String, u64), ApiError> {
+    let peer = peer(&req.extensions)?;
+    let trusted = st.trusted_proxies.iter().any(|c| c.contains(peer));
+    // EC2 and firecracker refuse relayed token requests; only our own trusted proxies may relay.
+    if !trusted && req.headers.contains_key(XFF) {
+        return Err(ApiError::ForwardedTokenRequest);
+    }
+    let ip = client_ip(peer, &req.headers, &st.trusted_proxies)?;
+    let max = st.token_ttl_max.as_secs();
+    let raw =
+        header_str(&req.headers, &[TTL_HEADER, MMDS_TTL_HEADER]).ok_or(ApiError::TtlMissing)?;
+    let ttl: u64 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|t| (1..=max).contains(t))
+        .ok_or(ApiError::TtlInvalid(max))?;
+    let tok = st
+        .tokens
+        .issue(ip, Duration::from_secs(ttl))
+        .map_err(ApiError::Random)?;
+    tracing::debug!(%ip, ttl, "session token issued");
+    Ok((tok, ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(s: &str) -> Vec<Cidr> {
+        Cidr::parse_list(s).unwrap()
+    }
+
+    #[test]
+    fn xff_table() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        // (peer, xff headers, trusted, expected client)
+        let cases: &[(&str, &[&str], &str, &str)] = &[
+            // Untrusted peer: the header changes nothing.
+            ("10.0.0.5", &["10.0.0.9"], "", "10.0.0.5"),
+            ("10.0.0.5", &["10.0.0.9"], "192.168.0.0/16", "10.0.0.5"),
+            // Trusted peer: the right-most untrusted entry.
+            ("192.168.0.1", &["10.0.0.9"], "192.168.0.0/16", "10.0.0.9"),
+            (
+                "192.168.0.1",
+                &["1.1.1.1, 10.0.0.9"],
+                "192.168.0.0/16",
+                "10.0.0.9",
+            ),
+            (
+                "192.168.0.1",
+                &["1.1.1.1, 10.0.0.9, 192.168.0.7"],
+                "192.168.0.0/16",
+                "10.0.0.9",
+            ),
+            // Spoofed left-most entries are not believed.
+            (
+                "192.168.0.1",
+                &["10.0.0.1", "10.0.0.9"],
+                "192.168.0.0/16",
+                "10.0.0.9",
+            ),
+            // Every entry trusted: the left-most.
+            (
+                "192.168.0.1",
+                &["192.168.0.3, 192.168.0.7"],
+                "192.168.0.0/16",
+                "192.168.0.3",
+            ),
+            // No header from a trusted peer: the peer.
+            ("192.168.0.1", &[], "192.168.0.0/16", "192.168.0.1"),
+            // IPv4-mapped forms compare as IPv4.
+            (
+                "192.168.0.1",
+                &["::ffff:10.0.0.9"],
+                "192.168.0.1",
+                "10.0.0.9",
+            ),
+        ];
+        for (peer, xff, trusted, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *xff {
+                h.append(XFF, HeaderValue::from_str(v).unwrap());
+            }
+            let got = client_ip(ip(peer), &h, &cidrs(trusted)).unwrap();
+            assert_eq!(got, ip(want), "peer {peer} xff {xff:?} trusted {trusted}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(XFF, HeaderValue::from_static("not-an-ip"));
+        assert!(matches!(
+            client_ip(ip("192.168.0.1"), &h, &cidrs("192.168.0.0/16")),
+            Err(ApiError::BadForwardedFor)
+        ));
+        // Garbage from an untrusted peer is ignored, not an error.
+        assert_eq!(client_ip(ip("10.0.0.5"), &h, &[]).unwrap(), ip("10.0.0.5"));
+    }
+}

@@ -1,0 +1,268 @@
+//! `hegel`: the metadata service as its own process.
+//!
+//! Parses flags and the environment (upstream Hegel/Tinkerbell names where the feature exists),
+//! sets up logging and the runtime, connects the backend — the appliance's store API (the
+//! embedded store `tinkerbell serve` owns) or Kubernetes — and runs [`tinkerbell_hegel::Hegel`]
+//! until SIGTERM/SIGINT. Exit codes: 2 usage or configuration, 1 failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tinkerbell_core::store::HardwareLookup;
+use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::remote::RemoteStore;
+use tinkerbell_hegel::{Cidr, Config, Hegel, HegelError};
+use tokio_util::sync::CancellationToken;
+
+/// EC2-compatible instance metadata for Tinkerbell Hardware (cloud-init's Ec2 datasource).
+#[derive(Debug, Parser)]
+#[command(name = "hegel", version, about)]
+struct Cli {
+    /// Listen address; `:PORT` listens on every IPv4 address (upstream's form).
+    #[arg(long, env = "HEGEL_HTTP_ADDR", default_value = ":50061", value_parser = parse_addr)]
+    http_addr: SocketAddr,
+
+    /// Comma-separated CIDRs/IPs of proxies whose X-Forwarded-For is believed.
+    #[arg(long, env = "TINKERBELL_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
+
+    /// Serve /tootles/instanceID/<id>/2009-04-04/… (lookup by instance ID).
+    #[arg(
+        long,
+        env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT",
+        default_value_t = false
+    )]
+    tootles_instance_endpoint: bool,
+
+    /// IMDSv2-only: metadata reads need a session token (PUT /latest/api/token).
+    #[arg(
+        long,
+        env = "TINKERBELL_TOOTLES_REQUIRE_TOKENS",
+        default_value_t = false
+    )]
+    require_tokens: bool,
+
+    /// Longest session token lifetime in seconds (1..=21600).
+    #[arg(
+        long,
+        env = "TINKERBELL_TOOTLES_TOKEN_TTL_MAX",
+        default_value_t = 21_600
+    )]
+    token_ttl_max: u64,
+
+    /// Where Hardware comes from: the appliance's store API, or Kubernetes.
+    #[arg(
+        long,
+        env = "TINKERBELL_BACKEND",
+        value_enum,
+        default_value = "embedded"
+    )]
+    backend: BackendKind,
+
+    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
+    #[arg(long, env = "TINKERBELL_SERVER")]
+    server: Option<String>,
+
+    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
+    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+
+    /// The appliance's data directory, for the defaults above.
+    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
+    #[arg(long, env = "TINKERBELL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
+    backend_kube_config: Option<PathBuf>,
+
+    /// Namespace the kube backend reads (all namespaces when empty).
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
+    backend_kube_namespace: String,
+
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// The embedded store of a running `tinkerbell serve`, through its store API.
+    #[value(alias = "remote")]
+    Embedded,
+    /// Kubernetes (the Tinkerbell CRDs).
+    Kube,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address:port (or :port)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    tinkerbell_core::store::remote::install_crypto_provider();
+
+    let config = match config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = matches!(e.downcast_ref::<HegelError>(), Some(HegelError::Config(_)));
+            eprintln!("error: {}", chain(&e));
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Build and validate the configuration; every problem is reported at once.
+fn config(cli: &Cli) -> Result<Config, String> {
+    let mut problems = Vec::new();
+    let trusted_proxies = Cidr::parse_list(&cli.trusted_proxies).unwrap_or_else(|errs| {
+        problems.extend(errs.iter().map(|e| format!("--trusted-proxies: {e}")));
+        Vec::new()
+    });
+    let config = Config {
+        listen: cli.http_addr,
+        trusted_proxies,
+        instance_endpoint: cli.tootles_instance_endpoint,
+        require_tokens: cli.require_tokens,
+        token_ttl_max: Duration::from_secs(cli.token_ttl_max),
+        ..Config::default()
+    };
+    if let Err(e) = config.validate() {
+        problems.extend(e.problems);
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
+    let backend = connect(cli).await?;
+    let root = CancellationToken::new();
+    let hegel = Hegel::start(&config, backend, root.child_token()).await?;
+    eprintln!("hegel: serving metadata on http://{}", hegel.local_addr());
+    let signals = tokio::spawn({
+        let root = root.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            root.cancel();
+        }
+    });
+    let result = hegel.join().await;
+    signals.abort();
+    result.context("hegel")
+}
+
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &cli.data_dir {
+        return Ok(d.clone());
+    }
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return Ok(PathBuf::from("/var/lib/tinkerbell"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/tinkerbell"))
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
+    if cli.backend == BackendKind::Kube {
+        let store = KubeStore::from_kubeconfig(
+            cli.backend_kube_config.as_deref(),
+            &cli.backend_kube_namespace,
+        )
+        .await
+        .context("connecting to Kubernetes")?;
+        return Ok(Arc::new(store));
+    }
+    let dir = data_dir(cli)?;
+    let url = match &cli.server {
+        Some(u) => u.clone(),
+        None => std::fs::read_to_string(dir.join("api-url"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "http://127.0.0.1:7081".to_string()),
+    };
+    let token_file = cli
+        .token_file
+        .clone()
+        .unwrap_or_else(|| dir.join("api-token"));
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the store API token {}", token_file.display()))?;
+    Ok(Arc::new(RemoteStore::new(&url, token.trim())?))
+}
+
+/// The error and its causes on one line, without repeating text a cause already printed.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
