@@ -183,6 +183,33 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:7081"
     )]
     pub store_api_addr: SocketAddr,
+
+    /// Serve EC2-style instance metadata (hegel; upstream's name is tootles) on the HTTP port.
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_TOOTLES",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_tootles: bool,
+
+    /// Port of the consolidated HTTP listener (metadata; 0 picks a free port).
+    #[arg(long, env = "TINKERBELL_HTTP_PORT", default_value_t = 7080)]
+    pub http_port: u16,
+
+    /// Address the consolidated HTTP listener binds.
+    #[arg(long, env = "TINKERBELL_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+
+    /// Comma-separated CIDRs/IPs of proxies whose X-Forwarded-For is believed.
+    #[arg(long, env = "TINKERBELL_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Serve metadata by instance ID under /tootles/instanceID/<id>/2009-04-04/.
+    #[arg(long, env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT")]
+    pub tootles_instance_endpoint: bool,
 }
 
 fn main() -> ExitCode {

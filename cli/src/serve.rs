@@ -1,10 +1,12 @@
-//! `tinkerbell serve`: open the embedded store, serve the store API, run until a signal.
+//! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
+//! port (hegel's metadata), run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
 //! bound) before any is awaited, the first service to fail cancels the rest, and shutdown has a
 //! grace period.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +14,15 @@ use anyhow::Context;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_hegel::HttpServer;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::data_dir;
 use crate::{Global, ServeArgs};
+
+/// How long services get to finish in-flight work after shutdown begins.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// Name of the file in the data directory that tells clients where the store API listens.
 pub const URL_FILE: &str = "api-url";
@@ -26,12 +33,41 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!(path = %store.path().display(), objects = store.len(), revision = store.revision(), "embedded store open");
     let token = token::load_or_create(&dir).context("store API token")?;
 
+    // Validate before binding anything.
+    let hegel_config = tinkerbell_hegel::Config {
+        listen: SocketAddr::new(args.bind_address, args.http_port),
+        trusted_proxies: tinkerbell_hegel::Cidr::parse_list(&args.trusted_proxies).map_err(
+            |errs| {
+                let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("--trusted-proxies: {}", errs.join("; "))
+            },
+        )?,
+        instance_endpoint: args.tootles_instance_endpoint,
+        shutdown_grace: GRACE,
+        ..tinkerbell_hegel::Config::default()
+    };
+    hegel_config.validate()?;
+
     let root = CancellationToken::new();
     let config = ApiConfig {
         listen: args.store_api_addr,
-        shutdown_grace: Duration::from_secs(5),
+        shutdown_grace: GRACE,
     };
-    let api = ApiServer::start(&config, Arc::new(store), &token, root.child_token()).await?;
+    let api =
+        ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
+    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
+    let http = if args.enable_tootles {
+        let router = tinkerbell_hegel::router(Arc::new(store), &hegel_config);
+        let server =
+            HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
+        eprintln!(
+            "tinkerbell: metadata (hegel) at http://{}",
+            server.local_addr()
+        );
+        Some(server)
+    } else {
+        None
+    };
     let url = format!("http://{}", api.local_addr());
     write_url_file(&dir, &url)?;
     eprintln!(
@@ -47,10 +83,22 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             root.cancel();
         }
     });
-    let result = api.join().await;
-    root.cancel();
+    // Every service is running; the first to stop (or fail) stops the rest.
+    let mut services = JoinSet::new();
+    services.spawn(async move { api.join().await.context("store API") });
+    if let Some(http) = http {
+        services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = services.join_next().await {
+        root.cancel();
+        let r = joined.context("service task").and_then(|r| r);
+        if result.is_ok() {
+            result = r;
+        }
+    }
     signals.abort();
-    result.context("store API")
+    result
 }
 
 fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {

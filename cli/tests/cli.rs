@@ -31,6 +31,10 @@ impl Appliance {
                 "serve",
                 "--store-api-addr",
                 "127.0.0.1:0",
+                "--bind-address",
+                "127.0.0.1",
+                "--http-port",
+                "0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
