@@ -11,7 +11,7 @@ work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release -p tinkerbell -q
-bin=target/release/tinkerbell
+bin="${CARGO_TARGET_DIR:-target}/release/tinkerbell"
 
 python3 - "$rows" > "$work/hardware.csv" <<'PY'
 import sys
