@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod bmc;
 mod commands;
 mod output;
 mod serve;
@@ -131,6 +132,11 @@ enum Command {
         /// Include Secrets (BMC credentials). Without it they are left out.
         #[arg(long)]
         show_secrets: bool,
+    },
+    /// Control a BMC: power and boot device, by address or by Machine name.
+    Bmc {
+        #[command(subcommand)]
+        command: bmc::BmcCommand,
     },
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
@@ -258,6 +264,7 @@ fn main() -> ExitCode {
             Command::Hardware {
                 command: HardwareCommand::Import { csv, dry_run },
             } => commands::hardware_import(g, &csv, dry_run).await,
+            Command::Bmc { command } => bmc::run(g, command).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

@@ -1,0 +1,909 @@
+//! Redfish client: the handful of endpoints bmclib's gofish provider uses.
+//!
+//! * Authentication: a session (POST `SessionService/Sessions`, then `X-Auth-Token`), always
+//!   deleted afterwards, or HTTP basic auth when configured (or when the service has no
+//!   session service).
+//! * The ComputerSystem: the configured `systemName` (matched against the member's path
+//!   segment, `Id` or `Name`), else the first member of `Systems`.
+//! * Power: `ComputerSystem.Reset` with upstream's mapping (on → `On`, skipped when already
+//!   on; off → `ForceOff`; soft → `GracefulShutdown`; cycle → `PowerCycle`; reset →
+//!   `ForceRestart`).
+//! * Boot override: PATCH `Boot` with target, enabled and mode; a refusal is retried without
+//!   the mode (HPE DL160 Gen10).
+//! * Virtual media: a slot whose `MediaTypes` has the kind; eject whatever is inserted; insert
+//!   with up to three payload variants in turn.
+//!
+//! Vendor differences are rows of [`QUIRKS`], looked up by the service root's `Vendor` (or
+//! the system's `Manufacturer`), not conditionals spread through the code.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Bmc, BmcError, BootDevice, PowerAction, PowerState, Secret};
+
+/// Configuration of one Redfish BMC.
+#[derive(Debug, Clone)]
+pub struct RedfishConfig {
+    /// Host name or address; a `http://` or `https://` prefix picks the scheme (default
+    /// https).
+    pub host: String,
+    /// Port; the scheme's default when `None`.
+    pub port: Option<u16>,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+    /// Use HTTP basic auth instead of a session.
+    pub use_basic_auth: bool,
+    /// System to manage when the BMC has several.
+    pub system_name: Option<String>,
+    /// Accept any TLS certificate (self-signed BMCs).
+    pub insecure_tls: bool,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of each request.
+    pub timeout: Duration,
+}
+
+impl RedfishConfig {
+    /// Defaults: https, session auth, 10 s connect, 30 s per request.
+    pub fn new(host: &str, username: &str, password: Secret) -> RedfishConfig {
+        RedfishConfig {
+            host: host.to_string(),
+            port: None,
+            username: username.to_string(),
+            password,
+            use_basic_auth: false,
+            system_name: None,
+            insecure_tls: false,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Check the configuration.
+    pub fn validate(&self) -> Result<(), BmcError> {
+        self.base_url().map(|_| ())
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn base_url(&self) -> Result<String, BmcError> {
+        let (scheme, rest) = if let Some(r) = self.host.strip_prefix("https://") {
+            ("https", r)
+        } else if let Some(r) = self.host.strip_prefix("http://") {
+            ("http", r)
+        } else {
+            ("https", self.host.as_str())
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') {
+            return Err(BmcError::Config(format!(
+                "Redfish host {:?} must be a host name or address",
+                self.host
+            )));
+        }
+        Ok(match self.port {
+            Some(p) => format!("{scheme}://{rest}:{p}"),
+            None => format!("{scheme}://{rest}"),
+        })
+    }
+}
+
+const DEFAULT_SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+
+/// Vendor-specific behaviour, one row per vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quirks {
+    /// Matched, case-insensitively, as a substring of the service root's `Vendor` or the
+    /// system's `Manufacturer`; the empty string is the default row.
+    pub vendor: &'static str,
+    /// Send `BootSourceOverrideMode` on the first boot override try (the retry without it
+    /// follows on refusal anyway).
+    pub boot_mode_first_try: bool,
+    /// Reset types to use, in order, when the system's `ResetType@Redfish.AllowableValues`
+    /// does not list the mapped one.
+    pub reset_fallbacks: &'static [(&'static str, &'static str)],
+    /// Why the row exists.
+    pub note: &'static str,
+}
+
+/// The vendor table. The first row whose `vendor` matches wins; the last row is the
+/// default.
+pub const QUIRKS: &[Quirks] = &[
+    Quirks {
+        vendor: "hpe",
+        boot_mode_first_try: false,
+        reset_fallbacks: &[("PowerCycle", "ForceRestart")],
+        note: "DL160 Gen10 refuses BootSourceOverrideMode in the boot override PATCH",
+    },
+    Quirks {
+        vendor: "",
+        boot_mode_first_try: true,
+        reset_fallbacks: &[("PowerCycle", "ForceRestart")],
+        note: "default: upstream bmclib behaviour",
+    },
+];
+
+/// The quirks row for a vendor string.
+pub fn quirks_for(vendor: &str) -> &'static Quirks {
+    let v = vendor.to_ascii_lowercase();
+    QUIRKS
+        .iter()
+        .find(|q| !q.vendor.is_empty() && v.contains(q.vendor))
+        .unwrap_or(&QUIRKS[QUIRKS.len() - 1])
+}
+
+/// The `ResetType` for a power action (upstream's mapping).
+pub fn reset_type(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::On => "On",
+        PowerAction::Off => "ForceOff",
+        PowerAction::Soft => "GracefulShutdown",
+        PowerAction::Cycle => "PowerCycle",
+        PowerAction::Reset => "ForceRestart",
+    }
+}
+
+/// The `BootSourceOverrideTarget` for a boot device; `None` when Redfish has none.
+pub fn boot_target(dev: BootDevice) -> Option<&'static str> {
+    match dev {
+        BootDevice::Pxe => Some("Pxe"),
+        BootDevice::Disk => Some("Hdd"),
+        BootDevice::Cdrom => Some("Cd"),
+        BootDevice::Bios => Some("BiosSetup"),
+        BootDevice::Safe => None,
+    }
+}
+
+/// The boot override PATCH bodies to try in order.
+pub fn boot_override_bodies(
+    target: &str,
+    persistent: bool,
+    efi: bool,
+    quirks: &Quirks,
+) -> Vec<Value> {
+    let enabled = if persistent { "Continuous" } else { "Once" };
+    let mode = if efi { "UEFI" } else { "Legacy" };
+    let without =
+        json!({"Boot": {"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled}});
+    if quirks.boot_mode_first_try {
+        vec![
+            json!({"Boot": {
+                "BootSourceOverrideTarget": target,
+                "BootSourceOverrideEnabled": enabled,
+                "BootSourceOverrideMode": mode,
+            }}),
+            without,
+        ]
+    } else {
+        vec![without]
+    }
+}
+
+/// The InsertMedia payload variants, in the order bmclib tries them.
+pub fn insert_media_bodies(url: &str) -> [Value; 3] {
+    [
+        json!({"Image": url, "Inserted": true, "WriteProtected": true}),
+        json!({"Image": url, "Inserted": true}),
+        json!({"Image": url}),
+    ]
+}
+
+/// The `@odata.id` of a JSON object member.
+fn odata_id(v: &Value) -> Option<&str> {
+    v.get("@odata.id").and_then(Value::as_str)
+}
+
+/// The most useful message in a Redfish error body.
+pub fn error_message(body: &Value) -> Option<String> {
+    let e = body.get("error")?;
+    if let Some(m) = e
+        .get("@Message.ExtendedInfo")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|i| i.get("Message"))
+        .and_then(Value::as_str)
+    {
+        return Some(m.to_string());
+    }
+    e.get("message").and_then(Value::as_str).map(str::to_string)
+}
+
+/// The current boot override of a system, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootOverride {
+    /// `BootSourceOverrideTarget`.
+    pub target: Option<String>,
+    /// `BootSourceOverrideEnabled`.
+    pub enabled: Option<String>,
+    /// `BootSourceOverrideMode`.
+    pub mode: Option<String>,
+}
+
+/// A virtual media slot, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualMedia {
+    /// Path of the slot.
+    pub path: String,
+    /// Inserted image URL.
+    pub image: Option<String>,
+    /// Whether media is inserted.
+    pub inserted: bool,
+}
+
+/// A Redfish client for one BMC. Each [`Bmc`] call logs in and out.
+#[derive(Debug, Clone)]
+pub struct RedfishClient {
+    cfg: RedfishConfig,
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Clone)]
+enum Auth {
+    Basic,
+    Session { token: Secret, location: String },
+}
+
+/// A logged-in connection. [`Conn::logout`] deletes the session; dropping a `Conn` without
+/// it deletes the session in the background.
+struct Conn<'a> {
+    c: &'a RedfishClient,
+    auth: Auth,
+    root: Value,
+    logged_out: bool,
+}
+
+impl RedfishClient {
+    /// A client; checks the configuration and builds the HTTP client (TLS verification off
+    /// only when `insecure_tls`).
+    pub fn new(cfg: RedfishConfig) -> Result<RedfishClient, BmcError> {
+        let base = cfg.base_url()?;
+        tinkerbell_core::store::remote::install_crypto_provider();
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .timeout(cfg.timeout)
+                .danger_accept_invalid_certs(cfg.insecure_tls)
+        };
+        // The platform verifier needs a CA bundle on disk; fall back to none (only insecure
+        // TLS and plain HTTP then work) rather than failing where there is none.
+        let http = match builder().build() {
+            Ok(c) => c,
+            Err(_) => builder()
+                .tls_certs_only(Vec::new())
+                .build()
+                .map_err(|e| BmcError::Config(format!("HTTP client: {e}")))?,
+        };
+        Ok(RedfishClient { cfg, base, http })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedfishConfig {
+        &self.cfg
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    fn send_error(&self, e: reqwest::Error) -> BmcError {
+        if e.is_timeout() {
+            BmcError::TimedOut {
+                host: self.cfg.host.clone(),
+                timeout: self.cfg.timeout,
+            }
+        } else {
+            BmcError::Unreachable {
+                host: self.cfg.host.clone(),
+                source: Box::new(e),
+            }
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&Auth>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), BmcError> {
+        let mut rq = self
+            .http
+            .request(method.clone(), self.url(path))
+            .header("Accept", "application/json");
+        match auth {
+            Some(Auth::Basic) => {
+                rq = rq.basic_auth(&self.cfg.username, Some(self.cfg.password.expose()));
+            }
+            Some(Auth::Session { token, .. }) => {
+                rq = rq.header("X-Auth-Token", token.expose());
+            }
+            None => {}
+        }
+        if let Some(b) = body {
+            rq = rq.json(b);
+        }
+        let resp = rq.send().await.map_err(|e| self.send_error(e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| self.send_error(e))?;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        tracing::debug!(host = %self.cfg.host, %method, path, status = status.as_u16(), "redfish");
+        Ok((status, headers, v))
+    }
+
+    fn status_error(&self, what: &str, status: StatusCode, body: &Value) -> BmcError {
+        let host = self.cfg.host.clone();
+        let detail = match error_message(body) {
+            Some(m) => format!("HTTP {}: {m}", status.as_u16()),
+            None => format!("HTTP {}", status.as_u16()),
+        };
+        match status.as_u16() {
+            401 | 403 => BmcError::AuthenticationRefused {
+                host,
+                detail: format!("{what}: {detail}"),
+            },
+            405 | 501 => BmcError::Unsupported {
+                host,
+                detail: format!("{what}: {detail}"),
+            },
+            _ => BmcError::Failed {
+                host,
+                operation: what.to_string(),
+                detail,
+            },
+        }
+    }
+
+    /// Log in (or not, with basic auth) and read the service root.
+    async fn connect(&self) -> Result<Conn<'_>, BmcError> {
+        let (status, _, root) = self.raw(Method::GET, "/redfish/v1/", None, None).await?;
+        if !status.is_success() {
+            return Err(self.status_error("reading the service root", status, &root));
+        }
+        if self.cfg.use_basic_auth {
+            return Ok(Conn {
+                c: self,
+                auth: Auth::Basic,
+                root,
+                logged_out: true,
+            });
+        }
+        let sessions = match (root.pointer("/Links/Sessions"), root.get("SessionService")) {
+            (Some(s), _) => odata_id(s).unwrap_or(DEFAULT_SESSIONS).to_string(),
+            (None, Some(_)) => DEFAULT_SESSIONS.to_string(),
+            (None, None) => {
+                // No session service (sushy-tools, some old BMCs): basic auth is all there is.
+                tracing::debug!(host = %self.cfg.host, "no Redfish session service; using basic auth");
+                return Ok(Conn {
+                    c: self,
+                    auth: Auth::Basic,
+                    root,
+                    logged_out: true,
+                });
+            }
+        };
+        let body = json!({"UserName": self.cfg.username, "Password": self.cfg.password.expose()});
+        let (status, headers, v) = self.raw(Method::POST, &sessions, None, Some(&body)).await?;
+        if matches!(status.as_u16(), 404 | 405 | 501) {
+            tracing::debug!(host = %self.cfg.host, "Redfish session service refused; using basic auth");
+            return Ok(Conn {
+                c: self,
+                auth: Auth::Basic,
+                root,
+                logged_out: true,
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error("session login", status, &v));
+        }
+        let token = headers
+            .get("X-Auth-Token")
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| BmcError::Protocol {
+                host: self.cfg.host.clone(),
+                detail: "session login answered without X-Auth-Token".into(),
+            })?;
+        let location = headers
+            .get("Location")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| odata_id(&v).map(str::to_string))
+            .ok_or_else(|| BmcError::Protocol {
+                host: self.cfg.host.clone(),
+                detail: "session login answered without a Location".into(),
+            })?;
+        Ok(Conn {
+            c: self,
+            auth: Auth::Session {
+                token: Secret::new(token),
+                location,
+            },
+            root,
+            logged_out: false,
+        })
+    }
+
+    /// Read the boot override of the system.
+    pub async fn boot_override(&self) -> Result<BootOverride, BmcError> {
+        let conn = self.connect().await?;
+        let r = async {
+            let (_, sys) = conn.system().await?;
+            let b = sys.get("Boot").cloned().unwrap_or(Value::Null);
+            let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+            Ok(BootOverride {
+                target: s("BootSourceOverrideTarget"),
+                enabled: s("BootSourceOverrideEnabled"),
+                mode: s("BootSourceOverrideMode"),
+            })
+        }
+        .await;
+        conn.logout().await;
+        r
+    }
+
+    /// Insert `url` as virtual media of `kind` (e.g. `CD`), or eject when `url` is empty.
+    pub async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {
+        let conn = self.connect().await?;
+        let r = conn.virtual_media(url, kind).await;
+        conn.logout().await;
+        r
+    }
+
+    /// The virtual media slots of the system.
+    pub async fn virtual_media_slots(&self) -> Result<Vec<VirtualMedia>, BmcError> {
+        let conn = self.connect().await?;
+        let r = async {
+            let mut out = Vec::new();
+            for (path, v) in conn.media_slots().await? {
+                out.push(VirtualMedia {
+                    path,
+                    image: v
+                        .get("Image")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                    inserted: v.get("Inserted").and_then(Value::as_bool).unwrap_or(false),
+                });
+            }
+            Ok(out)
+        }
+        .await;
+        conn.logout().await;
+        r
+    }
+}
+
+impl Conn<'_> {
+    async fn get(&self, path: &str) -> Result<Value, BmcError> {
+        let (status, _, v) = self
+            .c
+            .raw(Method::GET, path, Some(&self.auth), None)
+            .await?;
+        if !status.is_success() {
+            return Err(self.c.status_error(&format!("GET {path}"), status, &v));
+        }
+        Ok(v)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), BmcError> {
+        let (status, _, v) = self
+            .c
+            .raw(method, path, Some(&self.auth), Some(body))
+            .await?;
+        Ok((status, v))
+    }
+
+    fn vendor(&self, sys: &Value) -> String {
+        let root = self
+            .root
+            .get("Vendor")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let m = sys
+            .get("Manufacturer")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        format!("{root} {m}")
+    }
+
+    /// The managed ComputerSystem: its path and body.
+    async fn system(&self) -> Result<(String, Value), BmcError> {
+        let systems = self
+            .root
+            .get("Systems")
+            .and_then(odata_id)
+            .unwrap_or("/redfish/v1/Systems")
+            .to_string();
+        let coll = self.get(&systems).await?;
+        let members: Vec<String> = coll
+            .get("Members")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(odata_id).map(str::to_string).collect())
+            .unwrap_or_default();
+        let host = &self.c.cfg.host;
+        match &self.c.cfg.system_name {
+            None => {
+                let first = members.first().ok_or_else(|| BmcError::Unsupported {
+                    host: host.clone(),
+                    detail: "the BMC lists no ComputerSystem".into(),
+                })?;
+                Ok((first.clone(), self.get(first).await?))
+            }
+            Some(name) => {
+                for m in &members {
+                    if m.trim_end_matches('/').rsplit('/').next() == Some(name.as_str()) {
+                        return Ok((m.clone(), self.get(m).await?));
+                    }
+                }
+                for m in &members {
+                    let v = self.get(m).await?;
+                    let hit = |k: &str| v.get(k).and_then(Value::as_str) == Some(name.as_str());
+                    if hit("Id") || hit("Name") {
+                        return Ok((m.clone(), v));
+                    }
+                }
+                Err(BmcError::Failed {
+                    host: host.clone(),
+                    operation: "finding the ComputerSystem".into(),
+                    detail: format!("no system named {name:?} among {} members", members.len()),
+                })
+            }
+        }
+    }
+
+    async fn power_state(&self) -> Result<PowerState, BmcError> {
+        let (_, sys) = self.system().await?;
+        Ok(parse_power_state(&sys))
+    }
+
+    async fn power(&self, action: PowerAction) -> Result<(), BmcError> {
+        let (path, sys) = self.system().await?;
+        if action == PowerAction::On && parse_power_state(&sys) == PowerState::On {
+            tracing::debug!(host = %self.c.cfg.host, "already on; Reset skipped");
+            return Ok(());
+        }
+        let quirks = quirks_for(&self.vendor(&sys));
+        let reset = sys.pointer("/Actions/#ComputerSystem.Reset");
+        let target = reset
+            .and_then(|r| r.get("target"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{path}/Actions/ComputerSystem.Reset"));
+        let allowed: Option<Vec<&str>> = reset
+            .and_then(|r| r.get("ResetType@Redfish.AllowableValues"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect());
+        let mut rt = reset_type(action);
+        if let Some(allowed) = &allowed
+            && !allowed.contains(&rt)
+        {
+            match quirks
+                .reset_fallbacks
+                .iter()
+                .find(|(from, to)| *from == rt && allowed.contains(to))
+            {
+                Some((_, to)) => {
+                    tracing::debug!(host = %self.c.cfg.host, from = rt, to, "reset type not allowed; using the fallback");
+                    rt = to;
+                }
+                None => {
+                    return Err(BmcError::Unsupported {
+                        host: self.c.cfg.host.clone(),
+                        detail: format!(
+                            "ResetType {rt} is not among the allowed {}",
+                            allowed.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        let (status, v) = self
+            .send(Method::POST, &target, &json!({"ResetType": rt}))
+            .await?;
+        if !status.is_success() {
+            return Err(self
+                .c
+                .status_error(&format!("ComputerSystem.Reset {rt}"), status, &v));
+        }
+        Ok(())
+    }
+
+    async fn boot_device(
+        &self,
+        dev: BootDevice,
+        persistent: bool,
+        efi: bool,
+    ) -> Result<(), BmcError> {
+        let target = boot_target(dev).ok_or_else(|| BmcError::Unsupported {
+            host: self.c.cfg.host.clone(),
+            detail: format!(
+                "boot device {} has no Redfish override target",
+                dev.as_str()
+            ),
+        })?;
+        let (path, sys) = self.system().await?;
+        let quirks = quirks_for(&self.vendor(&sys));
+        let mut last = None;
+        for body in boot_override_bodies(target, persistent, efi, quirks) {
+            let (status, v) = self.send(Method::PATCH, &path, &body).await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            let e = self.c.status_error("boot override", status, &v);
+            if matches!(e, BmcError::AuthenticationRefused { .. }) {
+                return Err(e);
+            }
+            tracing::debug!(host = %self.c.cfg.host, error = %e, "boot override refused; trying without the mode");
+            last = Some(e);
+        }
+        Err(last.expect("at least one body was tried"))
+    }
+
+    /// Every virtual media slot: the system's collection, else its managers'.
+    async fn media_slots(&self) -> Result<Vec<(String, Value)>, BmcError> {
+        let (_, sys) = self.system().await?;
+        let mut collections: Vec<String> = Vec::new();
+        if let Some(p) = sys.get("VirtualMedia").and_then(odata_id) {
+            collections.push(p.to_string());
+        } else {
+            let managers: Vec<String> = sys
+                .pointer("/Links/ManagedBy")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(odata_id).map(str::to_string).collect())
+                .unwrap_or_default();
+            for m in managers {
+                if let Some(p) = self.get(&m).await?.get("VirtualMedia").and_then(odata_id) {
+                    collections.push(p.to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for c in collections {
+            let coll = self.get(&c).await?;
+            for m in coll
+                .get("Members")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(odata_id)
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+            {
+                let v = self.get(&m).await?;
+                out.push((m, v));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {
+        let host = &self.c.cfg.host;
+        let slots = self.media_slots().await?;
+        let kinds: &[&str] = if kind.eq_ignore_ascii_case("CD") {
+            &["CD", "DVD"]
+        } else {
+            &[kind]
+        };
+        let (path, slot) = slots
+            .into_iter()
+            .find(|(_, v)| {
+                v.get("MediaTypes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .any(|t| kinds.iter().any(|k| k.eq_ignore_ascii_case(t)))
+                    })
+            })
+            .ok_or_else(|| BmcError::Unsupported {
+                host: host.clone(),
+                detail: format!("no virtual media slot takes {kind}"),
+            })?;
+        let action = |name: &str, default: &str| {
+            slot.pointer(&format!("/Actions/#VirtualMedia.{name}/target"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{path}/Actions/VirtualMedia.{default}"))
+        };
+        if slot.get("Inserted").and_then(Value::as_bool) == Some(true)
+            || slot
+                .get("Image")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        {
+            let (status, v) = self
+                .send(
+                    Method::POST,
+                    &action("EjectMedia", "EjectMedia"),
+                    &json!({}),
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(self.c.status_error("EjectMedia", status, &v));
+            }
+        }
+        if url.is_empty() {
+            return Ok(());
+        }
+        let target = action("InsertMedia", "InsertMedia");
+        let mut last = None;
+        for body in insert_media_bodies(url) {
+            let (status, v) = self.send(Method::POST, &target, &body).await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            let e = self.c.status_error("InsertMedia", status, &v);
+            if matches!(e, BmcError::AuthenticationRefused { .. }) {
+                return Err(e);
+            }
+            last = Some(e);
+        }
+        Err(last.expect("three bodies were tried"))
+    }
+
+    /// Delete the session. Failures are logged: the caller's result matters more.
+    async fn logout(mut self) {
+        self.logged_out = true;
+        if let Auth::Session { location, .. } = &self.auth {
+            match self
+                .c
+                .raw(Method::DELETE, location, Some(&self.auth), None)
+                .await
+            {
+                Ok((s, _, _)) if s.is_success() => {
+                    tracing::debug!(host = %self.c.cfg.host, "Redfish session deleted");
+                }
+                Ok((s, _, _)) => {
+                    tracing::warn!(host = %self.c.cfg.host, status = s.as_u16(), "Redfish logout refused");
+                }
+                Err(e) => {
+                    tracing::warn!(host = %self.c.cfg.host, error = %e, "Redfish logout failed")
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if self.logged_out {
+            return;
+        }
+        // A cancelled call: delete the session in the background.
+        if let (Auth::Session { .. }, Ok(rt)) = (&self.auth, tokio::runtime::Handle::try_current())
+        {
+            let c = self.c.clone();
+            let auth = self.auth.clone();
+            rt.spawn(async move {
+                if let Auth::Session { location, .. } = &auth {
+                    let _ = c.raw(Method::DELETE, location, Some(&auth), None).await;
+                }
+            });
+        }
+    }
+}
+
+fn parse_power_state(sys: &Value) -> PowerState {
+    match sys.get("PowerState").and_then(Value::as_str) {
+        Some("On") => PowerState::On,
+        Some("Off") => PowerState::Off,
+        _ => PowerState::Unknown,
+    }
+}
+
+#[async_trait]
+impl Bmc for RedfishClient {
+    async fn power_state(&self) -> Result<PowerState, BmcError> {
+        let conn = self.connect().await?;
+        let r = conn.power_state().await;
+        conn.logout().await;
+        r
+    }
+
+    async fn power(&self, action: PowerAction) -> Result<(), BmcError> {
+        let conn = self.connect().await?;
+        let r = conn.power(action).await;
+        conn.logout().await;
+        r
+    }
+
+    async fn boot_device(
+        &self,
+        device: BootDevice,
+        persistent: bool,
+        efi: bool,
+    ) -> Result<(), BmcError> {
+        let conn = self.connect().await?;
+        let r = conn.boot_device(device, persistent, efi).await;
+        conn.logout().await;
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_reset_mapping() {
+        let table = [
+            (PowerAction::On, "On"),
+            (PowerAction::Off, "ForceOff"),
+            (PowerAction::Soft, "GracefulShutdown"),
+            (PowerAction::Cycle, "PowerCycle"),
+            (PowerAction::Reset, "ForceRestart"),
+        ];
+        for (a, want) in table {
+            assert_eq!(reset_type(a), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn boot_bodies_and_fallback() {
+        let d = quirks_for("Sushy Emulator");
+        assert_eq!(d.vendor, "");
+        let b = boot_override_bodies("Pxe", true, true, d);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            b[0],
+            json!({"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Continuous", "BootSourceOverrideMode": "UEFI"}})
+        );
+        assert_eq!(
+            b[1],
+            json!({"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Continuous"}})
+        );
+        let h = quirks_for("HPE");
+        assert_eq!(boot_override_bodies("Hdd", false, false, h).len(), 1);
+        assert_eq!(boot_target(BootDevice::Safe), None);
+        assert_eq!(boot_target(BootDevice::Bios), Some("BiosSetup"));
+    }
+
+    #[test]
+    fn insert_media_variants() {
+        let v = insert_media_bodies("http://x/a.iso");
+        assert_eq!(v[0]["WriteProtected"], json!(true));
+        assert!(v[1].get("WriteProtected").is_none());
+        assert_eq!(v[2], json!({"Image": "http://x/a.iso"}));
+    }
+
+    #[test]
+    fn error_messages() {
+        let ext = json!({"error": {"code": "Base.1.0.GeneralError", "message": "general",
+            "@Message.ExtendedInfo": [{"Message": "The property X is read only."}]}});
+        assert_eq!(
+            error_message(&ext).as_deref(),
+            Some("The property X is read only.")
+        );
+        let plain = json!({"error": {"message": "nope"}});
+        assert_eq!(error_message(&plain).as_deref(), Some("nope"));
+        assert_eq!(error_message(&json!("x")), None);
+        assert_eq!(error_message(&Value::Null), None);
+    }
+
+    #[test]
+    fn base_urls() {
+        let mut c = RedfishConfig::new("10.0.0.1", "u", "p".into());
+        assert_eq!(c.base_url().unwrap(), "https://10.0.0.1");
+        c.port = Some(8000);
+        c.host = "http://127.0.0.1".into();
+        assert_eq!(c.base_url().unwrap(), "http://127.0.0.1:8000");
+        c.host = "http://a/b".into();
+        assert!(c.base_url().is_err());
+    }
+}
