@@ -38,7 +38,8 @@ pub mod token;
 /// authenticated clients get this far.
 pub const MAX_BODY: usize = 256 << 20;
 
-/// Batches at least this large are followed by [`release_freed_memory`].
+/// Requests and responses with at least this many objects are followed by
+/// [`release_freed_memory`].
 const TRIM_AFTER: usize = 1_000;
 
 /// Hand memory freed by a large request back to the OS.
@@ -256,13 +257,13 @@ async fn resource(
                 return watch(app.store.clone(), &target, &q).await;
             }
             let list = store.list(target.kind, ns).await?;
-            Ok(axum::Json(json!({
-                "apiVersion": target.kind.api_version(),
-                "kind": format!("{}List", target.kind),
-                "metadata": {"resourceVersion": list.resource_version},
-                "items": list.items.iter().map(Object::to_json).collect::<Vec<_>>(),
-            }))
-            .into_response())
+            let body = ListBody {
+                api_version: target.kind.api_version(),
+                kind: format!("{}List", target.kind),
+                metadata: json!({"resourceVersion": list.resource_version}),
+                items: Lazy(&list.items, Object::to_json),
+            };
+            json_response(&body, list.items.len())
         }
         (&Method::POST, None, false) => {
             let ns = ns.ok_or_else(|| bad_request("create needs a namespaced path"))?;
@@ -411,28 +412,48 @@ struct ApplyBody {
     items: Vec<Box<serde_json::value::RawValue>>,
 }
 
-/// The apply response, serialised straight from the objects without an intermediate tree.
-struct ApplyResults(Vec<(Object, crate::store::Applied)>);
+/// A sequence serialised one element at a time through `f`, so a large response never exists
+/// as one `Value` tree (10,000 Hardware would be a few hundred MiB of small allocations).
+struct Lazy<'a, T, F>(&'a [T], F);
 
-impl serde::Serialize for ApplyResults {
+impl<T, F: Fn(&T) -> Value> serde::Serialize for Lazy<'_, T, F> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        struct Items<'a>(&'a [(Object, crate::store::Applied)]);
-        impl serde::Serialize for Items<'_> {
-            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-                let mut seq = ser.serialize_seq(Some(self.0.len()))?;
-                for (o, a) in self.0 {
-                    seq.serialize_element(
-                        &json!({"object": o.to_json(), "result": a.to_string()}),
-                    )?;
-                }
-                seq.end()
-            }
+        use serde::ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&(self.1)(item))?;
         }
-        let mut map = ser.serialize_map(Some(1))?;
-        map.serialize_entry("results", &Items(&self.0))?;
-        map.end()
+        seq.end()
     }
+}
+
+/// A Kubernetes list response.
+#[derive(serde::Serialize)]
+#[serde(bound = "F: Fn(&Object) -> Value")]
+struct ListBody<'a, F> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: String,
+    metadata: Value,
+    items: Lazy<'a, Object, F>,
+}
+
+/// Serialise `body` into a JSON response; after large ones, give the garbage back to the OS.
+fn json_response(body: &impl serde::Serialize, items: usize) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })?;
+    if items >= TRIM_AFTER {
+        release_freed_memory();
+    }
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_else(|e| unreachable!("static response parts: {e}")))
 }
 
 async fn apply(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
@@ -447,22 +468,16 @@ async fn apply(State(app): State<App>, body: Bytes) -> Result<Response, ApiError
             .map_err(|e| bad_request(format!("items[{i}]: {}", error_chain(&e))))?;
         objs.push(o);
     }
-    let count = objs.len();
     let results = app.store.apply_all(objs).await?;
-    let bytes = serde_json::to_vec(&ApplyResults(results)).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            e.to_string(),
-        )
-    })?;
-    if count >= TRIM_AFTER {
-        release_freed_memory();
+    let items = Lazy(
+        &results,
+        |(o, a): &(Object, crate::store::Applied)| json!({"object": o.to_json(), "result": a.to_string()}),
+    );
+    #[derive(serde::Serialize)]
+    struct ApplyResponse<T: serde::Serialize> {
+        results: T,
     }
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(bytes))
-        .unwrap_or_else(|e| unreachable!("static response parts: {e}")))
+    json_response(&ApplyResponse { results: items }, results.len())
 }
 
 #[derive(Debug, Deserialize)]
