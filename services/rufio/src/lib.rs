@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tinkerbell_core::model::bmc::Connection;
 
+pub mod action;
 pub mod ipmi;
 pub mod redfish;
 
@@ -286,6 +287,15 @@ pub trait Bmc: Send + Sync {
         persistent: bool,
         efi: bool,
     ) -> Result<(), BmcError>;
+    /// Insert `url` as virtual media of `kind` (eject when `url` is empty). Only Redfish
+    /// has virtual media.
+    async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {
+        let _ = (url, kind);
+        Err(BmcError::Unsupported {
+            host: String::new(),
+            detail: "virtual media needs Redfish".into(),
+        })
+    }
 }
 
 /// Which protocol to speak.

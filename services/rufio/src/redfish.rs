@@ -799,7 +799,9 @@ impl Drop for Conn<'_> {
     }
 }
 
-fn parse_power_state(sys: &Value) -> PowerState {
+/// The power state of a ComputerSystem body (`PowerState`: `On`, `Off`, anything else is
+/// unknown).
+pub fn parse_power_state(sys: &Value) -> PowerState {
     match sys.get("PowerState").and_then(Value::as_str) {
         Some("On") => PowerState::On,
         Some("Off") => PowerState::Off,
@@ -833,6 +835,10 @@ impl Bmc for RedfishClient {
         let r = conn.boot_device(device, persistent, efi).await;
         conn.logout().await;
         r
+    }
+
+    async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {
+        RedfishClient::virtual_media(self, url, kind).await
     }
 }
 

@@ -304,3 +304,49 @@ async fn through_the_common_trait_from_a_machine_connection() {
     bmc.power(PowerAction::On).await.unwrap();
     assert_eq!(bmc.power_state().await.unwrap(), PowerState::On);
 }
+
+#[tokio::test]
+async fn task_actions_run_and_verify() {
+    use tinkerbell_rufio::action::{self, ActionOutcome, Step};
+    let (s, c) = sim(4).await;
+    let job: tinkerbell_core::model::bmc::JobSpec = serde_json::from_value(serde_json::json!({
+        "machineRef": {"name": "m", "namespace": "default"},
+        "tasks": [
+            {"powerAction": "off"},
+            {"oneTimeBootDeviceAction": {"device": ["pxe"], "efiBoot": true}},
+            {"powerAction": "on"},
+            {"powerAction": "status"},
+            {"virtualMediaAction": {"mediaURL": "http://x/a.iso", "kind": "CD"}},
+        ]
+    }))
+    .unwrap();
+    let steps: Vec<Step> = job
+        .tasks
+        .unwrap()
+        .iter()
+        .map(|a| Step::from_action(a).unwrap())
+        .collect();
+    let mut outcomes = Vec::new();
+    for step in &steps[..4] {
+        let o = action::run(&c, step).await.unwrap();
+        if let ActionOutcome::AwaitPower(want) = o {
+            assert_eq!(c.power_state().await.unwrap(), want, "{step:?}");
+        }
+        outcomes.push(o);
+    }
+    assert_eq!(
+        outcomes,
+        [
+            ActionOutcome::AwaitPower(PowerState::Off),
+            ActionOutcome::Done,
+            ActionOutcome::AwaitPower(PowerState::On),
+            ActionOutcome::PowerState(PowerState::On),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("boot")).unwrap().trim(),
+        "pxe"
+    );
+    let e = action::run(&c, &steps[4]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}

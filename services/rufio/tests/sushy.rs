@@ -194,3 +194,46 @@ async fn insecure_tls_is_per_bmc() {
         PowerState::Off
     );
 }
+
+#[tokio::test]
+async fn virtual_media_through_the_task_action() {
+    use tinkerbell_rufio::action::{self, ActionOutcome, Step};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/boot.iso",
+        axum::routing::get(|| async { vec![0u8; 4096] }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = sushy(false).await;
+    let c = RedfishClient::new(s.config()).unwrap();
+    let bmc: &dyn Bmc = &c;
+    let insert = Step::VirtualMedia {
+        url: format!("http://{addr}/boot.iso"),
+        kind: "CD".into(),
+    };
+    assert_eq!(
+        action::run(bmc, &insert).await.unwrap(),
+        ActionOutcome::Done
+    );
+    assert!(
+        c.virtual_media_slots()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.inserted)
+    );
+    let eject = Step::VirtualMedia {
+        url: String::new(),
+        kind: "CD".into(),
+    };
+    assert_eq!(action::run(bmc, &eject).await.unwrap(), ActionOutcome::Done);
+    assert!(
+        c.virtual_media_slots()
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| !m.inserted)
+    );
+    server.abort();
+}
