@@ -3,7 +3,7 @@
 # consolidated HTTP port with 10,000 Hardware in the embedded store, side by side with nginx
 # serving the same bytes as a static file. Target: ours >= 0.5x nginx's requests/s.
 # hegel identifies callers by source address, so one of the Hardware holds 127.0.0.1 (wrk's).
-# Usage: bench/hegel.sh [SECONDS] [CONNECTIONS]   (everything stays on 127.0.0.1)
+# Usage: bench/hegel.sh [SECONDS] [CONNECTIONS]   (ROUNDS=3; everything stays on 127.0.0.1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -20,7 +20,7 @@ work=$(mktemp -d)
 trap 'kill "${pid:-}" "${npid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release -p tinkerbell -q
-bin=target/release/tinkerbell
+bin="${CARGO_TARGET_DIR:-target}/release/tinkerbell"
 
 # 10,000 Hardware; node-0 holds 127.0.0.1.
 python3 - "$rows" > "$work/hardware.yaml" <<'PY'
@@ -89,11 +89,20 @@ run_wrk() { # url -> "rps p99_ms"
 # Warm both up, then measure side by side.
 wrk -t1 -c4 -d1s "http://127.0.0.1:$hegel_port$path" >/dev/null
 wrk -t1 -c4 -d1s "http://127.0.0.1:$nginx_port$path" >/dev/null
-read -r ours_rps ours_p99 < <(run_wrk "http://127.0.0.1:$hegel_port$path")
-read -r nginx_rps nginx_p99 < <(run_wrk "http://127.0.0.1:$nginx_port$path")
+# Interleaved rounds (other work on the machine shifts the numbers); the median of each counts.
+rounds=${ROUNDS:-3}
+: > "$work/res-ours"; : > "$work/res-nginx"
+for _ in $(seq "$rounds"); do
+  run_wrk "http://127.0.0.1:$hegel_port$path" >> "$work/res-ours"
+  run_wrk "http://127.0.0.1:$nginx_port$path" >> "$work/res-nginx"
+done
+median() { sort -n -k1,1 "$1" | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+read -r ours_rps ours_p99 < <(median "$work/res-ours")
+read -r nginx_rps nginx_p99 < <(median "$work/res-nginx")
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 
-echo "== hegel benchmark: GET $path, $count Hardware in the store, wrk -t$threads -c$conns -d${secs}s, $(nproc) cores"
+echo "== hegel benchmark: GET $path, $count Hardware in the store, wrk -t$threads -c$conns -d${secs}s, median of $rounds interleaved rounds, $(nproc) cores"
+echo "rounds (requests/s p99 ms): ours: $(tr '\n' ';' < "$work/res-ours") nginx: $(tr '\n' ';' < "$work/res-nginx")"
 printf '%-28s %12s %10s\n' "server" "requests/s" "p99 ms"
 printf '%-28s %12.0f %10.2f\n' "hegel (tinkerbell serve)" "$ours_rps" "$ours_p99"
 printf '%-28s %12.0f %10.2f\n' "nginx (static file)" "$nginx_rps" "$nginx_p99"

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use tinkerbell_core::model::Hardware;
@@ -143,12 +142,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The metrics label of an answered request, set by each handler.
-#[derive(Debug, Clone, Copy)]
-struct RouteLabel(&'static str);
-
-fn labelled(route: &'static str, mut resp: Response) -> Response {
-    resp.extensions_mut().insert(RouteLabel(route));
+/// Count an answer under its route label (every handler ends here) and log it at debug.
+fn labelled(st: &AppState, route: &'static str, resp: Response) -> Response {
+    let status = resp.status().as_u16();
+    st.metrics.record(route, status);
+    tracing::debug!(route, status, "answered");
     resp
 }
 
@@ -193,24 +191,7 @@ pub fn router_with_state(state: Arc<AppState>, instance_endpoint: bool) -> Route
                 get(ec2_by_instance),
             );
     }
-    r.layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
-}
-
-/// Count every answer by route label and status.
-async fn track(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let resp = next.run(req).await;
-    let route = resp
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|l| l.0)
-        .unwrap_or("unmatched");
-    let status = resp.status().as_u16();
-    st.metrics.record(route, status);
-    tracing::debug!(%method, path = uri.path(), route, status, "request");
-    resp
+    r.with_state(state)
 }
 
 /// The peer address of the connection, from axum's connect info.
@@ -296,19 +277,22 @@ fn segments_after(path: &str, prefix_segments: usize) -> Vec<&str> {
         .collect()
 }
 
-fn answer(hw: &Hardware, segs: &[&str]) -> Response {
+fn answer(st: &AppState, hw: &Hardware, segs: &[&str]) -> Response {
     match ec2::resolve(hw, segs) {
-        None => labelled("unmatched", ApiError::NotFound.into_response()),
+        None => labelled(st, "unmatched", ApiError::NotFound.into_response()),
         Some(r) => match r.node {
             Node::Dir(body) => labelled(
+                st,
                 r.route,
                 ([(header::CONTENT_TYPE, ec2::TEXT)], body).into_response(),
             ),
             Node::Leaf(body, ct) => labelled(
+                st,
                 r.route,
                 ([(header::CONTENT_TYPE, ct)], body).into_response(),
             ),
             Node::Unset => labelled(
+                st,
                 r.route,
                 ApiError::Unset(r.route.trim_start_matches('/')).into_response(),
             ),
@@ -332,8 +316,8 @@ async fn ec2_by_ip(State(st): State<Shared>, req: Parts) -> Response {
     }
     .await;
     match result {
-        Ok(hw) => answer(&hw, &segs),
-        Err(e) => labelled(early_label(&segs), e.into_response()),
+        Ok(hw) => answer(&st, &hw, &segs),
+        Err(e) => labelled(&st, early_label(&segs), e.into_response()),
     }
 }
 
@@ -359,20 +343,22 @@ async fn ec2_by_instance(
     }
     .await;
     match result {
-        Ok(hw) => answer(&hw, &segs),
-        Err(e) => labelled(early_label(&segs), e.into_response()),
+        Ok(hw) => answer(&st, &hw, &segs),
+        Err(e) => labelled(&st, early_label(&segs), e.into_response()),
     }
 }
 
-async fn root() -> Response {
+async fn root(State(st): State<Shared>) -> Response {
     labelled(
+        &st,
         "/",
         ([(header::CONTENT_TYPE, ec2::TEXT)], VERSIONS.join("\n")).into_response(),
     )
 }
 
-async fn healthz() -> Response {
+async fn healthz(State(st): State<Shared>) -> Response {
     labelled(
+        &st,
         "/healthz",
         ([(header::CONTENT_TYPE, ec2::TEXT)], "ok").into_response(),
     )
@@ -381,6 +367,7 @@ async fn healthz() -> Response {
 async fn metrics(State(st): State<Shared>) -> Response {
     let body = st.metrics.render(st.tokens.len());
     labelled(
+        &st,
         "/metrics",
         (
             [(
@@ -403,7 +390,7 @@ async fn hack(State(st): State<Shared>, req: Parts) -> Response {
         Ok(hw) => axum::Json(ec2::hack_instance(&hw)).into_response(),
         Err(e) => e.into_response(),
     };
-    labelled("/metadata", resp)
+    labelled(&st, "/metadata", resp)
 }
 
 async fn token(State(st): State<Shared>, req: Parts) -> Response {
@@ -414,7 +401,7 @@ async fn token(State(st): State<Shared>, req: Parts) -> Response {
         h.insert(TTL_HEADER, HeaderValue::from(ttl));
         resp
     });
-    labelled(TOKEN_PATH, resp)
+    labelled(&st, TOKEN_PATH, resp)
 }
 
 fn issue_token(st: &AppState, req: &Parts) -> Result<(String, u64), ApiError> {

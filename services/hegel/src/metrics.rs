@@ -2,48 +2,119 @@
 //!
 //! Route labels are the static route templates (`/meta-data/hostname`,
 //! `/meta-data/public-keys/{n}/openssh-key`, …), never the raw path, so a caller probing random
-//! paths cannot grow the label set.
+//! paths cannot grow the label set. The set is fixed ([`ROUTES`]), so counting is one relaxed
+//! atomic add on the hot path, no lock.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every route label, sorted (the render order).
+pub const ROUTES: &[&str] = &[
+    "/",
+    "/dynamic",
+    "/dynamic/instance-identity",
+    "/dynamic/instance-identity/document",
+    "/healthz",
+    "/latest/api/token",
+    "/meta-data",
+    "/meta-data/facility",
+    "/meta-data/hostname",
+    "/meta-data/instance-id",
+    "/meta-data/iqn",
+    "/meta-data/local-hostname",
+    "/meta-data/local-ipv4",
+    "/meta-data/operating-system",
+    "/meta-data/operating-system/distro",
+    "/meta-data/operating-system/image_tag",
+    "/meta-data/operating-system/license_activation",
+    "/meta-data/operating-system/license_activation/state",
+    "/meta-data/operating-system/slug",
+    "/meta-data/operating-system/version",
+    "/meta-data/plan",
+    "/meta-data/public-ipv4",
+    "/meta-data/public-ipv6",
+    "/meta-data/public-keys",
+    "/meta-data/public-keys/{n}",
+    "/meta-data/public-keys/{n}/openssh-key",
+    "/meta-data/tags",
+    "/metadata",
+    "/metrics",
+    "/user-data",
+    "/vendor-data",
+    "unmatched",
+];
+
+/// Status codes counted individually; anything else is counted as `other`.
+const STATUSES: &[u16] = &[200, 400, 401, 403, 404, 405, 500, 503];
+const BUCKETS: usize = STATUSES.len() + 1;
+
+fn route_index(route: &str) -> usize {
+    static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| ROUTES.iter().enumerate().map(|(i, r)| (*r, i)).collect());
+    // An unknown label (a bug) is counted as unmatched rather than lost.
+    index.get(route).copied().unwrap_or(ROUTES.len() - 1)
+}
+
+fn status_index(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(STATUSES.len())
+}
 
 /// The counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    requests: Vec<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: (0..ROUTES.len() * BUCKETS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
 }
 
 impl Metrics {
     /// Count one answered request.
-    pub fn record(&self, route: &'static str, status: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((route, status)).or_default() += 1;
+    pub fn record(&self, route: &str, status: u16) {
+        let i = route_index(route) * BUCKETS + status_index(status);
+        self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The count for one route and status (for tests).
     pub fn get(&self, route: &str, status: u16) -> u64 {
-        let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter()
-            .find(|((r, s), _)| *r == route && *s == status)
-            .map(|(_, n)| *n)
-            .unwrap_or(0)
+        let i = route_index(route) * BUCKETS + status_index(status);
+        self.requests[i].load(Ordering::Relaxed)
     }
 
     /// Prometheus text format (version 0.0.4).
     pub fn render(&self, tokens_held: usize) -> String {
-        let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         out.push_str(
             "# HELP hegel_http_requests_total HTTP requests answered, by route and status.\n",
         );
         out.push_str("# TYPE hegel_http_requests_total counter\n");
-        for ((route, status), n) in m.iter() {
-            let _ = writeln!(
-                out,
-                "hegel_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
+        for (r, route) in ROUTES.iter().enumerate() {
+            for b in 0..BUCKETS {
+                let n = self.requests[r * BUCKETS + b].load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let status = STATUSES
+                    .get(b)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "other".into());
+                let _ = writeln!(
+                    out,
+                    "hegel_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         out.push_str("# HELP hegel_session_tokens Session tokens currently held.\n");
         out.push_str("# TYPE hegel_session_tokens gauge\n");
@@ -52,15 +123,17 @@ impl Metrics {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_sorted_and_unique() {
+        let mut sorted = ROUTES.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ROUTES);
+    }
 
     #[test]
     fn renders_counters() {
@@ -68,6 +141,7 @@ mod tests {
         m.record("/meta-data/hostname", 200);
         m.record("/meta-data/hostname", 200);
         m.record("/meta-data/hostname", 404);
+        m.record("/meta-data/tags", 418);
         assert_eq!(m.get("/meta-data/hostname", 200), 2);
         assert_eq!(
             m.render(1),
@@ -75,6 +149,7 @@ mod tests {
              # TYPE hegel_http_requests_total counter\n\
              hegel_http_requests_total{route=\"/meta-data/hostname\",status=\"200\"} 2\n\
              hegel_http_requests_total{route=\"/meta-data/hostname\",status=\"404\"} 1\n\
+             hegel_http_requests_total{route=\"/meta-data/tags\",status=\"other\"} 1\n\
              # HELP hegel_session_tokens Session tokens currently held.\n\
              # TYPE hegel_session_tokens gauge\n\
              hegel_session_tokens 1\n"
