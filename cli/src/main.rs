@@ -42,7 +42,6 @@ pub struct Global {
     #[arg(long, env = "TINKERBELL_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
-    /// Namespace for objects that name none, and for get/delete.
     /// Where client commands read and write objects: the appliance's embedded store (through
     /// its store API) or the Tinkerbell CRDs on a Kubernetes cluster.
     #[arg(
@@ -67,6 +66,7 @@ pub struct Global {
     )]
     pub backend_kube_namespace: String,
 
+    /// Namespace for objects that name none, and for get/delete.
     #[arg(
         short,
         long,
