@@ -6,63 +6,35 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use tinkerbell_core::api::token;
 use tinkerbell_core::apply::{self, ApplyErrors, DocError};
-use tinkerbell_core::store::kube::KubeStore;
-use tinkerbell_core::store::remote::RemoteStore;
+use tinkerbell_core::connect::{self, StoreConnection};
 use tinkerbell_core::store::{Backend, Kind, Object};
 
 use crate::output;
 use crate::{BackendKind, Global, OutputFormat};
 
-const DEFAULT_URL: &str = "http://127.0.0.1:7081";
-
 /// The data directory: the flag, else a per-user or system default.
 pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &g.data_dir {
-        return Ok(d.clone());
+    match &g.data_dir {
+        Some(d) => Ok(d.clone()),
+        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
     }
-    // Root (the owner of /proc/self) gets the system location.
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if is_root {
-        return Ok(PathBuf::from("/var/lib/tinkerbell"));
-    }
-    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
-    Ok(PathBuf::from(home).join(".local/share/tinkerbell"))
 }
 
 /// Connect to the store: the appliance's store API, or Kubernetes with `--backend kube`.
 pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
-    if g.backend == BackendKind::Kube {
-        let store =
-            KubeStore::from_kubeconfig(g.backend_kube_config.as_deref(), &g.backend_kube_namespace)
-                .await
-                .context("connecting to Kubernetes")?;
-        return Ok(Arc::new(store));
-    }
-    let dir = data_dir(g)?;
-    let url = match &g.server {
-        Some(u) => u.clone(),
-        None => std::fs::read_to_string(dir.join(crate::serve::URL_FILE))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| DEFAULT_URL.to_string()),
+    let conn = StoreConnection {
+        backend: match g.backend {
+            BackendKind::Embedded => connect::BackendKind::Embedded,
+            BackendKind::Kube => connect::BackendKind::Kube,
+        },
+        data_dir: data_dir(g)?,
+        server: g.server.clone(),
+        token_file: g.token_file.clone(),
+        kube_config: g.backend_kube_config.clone(),
+        kube_namespace: g.backend_kube_namespace.clone(),
     };
-    let token = match &g.token_file {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading token file {}", f.display()))?
-            .trim()
-            .to_string(),
-        None => token::load(&dir).with_context(|| {
-            format!(
-                "no store API token in {} — is `tinkerbell serve --data-dir {}` running on this machine? (or pass --token-file)",
-                dir.display(),
-                dir.display()
-            )
-        })?,
-    };
-    Ok(Arc::new(RemoteStore::new(&url, &token)?))
+    Ok(conn.connect().await?)
 }
 
 fn parse_kind(s: &str) -> anyhow::Result<Kind> {

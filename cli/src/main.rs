@@ -281,16 +281,5 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line, without repeating text a cause already printed.
 fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
+    tinkerbell_core::connect::error_chain(e.as_ref())
 }

@@ -24,8 +24,7 @@ use crate::{Global, ServeArgs};
 /// How long services get to finish in-flight work after shutdown begins.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Name of the file in the data directory that tells clients where the store API listens.
-pub const URL_FILE: &str = "api-url";
+use tinkerbell_core::connect::URL_FILE;
 
 pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let dir = data_dir(g)?;
@@ -78,7 +77,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let signals = tokio::spawn({
         let root = root.clone();
         async move {
-            wait_for_signal().await;
+            tinkerbell_core::connect::shutdown_signal().await;
             tracing::info!("shutting down");
             root.cancel();
         }
@@ -109,23 +108,4 @@ fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, dir.join(URL_FILE))
         .with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            // Without signal handlers, only ctrl-c (or kill) ends the process.
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod connect;
 pub mod csv;
 pub mod model;
 pub mod store;

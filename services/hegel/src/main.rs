@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use tinkerbell_core::connect::{self, StoreConnection};
 use tinkerbell_core::store::HardwareLookup;
-use tinkerbell_core::store::kube::KubeStore;
-use tinkerbell_core::store::remote::RemoteStore;
 use tinkerbell_hegel::{Cidr, Config, Hegel, HegelError};
 use tokio_util::sync::CancellationToken;
 
@@ -140,7 +139,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = matches!(e.downcast_ref::<HegelError>(), Some(HegelError::Config(_)));
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", connect::error_chain(e.as_ref()));
             if usage {
                 ExitCode::from(2)
             } else {
@@ -183,7 +182,7 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
     let signals = tokio::spawn({
         let root = root.clone();
         async move {
-            wait_for_signal().await;
+            connect::shutdown_signal().await;
             tracing::info!("shutting down");
             root.cancel();
         }
@@ -194,75 +193,24 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
 }
 
 fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &cli.data_dir {
-        return Ok(d.clone());
+    match &cli.data_dir {
+        Some(d) => Ok(d.clone()),
+        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
     }
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if is_root {
-        return Ok(PathBuf::from("/var/lib/tinkerbell"));
-    }
-    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
-    Ok(PathBuf::from(home).join(".local/share/tinkerbell"))
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
-    if cli.backend == BackendKind::Kube {
-        let store = KubeStore::from_kubeconfig(
-            cli.backend_kube_config.as_deref(),
-            &cli.backend_kube_namespace,
-        )
-        .await
-        .context("connecting to Kubernetes")?;
-        return Ok(Arc::new(store));
-    }
-    let dir = data_dir(cli)?;
-    let url = match &cli.server {
-        Some(u) => u.clone(),
-        None => std::fs::read_to_string(dir.join("api-url"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "http://127.0.0.1:7081".to_string()),
+    let conn = StoreConnection {
+        backend: match cli.backend {
+            BackendKind::Embedded => connect::BackendKind::Embedded,
+            BackendKind::Kube => connect::BackendKind::Kube,
+        },
+        data_dir: data_dir(cli)?,
+        server: cli.server.clone(),
+        token_file: cli.token_file.clone(),
+        kube_config: cli.backend_kube_config.clone(),
+        kube_namespace: cli.backend_kube_namespace.clone(),
     };
-    let token_file = cli
-        .token_file
-        .clone()
-        .unwrap_or_else(|| dir.join("api-token"));
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("reading the store API token {}", token_file.display()))?;
-    Ok(Arc::new(RemoteStore::new(&url, token.trim())?))
-}
-
-/// The error and its causes on one line, without repeating text a cause already printed.
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    let backend: Arc<dyn HardwareLookup> = conn.connect().await?;
+    Ok(backend)
 }
