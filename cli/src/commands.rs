@@ -11,7 +11,7 @@ use tinkerbell_core::connect::{self, StoreConnection};
 use tinkerbell_core::store::{Backend, Kind, Object};
 
 use crate::output;
-use crate::{BackendKind, Global, OutputFormat};
+use crate::{Global, OutputFormat};
 
 /// The data directory: the flag, else a per-user or system default.
 pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
@@ -24,10 +24,7 @@ pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
 /// Connect to the store: the appliance's store API, or Kubernetes with `--backend kube`.
 pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
     let conn = StoreConnection {
-        backend: match g.backend {
-            BackendKind::Embedded => connect::BackendKind::Embedded,
-            BackendKind::Kube => connect::BackendKind::Kube,
-        },
+        backend: g.backend,
         data_dir: data_dir(g)?,
         server: g.server.clone(),
         token_file: g.token_file.clone(),

@@ -43,15 +43,14 @@ pub struct Global {
     pub token_file: Option<PathBuf>,
 
     /// Where client commands read and write objects: the appliance's embedded store (through
-    /// its store API) or the Tinkerbell CRDs on a Kubernetes cluster.
+    /// its store API) or the Tinkerbell CRDs on a Kubernetes cluster: `embedded` or `kube`.
     #[arg(
         long,
         env = "TINKERBELL_BACKEND",
         global = true,
-        value_enum,
         default_value = "embedded"
     )]
-    pub backend: BackendKind,
+    pub backend: tinkerbell_core::connect::BackendKind,
 
     /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
     #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG", global = true)]
@@ -157,15 +156,6 @@ enum HardwareCommand {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-/// Store backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendKind {
-    /// The appliance's embedded store, through its store API.
-    Embedded,
-    /// Kubernetes (the Tinkerbell CRDs).
-    Kube,
 }
 
 /// Output formats for `get`.

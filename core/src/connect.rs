@@ -28,6 +28,19 @@ pub enum BackendKind {
     Kube,
 }
 
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    /// `embedded` (alias `remote`) or `kube`, as given to `--backend` / `TINKERBELL_BACKEND`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "embedded" | "remote" => Ok(BackendKind::Embedded),
+            "kube" => Ok(BackendKind::Kube),
+            other => Err(format!("unknown backend {other:?} (embedded or kube)")),
+        }
+    }
+}
+
 /// How to reach the store.
 #[derive(Debug, Clone)]
 pub struct StoreConnection {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tinkerbell_core::connect::{self, StoreConnection};
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_hegel::{Cidr, Config, Hegel, HegelError};
@@ -55,13 +55,8 @@ struct Cli {
     token_ttl_max: u64,
 
     /// Where Hardware comes from: the appliance's store API, or Kubernetes.
-    #[arg(
-        long,
-        env = "TINKERBELL_BACKEND",
-        value_enum,
-        default_value = "embedded"
-    )]
-    backend: BackendKind,
+    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
+    backend: connect::BackendKind,
 
     /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
     #[arg(long, env = "TINKERBELL_SERVER")]
@@ -87,15 +82,6 @@ struct Cli {
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
     log_level: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendKind {
-    /// The embedded store of a running `tinkerbell serve`, through its store API.
-    #[value(alias = "remote")]
-    Embedded,
-    /// Kubernetes (the Tinkerbell CRDs).
-    Kube,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -201,10 +187,7 @@ fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
     let conn = StoreConnection {
-        backend: match cli.backend {
-            BackendKind::Embedded => connect::BackendKind::Embedded,
-            BackendKind::Kube => connect::BackendKind::Kube,
-        },
+        backend: cli.backend,
         data_dir: data_dir(cli)?,
         server: cli.server.clone(),
         token_file: cli.token_file.clone(),
