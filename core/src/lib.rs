@@ -22,3 +22,4 @@ pub mod connect;
 pub mod csv;
 pub mod model;
 pub mod store;
+pub mod worker_token;

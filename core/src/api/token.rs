@@ -41,7 +41,13 @@ pub enum TokenError {
 
 /// Read the token in `data_dir`, creating it (mode 0600) when absent.
 pub fn load_or_create(data_dir: &Path) -> Result<String, TokenError> {
-    let path = data_dir.join(FILE_NAME);
+    load_or_create_named(data_dir, FILE_NAME)
+}
+
+/// Read the secret file `name` in `data_dir` (32 random bytes as hex, mode 0600), creating it
+/// when absent. The store API token and the worker-token key are both made this way.
+pub fn load_or_create_named(data_dir: &Path, name: &str) -> Result<String, TokenError> {
+    let path = data_dir.join(name);
     let io = |source| TokenError::Io {
         path: path.clone(),
         source,
@@ -61,14 +67,19 @@ pub fn load_or_create(data_dir: &Path) -> Result<String, TokenError> {
             f.sync_all().map_err(io)?;
             Ok(token)
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => load(data_dir),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => load_named(data_dir, name),
         Err(e) => Err(io(e)),
     }
 }
 
 /// Read the token in `data_dir`.
 pub fn load(data_dir: &Path) -> Result<String, TokenError> {
-    let path = data_dir.join(FILE_NAME);
+    load_named(data_dir, FILE_NAME)
+}
+
+/// Read the secret file `name` in `data_dir`, refusing one that others can read.
+pub fn load_named(data_dir: &Path, name: &str) -> Result<String, TokenError> {
+    let path = data_dir.join(name);
     let meta = std::fs::metadata(&path).map_err(|source| TokenError::Io {
         path: path.clone(),
         source,
