@@ -7,3 +7,5 @@ if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 fi
 cargo test --workspace --locked "$@"
+# HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
+hookos/test.sh
