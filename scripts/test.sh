@@ -9,3 +9,5 @@ fi
 cargo test --workspace --locked "$@"
 # HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
 hookos/test.sh
+# The QEMU + virtual-BMC lab harness (tests/lab/lab.sh): 2 machines driven over IPMI.
+tests/lab/test.sh
