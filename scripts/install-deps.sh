@@ -6,6 +6,7 @@ set -euo pipefail
 # Debian packages, one per line with the reason.
 apt_packages=(
   bc            # bench/ arithmetic
+  curl          # tests/lab: Redfish readiness and requests
   openipmi      # ipmi_sim: the IPMI BMC the rufio tests drive
   ipmitool      # bench/rufio.sh baseline; session checks by hand
   openssl       # self-signed certificates for the Redfish TLS tests

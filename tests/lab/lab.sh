@@ -2,6 +2,7 @@
 # The QEMU + virtual-BMC lab: bare-metal machines for the appliance to provision.
 #
 #   tests/lab/lab.sh up [--machines N] [--firmware mixed|bios|uefi] [--memory MiB] [--disk SIZE]
+#                       [--no-redfish]
 #   tests/lab/lab.sh status | env | down [--purge]
 #   tests/lab/lab.sh ipmi MACHINE ARGS...      # ipmitool lanplus against that machine's BMC
 #
@@ -15,7 +16,12 @@
 # * one virtual BMC per machine: OpenIPMI ipmi_sim at LAB_NET.(10+i):623 (IPMI 2.0 lanplus,
 #   admin/password, cipher suite 3) whose chassis_control hook starts and stops the machine's
 #   QEMU process: power on/off/cycle/reset/status and boot device pxe/disk;
-# * hardware.csv (EKS Anywhere columns) describing the machines and their BMCs.
+# * Redfish (when sushy-emulator is installed, unless --no-redfish): one sushy-tools emulator
+#   at LAB_NET.9:8000 (fake driver) whose systems lab-m<i> drive the same hooks through
+#   tests/lab/redfish_notifier.py: ComputerSystem.Reset On/ForceOff/ForceRestart and
+#   BootSourceOverrideTarget Pxe/Hdd. Its PowerState is sushy's own (changes apply lazily,
+#   1-11 s later) and does not see a machine that powered itself off; IPMI does;
+# * hardware.csv (EKS Anywhere columns) describing the machines and their IPMI BMCs.
 #
 # `down` kills every process in the namespace and the namespace itself (also after a crash:
 # it works from the namespace and the pid files, not from a running `up`); the state dir stays
@@ -31,6 +37,8 @@ NET=${LAB_NET:-10.99.0}
 APPLIANCE_IP=$NET.1
 IPMI_USER=admin
 IPMI_PASS=password
+REDFISH_IP=$NET.9
+REDFISH_PORT=8000
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
 nsx() { ip netns exec "$NS" "$@"; }
@@ -50,6 +58,7 @@ LAB_MACHINES=$1
 LAB_CSV=$STATE/hardware.csv
 LAB_IPMI_USER=$IPMI_USER
 LAB_IPMI_PASS=$IPMI_PASS
+LAB_REDFISH_URL=$2
 EOF
 }
 
@@ -139,13 +148,14 @@ EOF
 }
 
 cmd_up() {
-  local n=2 fwmode=mixed mem=512 disk=2G
+  local n=2 fwmode=mixed mem=512 disk=2G redfish=1
   while [ $# -gt 0 ]; do
     case $1 in
       --machines) n=$2; shift 2 ;;
       --firmware) fwmode=$2; shift 2 ;;
       --memory) mem=$2; shift 2 ;;
       --disk) disk=$2; shift 2 ;;
+      --no-redfish) redfish=0; shift ;;
       *) die "up: unknown argument $1" ;;
     esac
   done
@@ -154,7 +164,7 @@ cmd_up() {
   for t in qemu-system-x86_64 ipmi_sim ipmitool; do command -v $t >/dev/null || die "$t is missing (scripts/install-deps.sh)"; done
   [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ "$fwmode" = bios ] || die "OVMF is missing (scripts/install-deps.sh)"
   if have_ns; then die "lab $NS is already up (state $STATE); run: $0 down"; fi
-  rm -rf "$STATE"/m[0-9]* "$STATE/hardware.csv"
+  rm -rf "$STATE"/m[0-9]* "$STATE/hardware.csv" "$STATE/redfish"
 
   ip netns add "$NS"
   ip -n "$NS" link set lo up
@@ -189,7 +199,12 @@ cmd_up() {
     echo $! > "$dir/ipmi_sim.pid"
     echo "lab-m$i,$NET.$((100 + i)),255.255.255.0,$APPLIANCE_IP,$APPLIANCE_IP,$(mac_of "$i"),/dev/vda,type=worker|firmware=$fw,$bmc_ip,$IPMI_USER,$IPMI_PASS" >> "$STATE/hardware.csv"
   done
-  write_env "$n"
+  local redfish_url=""
+  if [ $redfish = 1 ] && command -v sushy-emulator >/dev/null; then
+    start_redfish "$n"
+    redfish_url="http://$REDFISH_IP:$REDFISH_PORT"
+  fi
+  write_env "$n" "$redfish_url"
   # Ready when every BMC answers.
   for i in $(seq 1 "$n"); do
     local end=$((SECONDS + 20))
@@ -201,7 +216,39 @@ cmd_up() {
   echo "lab $NS up: $n machines, state $STATE"
   echo "  appliance: run it inside the namespace (ip netns exec $NS ...) on $APPLIANCE_IP (br0)"
   echo "  inventory: $STATE/hardware.csv"
+  [ -z "$redfish_url" ] || echo "  redfish:   $redfish_url/redfish/v1/Systems/<uuid> (see status)"
   echo "  variables: $STATE/lab.env"
+}
+
+system_uuid() { printf '00000000-0000-4000-8000-%012x' "$1"; }
+
+start_redfish() {
+  local n=$1 i systems=""
+  mkdir -p "$STATE/redfish/state"
+  for i in $(seq 1 "$n"); do
+    systems="$systems    {'uuid': '$(system_uuid "$i")', 'name': 'lab-m$i', 'power_state': 'Off',
+     'external_notifier': True, 'nics': [{'mac': '$(mac_of "$i")', 'ip': '$NET.$((100 + i))'}]},
+"
+  done
+  cat > "$STATE/redfish/sushy.conf" <<END
+SUSHY_EMULATOR_LISTEN_IP = '$REDFISH_IP'
+SUSHY_EMULATOR_LISTEN_PORT = $REDFISH_PORT
+SUSHY_EMULATOR_FAKE_DRIVER = True
+SUSHY_EMULATOR_STATE_DIR = '$STATE/redfish/state'
+SUSHY_EMULATOR_FAKE_SYSTEMS = [
+$systems]
+EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:9999/notify'
+END
+  ip -n "$NS" addr add "$REDFISH_IP/24" dev br0
+  nsx python3 "$here/redfish_notifier.py" "$STATE" 127.0.0.1 9999 > "$STATE/redfish/notifier.err" 2>&1 &
+  echo $! > "$STATE/redfish/notifier.pid"
+  nsx sushy-emulator --config "$STATE/redfish/sushy.conf" > "$STATE/redfish/sushy.log" 2>&1 &
+  echo $! > "$STATE/redfish/sushy.pid"
+  local end=$((SECONDS + 30))
+  until nsx curl -sf -o /dev/null "http://$REDFISH_IP:$REDFISH_PORT/redfish/v1/Systems"; do
+    [ $SECONDS -lt $end ] || die "sushy-emulator does not answer; see $STATE/redfish/sushy.log"
+    sleep 0.2
+  done
 }
 
 ipmi() {
@@ -219,6 +266,9 @@ cmd_status() {
     bmc="down"; [ -f "$dir/ipmi_sim.pid" ] && kill -0 "$(cat "$dir/ipmi_sim.pid")" 2>/dev/null && bmc="$NET.$((10 + i)):623"
     printf '  lab-m%s  %-4s mac %s  bmc %s  power %s  boot %s  console %s\n' "$i" "$(cat "$dir/firmware")" \
       "$(mac_of "$i")" "$bmc" "$p" "$(cat "$dir/boot")" "$dir/console.log"
+    if [ -f "$STATE/redfish/sushy.pid" ]; then
+      echo "          redfish http://$REDFISH_IP:$REDFISH_PORT/redfish/v1/Systems/$(system_uuid "$i")"
+    fi
   done
 }
 
@@ -240,7 +290,7 @@ cmd_down() {
   local purge=0
   [ "${1:-}" = --purge ] && purge=1
   local f
-  for f in "$STATE"/m[0-9]*/qemu.pid "$STATE"/m[0-9]*/ipmi_sim.pid; do [ -e "$f" ] && kill_pidfile "$f"; done
+  for f in "$STATE"/m[0-9]*/qemu.pid "$STATE"/m[0-9]*/ipmi_sim.pid "$STATE"/redfish/*.pid; do [ -e "$f" ] && kill_pidfile "$f"; done
   if have_ns; then
     # Anything else still running in our namespace (an appliance the e2e test started, a hook
     # mid-flight) belongs to this lab.
