@@ -176,16 +176,20 @@ for d in "${firmware_dirs[@]}"; do fw_sources+=("$d"); done
 fw_count=0
 : > "$base/etc/hookos/firmware"
 fw_wanted=$( (cd "$kmods" && printf "%s\n" "${!take[@]}" | xargs modinfo -F firmware) | sort -u)
+: > "$base/etc/hookos/firmware.missing"
 for f in $fw_wanted; do
+  found=0
   for src in "${fw_sources[@]}"; do
     if [ -f "$src/$f" ]; then
       mkdir -p "$base/lib/firmware/$(dirname "$f")"
       cp -L "$src/$f" "$base/lib/firmware/$f"
       echo "$f" >> "$base/etc/hookos/firmware"
       fw_count=$((fw_count + 1))
+      found=1
       break
     fi
   done
+  [ $found = 1 ] || echo "$f" >> "$base/etc/hookos/firmware.missing"
 done
 say "firmware: $fw_count of $(echo "$fw_wanted" | grep -c . || true) files the modules name ($(du -sk "$base/lib/firmware" | cut -f1) KiB)"
 
@@ -255,6 +259,7 @@ find "$stage" -exec touch -h -d "@$epoch" {} +
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) \
   | compress > "$out/initramfs-x86_64.tmp"
 mv "$out/initramfs-x86_64.tmp" "$out/initramfs-x86_64"
+cp "$stage/etc/hookos/firmware.missing" "$out/firmware-missing.txt"
 cp "$vmlinuz" "$out/vmlinuz-x86_64"
 {
   cat "$stage/etc/hookos/manifest"
