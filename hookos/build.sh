@@ -66,6 +66,11 @@ while IFS= read -r line; do
 done < "$here/pins"
 
 kernel_meta=linux-image-amd64
+# A machine whose package lists were never fetched (or were cleaned) knows no packages.
+if ! apt-cache show "$kernel_meta" >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || die "apt-cache does not know $kernel_meta; run apt-get update (as root)"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+fi
 kpkg=""
 for p in "${!pin[@]}"; do case $p in linux-image-[0-9]*) kpkg=$p ;; esac; done
 if [ "$unpinned" = 1 ] || [ -z "$kpkg" ]; then
