@@ -220,8 +220,13 @@ chmod 1777 "$stage/tmp"
 # --- worker -------------------------------------------------------------------------------------
 worker_note=""
 if [ -z "$worker" ] && [ "$no_worker" = 0 ]; then
-  if grep -qs '^\[\[bin\]\]' "$repo/services/tink/worker/Cargo.toml" \
-    || [ -f "$repo/services/tink/worker/src/main.rs" ] || [ -f "$repo/services/tink/worker/src/bin/tink-worker.rs" ]; then
+  # Does the worker crate have a binary target named tink-worker (yet)?
+  has_bin=$(cd "$repo" && cargo metadata --no-deps --format-version 1 --locked 2>/dev/null | python3 -c '
+import json, sys
+pkgs = json.load(sys.stdin)["packages"]
+print(any(t["name"] == "tink-worker" and "bin" in t["kind"]
+          for p in pkgs if p["name"] == "tinkerbell-tink-worker" for t in p["targets"]))' || echo False)
+  if [ "$has_bin" = True ]; then
     if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
       target=x86_64-unknown-linux-musl
       (cd "$repo" && cargo build -q --release --locked -p tinkerbell-tink-worker --bin tink-worker --target $target)
