@@ -36,6 +36,10 @@ PIDFILES=()
 cleanup() {
   local rc=$?
   for f in "${PIDFILES[@]}"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  # Whatever still runs in our namespace is ours (and would keep it alive after `ip netns del`).
+  local pids
+  pids=$(ip netns pids "$NS" 2>/dev/null || true)
+  [ -z "$pids" ] || kill $pids 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
   [ $rc = 0 ] || echo "hookos/test.sh: FAILED; consoles and logs are in $W" >&2
 }
@@ -78,8 +82,8 @@ option dns 10.98.0.1
 option lease 600
 EOF
 touch "$W/udhcpd.leases"
-nsx busybox udhcpd -f "$W/udhcpd.conf" > "$W/udhcpd.log" 2>&1 &
-echo $! > "$W/udhcpd.pid2"; PIDFILES+=("$W/udhcpd.pid2")
+ip netns exec "$NS" busybox udhcpd -f "$W/udhcpd.conf" > "$W/udhcpd.log" 2>&1 &
+echo $! > "$W/udhcpd.pid2"; PIDFILES+=("$W/udhcpd.pid2")  # $! is udhcpd itself (ip netns exec execs)
 
 cat > "$W/syslog_listener.py" <<'EOF'
 import socket, selectors, sys, time
@@ -96,9 +100,9 @@ while True:
         out.write(f"{time.time():.3f} {peer[0]} {data.decode(errors='replace').rstrip()}\n")
 EOF
 : > "$W/syslog.log"
-nsx python3 "$W/syslog_listener.py" "$W/syslog.log" 10.98.0.1 > "$W/syslog_listener.out" 2>&1 &
+ip netns exec "$NS" python3 "$W/syslog_listener.py" "$W/syslog.log" 10.98.0.1 > "$W/syslog_listener.out" 2>&1 &
 echo $! > "$W/syslog.pid"; PIDFILES+=("$W/syslog.pid")
-nsx python3 "$here/tests/vlan_peer.py" tap2 100 10.98.100.1 "$W/syslog.log" > "$W/vlan_peer.out" 2>&1 &
+ip netns exec "$NS" python3 "$here/tests/vlan_peer.py" tap2 100 10.98.100.1 "$W/syslog.log" > "$W/vlan_peer.out" 2>&1 &
 echo $! > "$W/vlan_peer.pid"; PIDFILES+=("$W/vlan_peer.pid")
 
 # poll <deadline-seconds> <description> <command...>: polls until the command succeeds.

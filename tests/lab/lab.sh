@@ -195,7 +195,7 @@ cmd_up() {
     ip -n "$NS" addr add "$bmc_ip/24" dev br0
     write_hook "$i" "$dir" "$fw" "$mem"
     write_bmc "$i" "$dir" "$bmc_ip"
-    nsx ipmi_sim -c "$dir/lan.conf" -f "$dir/bmc.emu" -s "$dir/bmc-state" -n > "$dir/ipmi_sim.log" 2>&1 &
+    ip netns exec "$NS" ipmi_sim -c "$dir/lan.conf" -f "$dir/bmc.emu" -s "$dir/bmc-state" -n > "$dir/ipmi_sim.log" 2>&1 &
     echo $! > "$dir/ipmi_sim.pid"
     echo "lab-m$i,$NET.$((100 + i)),255.255.255.0,$APPLIANCE_IP,$APPLIANCE_IP,$(mac_of "$i"),/dev/vda,type=worker|firmware=$fw,$bmc_ip,$IPMI_USER,$IPMI_PASS" >> "$STATE/hardware.csv"
   done
@@ -240,9 +240,9 @@ $systems]
 EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:9999/notify'
 END
   ip -n "$NS" addr add "$REDFISH_IP/24" dev br0
-  nsx python3 "$here/redfish_notifier.py" "$STATE" 127.0.0.1 9999 > "$STATE/redfish/notifier.err" 2>&1 &
+  ip netns exec "$NS" python3 "$here/redfish_notifier.py" "$STATE" 127.0.0.1 9999 > "$STATE/redfish/notifier.err" 2>&1 &
   echo $! > "$STATE/redfish/notifier.pid"
-  nsx sushy-emulator --config "$STATE/redfish/sushy.conf" > "$STATE/redfish/sushy.log" 2>&1 &
+  ip netns exec "$NS" sushy-emulator --config "$STATE/redfish/sushy.conf" > "$STATE/redfish/sushy.log" 2>&1 &
   echo $! > "$STATE/redfish/sushy.pid"
   local end=$((SECONDS + 30))
   until nsx curl -sf -o /dev/null "http://$REDFISH_IP:$REDFISH_PORT/redfish/v1/Systems"; do
