@@ -71,6 +71,19 @@ pub const IPMI_PASSWORD: &str = "password";
 
 impl IpmiSim {
     pub fn start(max_sessions: u32) -> IpmiSim {
+        IpmiSim::start_on(free_udp_port(), max_sessions)
+    }
+
+    /// Stop the simulator now (it no longer answers).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Like [`IpmiSim::start`], on a given UDP port (to restart a stopped BMC in place).
+    /// While the file `stuck` exists beside the hook, power-on requests are accepted but the
+    /// power stays off (a BMC whose host never comes up).
+    pub fn start_on(port: u16, max_sessions: u32) -> IpmiSim {
         let bin = require("ipmi_sim", "Debian package `openipmi`");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -88,7 +101,7 @@ case $op in
          boot) echo "boot:$(cat "$S/boot" 2>/dev/null || echo default)" ;;
          *) echo "bad parm $p"; exit 1 ;; esac; done ;;
   set) while [ $# -ge 2 ]; do p=$1 v=$2; shift 2; case $p in
-         power) echo "$v" > "$S/power" ;;
+         power) if [ "$v" = 1 ] && [ -f "$S/stuck" ]; then :; else echo "$v" > "$S/power"; fi ;;
          reset) echo 1 > "$S/power" ;;
          boot) echo "$v" > "$S/boot" ;;
          shutdown) echo 0 > "$S/power" ;;
@@ -101,7 +114,6 @@ esac
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = free_udp_port();
         std::fs::write(
             d.join("lan.conf"),
             format!(
