@@ -534,3 +534,112 @@ async fn redfish_machine_and_job_against_sushy() {
     assert_eq!(boot.enabled.as_deref(), Some("Continuous"), "{boot:?}");
     env.stop().await;
 }
+
+/// A minimal Redfish BMC (basic auth, one system) that counts requests in flight; each
+/// request takes 20 ms. Returns its port and the highest concurrency seen.
+async fn counting_redfish() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let now = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let handler = |body: Value| {
+        let (now, max) = (now.clone(), max.clone());
+        move || {
+            let (now, max, body) = (now.clone(), max.clone(), body.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                axum::Json(body)
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/redfish/v1",
+            get(handler(
+                json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
+            )),
+        )
+        .route(
+            "/redfish/v1/",
+            get(handler(
+                json!({"Systems": {"@odata.id": "/redfish/v1/Systems"}}),
+            )),
+        )
+        .route(
+            "/redfish/v1/Systems",
+            get(handler(
+                json!({"Members": [{"@odata.id": "/redfish/v1/Systems/1"}]}),
+            )),
+        )
+        .route(
+            "/redfish/v1/Systems/1",
+            get(handler(
+                json!({"Id": "1", "Name": "server", "PowerState": "On"}),
+            )),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, max)
+}
+
+/// Tasks for one BMC run one at a time, over all Tasks and Machines: eight Tasks created at
+/// once (bypassing Jobs) and a Machine on the same BMC all complete, and the BMC never saw
+/// two requests at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operation_at_a_time_per_bmc() {
+    let (port, max) = counting_redfish().await;
+    let env = Env::start(test_config());
+    env.secret("bmc-auth", "admin", "password").await;
+    let conn = json!({
+        "host": "http://127.0.0.1", "insecureTLS": false,
+        "authSecretRef": {"name": "bmc-auth", "namespace": NS},
+        "providerOptions": {"preferredOrder": ["gofish"],
+                            "redfish": {"port": port, "useBasicAuth": true}}
+    });
+    env.machine("m1", conn.clone()).await;
+    for n in 0..8 {
+        env.create(json!({
+            "apiVersion": "bmc.tinkerbell.org/v1alpha1", "kind": "Task",
+            "metadata": {"name": format!("t{n}"), "namespace": NS},
+            "spec": {"task": {"powerAction": "status"}, "connection": conn}
+        }))
+        .await;
+    }
+    for n in 0..8 {
+        let t = wait_for(
+            &format!("Task t{n} to finish"),
+            Duration::from_secs(60),
+            || async {
+                let t = env.get_task(&format!("t{n}")).await;
+                let done = t
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| !c.is_empty());
+                done.then_some(t)
+            },
+        )
+        .await;
+        let c = &t.status.clone().unwrap().conditions.unwrap()[0];
+        assert_eq!(
+            (
+                c.type_.as_deref(),
+                c.status.as_deref(),
+                c.message.as_deref()
+            ),
+            (Some("Completed"), Some("True"), Some("power state: on")),
+            "t{n}"
+        );
+    }
+    env.contactable("m1", "True").await;
+    assert_eq!(
+        max.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "requests in flight at once"
+    );
+    env.stop().await;
+}
