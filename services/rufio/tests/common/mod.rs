@@ -66,6 +66,27 @@ pub struct IpmiSim {
     child: Child,
 }
 
+/// ipmi_sim runs `hook <mc> get power|boot` and `hook <mc> set power 0|1 / reset 1 /
+/// boot none|pxe|default / shutdown 1`; this one keeps the state in files beside it.
+pub const DEFAULT_HOOK: &str = r#"#!/bin/sh
+S=$(dirname "$0")
+mc=$1; op=$2; shift 2; echo "$op $*" >> "$S/chassis.log"
+case $op in
+  get) for p in "$@"; do case $p in
+         power) echo "power:$(cat "$S/power" 2>/dev/null || echo 0)" ;;
+         boot) echo "boot:$(cat "$S/boot" 2>/dev/null || echo default)" ;;
+         *) echo "bad parm $p"; exit 1 ;; esac; done ;;
+  set) while [ $# -ge 2 ]; do p=$1 v=$2; shift 2; case $p in
+         power) if [ "$v" = 1 ] && [ -f "$S/stuck" ]; then :; else echo "$v" > "$S/power"; fi ;;
+         reset) echo 1 > "$S/power" ;;
+         boot) echo "$v" > "$S/boot" ;;
+         shutdown) echo 0 > "$S/power" ;;
+         identify) ;;
+         *) echo "bad parm $p"; exit 1 ;; esac; done ;;
+  *) echo "bad op $op"; exit 1 ;;
+esac
+"#;
+
 pub const IPMI_USER: &str = "admin";
 pub const IPMI_PASSWORD: &str = "password";
 
@@ -84,34 +105,17 @@ impl IpmiSim {
     /// While the file `stuck` exists beside the hook, power-on requests are accepted but the
     /// power stays off (a BMC whose host never comes up).
     pub fn start_on(port: u16, max_sessions: u32) -> IpmiSim {
+        IpmiSim::start_with_hook(port, max_sessions, DEFAULT_HOOK)
+    }
+
+    /// An `ipmi_sim` whose chassis_control hook is `hook_script` (a shell script, run as
+    /// `hook <mc> get|set parm [val]...` in the simulator's directory).
+    pub fn start_with_hook(port: u16, max_sessions: u32, hook_script: &str) -> IpmiSim {
         let bin = require("ipmi_sim", "Debian package `openipmi`");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let hook = d.join("chassis.sh");
-        // ipmi_sim runs `hook <mc> get power|boot` and `hook <mc> set power 0|1 / reset 1 /
-        // boot none|pxe|default / shutdown 1`; this one keeps the state in files beside it.
-        std::fs::write(
-            &hook,
-            r#"#!/bin/sh
-S=$(dirname "$0")
-mc=$1; op=$2; shift 2; echo "$op $*" >> "$S/chassis.log"
-case $op in
-  get) for p in "$@"; do case $p in
-         power) echo "power:$(cat "$S/power" 2>/dev/null || echo 0)" ;;
-         boot) echo "boot:$(cat "$S/boot" 2>/dev/null || echo default)" ;;
-         *) echo "bad parm $p"; exit 1 ;; esac; done ;;
-  set) while [ $# -ge 2 ]; do p=$1 v=$2; shift 2; case $p in
-         power) if [ "$v" = 1 ] && [ -f "$S/stuck" ]; then :; else echo "$v" > "$S/power"; fi ;;
-         reset) echo 1 > "$S/power" ;;
-         boot) echo "$v" > "$S/boot" ;;
-         shutdown) echo 0 > "$S/power" ;;
-         identify) ;;
-         *) echo "bad parm $p"; exit 1 ;; esac; done ;;
-  *) echo "bad op $op"; exit 1 ;;
-esac
-"#,
-        )
-        .unwrap();
+        std::fs::write(&hook, hook_script).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(
