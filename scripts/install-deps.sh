@@ -68,6 +68,26 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#bpo_missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
+# QEMU (rufio's controller_qemu test: a BMC powering a real TCG machine) from
+# bookworm-backports, as testbed.md R1: bookworm's own qemu-system-x86 (7.2) would remove the
+# preinstalled qemu-utils 10. Never lets a package install start a service on the host.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing qemu-system-x86_64 — run: sudo $0" >&2
+    exit 1
+  fi
+  bpo=/etc/apt/sources.list.d/bookworm-backports.sources
+  if [ ! -f "$bpo" ] && grep -qs bookworm /etc/os-release; then
+    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "${mirror:-http://deb.debian.org/debian}" > "$bpo"
+  fi
+  [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports \
+    qemu-system-data/bookworm-backports seabios/bookworm-backports >/dev/null
+fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}"
 fi

@@ -211,6 +211,26 @@ pub struct ServeArgs {
     /// Serve metadata by instance ID under /tootles/instanceID/<id>/2009-04-04/.
     #[arg(long, env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT")]
     pub tootles_instance_endpoint: bool,
+
+    /// Run the BMC controllers (rufio: bmc.tinkerbell.org Machines, Jobs and Tasks).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_RUFIO_CONTROLLER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_rufio_controller: bool,
+
+    /// How often rufio reads each Machine's power state (30m, 90s, ...).
+    #[arg(
+        long,
+        env = "TINKERBELL_RUFIO_POWER_CHECK_INTERVAL",
+        default_value = "30m",
+        value_parser = tinkerbell_rufio::controller::parse_duration
+    )]
+    pub rufio_power_check_interval: std::time::Duration,
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,5 @@
 //! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
-//! port (hegel's metadata), run until a signal.
+//! port (hegel's metadata), run the BMC controllers (rufio), run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -52,6 +52,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
     };
+    let store_for_rufio = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
     // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
@@ -64,6 +65,20 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             server.local_addr()
         );
         Some(server)
+    } else {
+        None
+    };
+    // The BMC controllers (rufio), in-process on the same store.
+    let rufio = if args.enable_rufio_controller {
+        let config = tinkerbell_rufio::controller::Config {
+            power_check_interval: args.rufio_power_check_interval,
+            ..Default::default()
+        };
+        Some(tinkerbell_rufio::Controllers::start(
+            config,
+            Arc::new(store_for_rufio),
+            root.child_token(),
+        )?)
     } else {
         None
     };
@@ -87,6 +102,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     services.spawn(async move { api.join().await.context("store API") });
     if let Some(http) = http {
         services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
+    }
+    if let Some(rufio) = rufio {
+        services.spawn(async move { rufio.join().await.context("BMC controllers (rufio)") });
     }
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {
