@@ -22,6 +22,12 @@ struct Appliance {
 
 impl Appliance {
     fn start(dir: &Path) -> Appliance {
+        // These tests check the store and the CLI; the tink controller would render and
+        // advance the fixture Workflow (and create its bmc Job) underneath them.
+        Self::start_with(dir, &["--enable-tink-controller=false"])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Appliance {
         let url_file = dir.join("api-url");
         let _ = std::fs::remove_file(&url_file);
         let child = Command::new(BIN)
@@ -36,6 +42,7 @@ impl Appliance {
                 "--http-port",
                 "0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -324,4 +331,40 @@ fn client_without_server_explains() {
     let (_t, dir) = temp_dir();
     let err = fails(&dir, &["get", "hw"]);
     assert!(err.contains("is `tinkerbell serve --data-dir"), "{err}");
+}
+
+#[test]
+fn serve_runs_the_tink_controller() {
+    let (_t, dir) = temp_dir();
+    let _app = Appliance::start_with(&dir, &[]);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    ok(
+        &dir,
+        &[
+            "apply",
+            "-f",
+            &fixture("template.yaml"),
+            "-f",
+            &fixture("workflow.yaml"),
+        ],
+    );
+    // The controller renders the netboot Workflow into PREPARING and creates its bmc Job.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wf: serde_json::Value =
+            serde_json::from_str(&ok(&dir, &["get", "wf", "provision-cp-0", "-o", "json"]))
+                .unwrap();
+        let job = run(&dir, &["get", "job", "netboot-cp-0", "-o", "json"]);
+        if wf["status"]["state"] == "PREPARING" && job.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "controller did not prepare the workflow: {wf:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
