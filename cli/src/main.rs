@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod mover_cmd;
 mod output;
 mod serve;
 
@@ -137,6 +138,10 @@ enum Command {
         #[command(subcommand)]
         command: bmc::BmcCommand,
     },
+    /// Move Hardware, bmc Machines and their Secrets (and, if asked, Templates and Workflows)
+    /// to another store, handing DHCP over without two servers answering.
+    #[command(name = "move")]
+    Move(mover_cmd::MoveArgs),
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
                 command: HardwareCommand::Import { csv, dry_run },
             } => commands::hardware_import(g, &csv, dry_run).await,
             Command::Bmc { command } => bmc::run(g, command).await,
+            Command::Move(args) => mover_cmd::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }
