@@ -235,10 +235,28 @@ impl Ctx<'_> {
         if hardware.is_none() && (self.toggle_allow_netboot() || !self.boot_mode().is_empty()) {
             return Ok(Err("spec.hardwareRef is required with bootOptions".into()));
         }
+        let secret = match tpl.spec.secret_ref.as_ref().and_then(|r| r.name.clone()) {
+            Some(name) if !name.is_empty() => {
+                match self.store.get(Kind::Secret, self.namespace, &name).await {
+                    Ok(Object::Secret(sec)) => Some(secret_strings(&sec)),
+                    Ok(_) | Err(StoreError::NotFound(_)) => {
+                        return Ok(Err(format!("secret {name:?} (spec.secretRef) not found")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => None,
+        };
         let text = tpl.spec.data.clone().unwrap_or_default();
         let map = self.wf.spec.hardware_map.clone().unwrap_or_default();
         Ok(
-            match template::render_workflow(&tpl_name, &text, hardware.as_deref(), &map) {
+            match template::render_workflow(
+                &tpl_name,
+                &text,
+                hardware.as_deref(),
+                &map,
+                secret.as_ref(),
+            ) {
                 Ok(doc) => Ok((
                     doc.to_tasks(|| uuid::Uuid::new_v4().to_string()),
                     doc.global_timeout,
@@ -477,6 +495,14 @@ impl Ctx<'_> {
                     })
                 };
                 if let Some(c) = is(job_condition_type::FAILED) {
+                    set_condition(
+                        status,
+                        cond::BOOT_JOB_RUNNING,
+                        false,
+                        "Error",
+                        &format!("bmc job {} finished", job.name),
+                        self.now,
+                    );
                     let msg = format!(
                         "bmc job {} failed: {}",
                         job.name,
@@ -486,6 +512,14 @@ impl Ctx<'_> {
                 }
                 if is(job_condition_type::COMPLETED).is_some() {
                     jobs(status).entry(job.name.clone()).or_default().complete = Some(true);
+                    set_condition(
+                        status,
+                        cond::BOOT_JOB_RUNNING,
+                        false,
+                        "Complete",
+                        &format!("bmc job {} finished", job.name),
+                        self.now,
+                    );
                     set_condition(
                         status,
                         cond::BOOT_JOB_COMPLETE,
@@ -607,6 +641,18 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// A Secret's keys as strings (`data` decoded, `stringData` over it), for `.secret.<key>`.
+fn secret_strings(secret: &tinkerbell_core::model::Secret) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    out.extend(secret.string_data.clone().unwrap_or_default());
+    out
 }
 
 fn not_found_none<T>(e: StoreError) -> Result<Option<T>, StoreError> {

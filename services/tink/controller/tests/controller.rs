@@ -438,3 +438,38 @@ async fn action_timeout_times_the_workflow_out() {
     assert!(action.message.as_deref().unwrap().contains("timeout"));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_secret_ref_keys_are_rendered() {
+    let env = Env::new().await;
+    env.fixtures(false).await;
+    env.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "tpl-secret", "namespace": NS},
+        "data": {"proxy": "aHR0cDovL3Byb3h5OjMxMjg="},
+        "stringData": {"user": "admin"}
+    }))
+    .await;
+    let text = TEMPLATE.replace(
+        "DEST_DISK: {{ index .Hardware.Disks 0 }}",
+        "DEST_DISK: {{ index .Hardware.Disks 0 }}\n          HTTP_PROXY: {{ .secret.proxy }}\n          USER: {{ .secret.user }}",
+    );
+    env.create(json!({
+        "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+        "metadata": {"name": "tpl", "namespace": NS},
+        "spec": {"data": text, "secretRef": {"name": "tpl-secret"}}
+    }))
+    .await;
+    env.workflow("wf-s", 600, json!({})).await;
+    let wf = env.wait_wf("wf-s", "PENDING", |w| st(w) == "PENDING").await;
+    let env_vars = wf.status.as_ref().unwrap().tasks.as_ref().unwrap()[0]
+        .actions
+        .as_ref()
+        .unwrap()[0]
+        .environment
+        .clone()
+        .unwrap();
+    assert_eq!(env_vars["HTTP_PROXY"], "http://proxy:3128");
+    assert_eq!(env_vars["USER"], "admin");
+    env.stop().await;
+}
