@@ -196,6 +196,17 @@ pub struct ServeArgs {
     )]
     pub enable_tootles: bool,
 
+    /// Run the tink controller (renders workflows, boot options, timeouts, POST).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_TINK_CONTROLLER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_tink_controller: bool,
+
     /// Port of the consolidated HTTP listener (metadata; 0 picks a free port).
     #[arg(long, env = "TINKERBELL_HTTP_PORT", default_value_t = 7080)]
     pub http_port: u16,

@@ -48,6 +48,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     hegel_config.validate()?;
 
     let root = CancellationToken::new();
+    let store_for_controller = store.clone();
     let config = ApiConfig {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
@@ -82,6 +83,19 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let controller = if args.enable_tink_controller {
+        let store: Arc<dyn tinkerbell_core::store::Store> = Arc::new(store_for_controller);
+        let controller = tinkerbell_tink_controller::Controller::start(
+            tinkerbell_tink_controller::Config::default(),
+            store,
+            root.child_token(),
+        )
+        .await?;
+        eprintln!("tinkerbell: tink controller running");
+        Some(controller)
+    } else {
+        None
+    };
     let url = format!("http://{}", api.local_addr());
     write_url_file(&dir, &url)?;
     eprintln!(
@@ -105,6 +119,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(rufio) = rufio {
         services.spawn(async move { rufio.join().await.context("BMC controllers (rufio)") });
+    }
+    if let Some(controller) = controller {
+        services.spawn(async move { controller.join().await.context("tink controller") });
     }
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {

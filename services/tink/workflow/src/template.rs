@@ -11,7 +11,8 @@
 //! * `.Hardware` (legacy shape): `Disks` (device strings), `Interfaces`, `UserData`,
 //!   `Metadata`, `VendorData`; nested keys are given Go's exported field names
 //!   (`.Hardware.Interfaces` → `DHCP.IP.Address`), as Go templates over upstream's structs see;
-//! * `.hardware`: the whole Hardware object as JSON (`.hardware.spec.disks`).
+//! * `.hardware`: the whole Hardware object as JSON (`.hardware.spec.disks`);
+//! * `.secret.<key>`: the keys of the Secret named by `Template.spec.secretRef`, when set.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -206,6 +207,7 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
 pub fn template_data(
     hardware: Option<&Hardware>,
     hardware_map: &BTreeMap<String, String>,
+    secret: Option<&BTreeMap<String, String>>,
 ) -> Result<Value, String> {
     let mut top: BTreeMap<String, Value> = hardware_map
         .iter()
@@ -245,6 +247,13 @@ pub fn template_data(
             "hardware".to_string(),
             gotmpl::to_value(hw).map_err(|e| e.to_string())?,
         );
+    }
+    if let Some(secret) = secret {
+        let secret: BTreeMap<String, Value> = secret
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        top.insert("secret".to_string(), Value::from(secret));
     }
     Ok(Value::from(top))
 }
@@ -488,11 +497,13 @@ pub fn render_workflow(
     text: &str,
     hardware: Option<&Hardware>,
     hardware_map: &BTreeMap<String, String>,
+    secret: Option<&BTreeMap<String, String>>,
 ) -> Result<WorkflowDoc, TemplateError> {
-    let data = template_data(hardware, hardware_map).map_err(|message| TemplateError::Data {
-        template: name.to_string(),
-        message,
-    })?;
+    let data =
+        template_data(hardware, hardware_map, secret).map_err(|message| TemplateError::Data {
+            template: name.to_string(),
+            message,
+        })?;
     let rendered = render(name, text, &data)?;
     let doc = parse(name, &rendered)?;
     let problems = validate(&doc);

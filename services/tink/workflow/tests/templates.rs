@@ -53,11 +53,11 @@ fn golden(name: &str, actual: &str) {
 fn eksa_template_golden() {
     let text = std::fs::read_to_string(dir().join("fixtures/eksa-ubuntu.tmpl")).unwrap();
     let hw = hardware();
-    let data = template_data(Some(&hw), &hw_map()).unwrap();
+    let data = template_data(Some(&hw), &hw_map(), None).unwrap();
     let rendered = render("eksa-ubuntu", &text, &data).unwrap();
     golden("eksa-ubuntu.yaml", &rendered);
 
-    let doc = render_workflow("eksa-ubuntu", &text, Some(&hw), &hw_map()).unwrap();
+    let doc = render_workflow("eksa-ubuntu", &text, Some(&hw), &hw_map(), None).unwrap();
     assert_eq!(doc.global_timeout, 6000);
     let task = &doc.tasks[0];
     assert_eq!(task.worker, "52:54:00:12:34:56");
@@ -262,7 +262,7 @@ const CASES: &[(&str, &str, &str)] = &[
 #[test]
 fn every_function() {
     let hw = hardware();
-    let data = template_data(Some(&hw), &hw_map()).unwrap();
+    let data = template_data(Some(&hw), &hw_map(), None).unwrap();
     let mut failures = Vec::new();
     for (func, text, want) in CASES {
         match render(func, text, &data) {
@@ -281,7 +281,7 @@ fn every_function() {
 #[test]
 fn legacy_hardware_fields() {
     let hw = hardware();
-    let data = template_data(Some(&hw), &hw_map()).unwrap();
+    let data = template_data(Some(&hw), &hw_map(), None).unwrap();
     let text = "{{ with index .Hardware.Interfaces 0 }}{{ .DHCP.Hostname }} {{ .Netboot.AllowWorkflow }} {{ index .DHCP.NameServers 1 }}{{ end }} {{ .Hardware.Metadata.Instance.OperatingSystem.Distro }} {{ .hardware.metadata.name }} {{ .hardware.spec.bmcRef.name }}|{{ .Hardware.UserData }}";
     assert_eq!(
         render("legacy", text, &data).unwrap(),
@@ -292,7 +292,7 @@ fn legacy_hardware_fields() {
 #[test]
 fn errors_say_what_and_where() {
     let hw = hardware();
-    let data = template_data(Some(&hw), &hw_map()).unwrap();
+    let data = template_data(Some(&hw), &hw_map(), None).unwrap();
 
     let err = render("tpl-a", "worker: {{ .device_2 }}", &data).unwrap_err();
     let msg = err.to_string();
@@ -362,7 +362,7 @@ tasks:
     worker: ""
     actions: []
 "#;
-    let err = render_workflow("bad", text, None, &hw_map()).unwrap_err();
+    let err = render_workflow("bad", text, None, &hw_map(), None).unwrap_err();
     let TemplateError::Invalid { template, problems } = &err else {
         panic!("{err}")
     };
@@ -381,16 +381,35 @@ tasks:
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
 
-    let err = render_workflow("empty", "version: \"0.1\"\nname: x\n", None, &hw_map()).unwrap_err();
+    let err = render_workflow(
+        "empty",
+        "version: \"0.1\"\nname: x\n",
+        None,
+        &hw_map(),
+        None,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("at least one task"), "{err}");
 
-    let err = render_workflow("notyaml", "tasks: [", None, &hw_map()).unwrap_err();
+    let err = render_workflow("notyaml", "tasks: [", None, &hw_map(), None).unwrap_err();
     assert!(matches!(err, TemplateError::Yaml { .. }), "{err}");
 
     let long = "n".repeat(template::MAX_NAME_LEN);
     let text = format!(
         "name: {long}\ntasks:\n  - name: t\n    worker: w\n    actions:\n      - name: a\n        image: alpine\n"
     );
-    let err = render_workflow("long", &text, None, &hw_map()).unwrap_err();
+    let err = render_workflow("long", &text, None, &hw_map(), None).unwrap_err();
     assert!(err.to_string().contains("shorter than 200"), "{err}");
+}
+
+#[test]
+fn secret_keys_are_visible() {
+    let secret = BTreeMap::from([("token".to_string(), "s3cr3t".to_string())]);
+    let data = template_data(None, &hw_map(), Some(&secret)).unwrap();
+    assert_eq!(
+        render("sec", "{{ .secret.token }}", &data).unwrap(),
+        "s3cr3t"
+    );
+    let data = template_data(None, &hw_map(), None).unwrap();
+    assert!(render("sec", "{{ .secret.token }}", &data).is_err());
 }
