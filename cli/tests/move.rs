@@ -253,6 +253,9 @@ fn serve_in(ns: &str, dir: &Path, api: &str) -> Appliance {
             "127.0.0.1",
             "--http-port",
             "0",
+            // Nothing but the store matters here; the fixture's BMCs must not be contacted.
+            "--enable-rufio-controller=false",
+            "--enable-tink-controller=false",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
