@@ -35,6 +35,8 @@ impl Appliance {
                 "127.0.0.1",
                 "--http-port",
                 "0",
+                "--tink-server-bind-port",
+                "0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
