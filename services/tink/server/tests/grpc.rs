@@ -493,3 +493,121 @@ async fn a_worker_token_only_opens_its_own_workflow() {
     cancel.cancel();
     server.join().await.unwrap();
 }
+
+#[tokio::test]
+async fn tls_serves_both_generations() {
+    let env = Env::new();
+    env.workflow("wf-t", A, &["x"]).await;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let ca = certs.path().join("ca.crt");
+    let p = |f: &str| certs.path().join(f).display().to_string();
+    // A CA and a server certificate it signs (rustls refuses a CA as the end entity).
+    let ext = certs.path().join("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p("tls.key"),
+            "-out",
+            &p("tls.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("tls.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("tls.crt"),
+        ],
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cancel = CancellationToken::new();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(tinkerbell_tink_server::TlsFiles {
+            cert: cert.clone(),
+            key,
+        }),
+        shutdown_grace: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let s = Arc::new(env.store.clone());
+    let server = tinkerbell_tink_server::start(config, s.clone(), s, cancel.clone())
+        .await
+        .unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(&ca).unwrap(),
+        ))
+        .domain_name("localhost");
+    let ch = Channel::from_shared(format!("https://{}", server.local_addr()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = current::workflow_service_client::WorkflowServiceClient::new(ch.clone());
+    let a = c.get_action(get(A)).await.unwrap().into_inner();
+    assert_eq!(a.name.as_deref(), Some("x"));
+    let mut l = legacy::workflow_service_client::WorkflowServiceClient::new(ch);
+    let list = l
+        .get_workflow_actions(legacy::WorkflowActionsRequest {
+            workflow_id: "default/wf-t".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.action_list.len(), 1);
+    // Plaintext is refused by a TLS server.
+    let plain = Channel::from_shared(format!("http://{}", server.local_addr()))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let mut c = current::workflow_service_client::WorkflowServiceClient::new(plain);
+        assert!(c.get_action(get(A)).await.is_err());
+    }
+    cancel.cancel();
+    server.join().await.unwrap();
+}
