@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod mover_cmd;
 mod output;
 mod serve;
 mod workflow;
@@ -138,6 +139,10 @@ enum Command {
         #[command(subcommand)]
         command: bmc::BmcCommand,
     },
+    /// Move Hardware, bmc Machines and their Secrets (and, if asked, Templates and Workflows)
+    /// to another store, handing DHCP over without two servers answering.
+    #[command(name = "move")]
+    Move(mover_cmd::MoveArgs),
     /// Workflows: create one for a Hardware, watch it run, read its action logs.
     Workflow {
         #[command(subcommand)]
@@ -212,6 +217,26 @@ pub struct ServeArgs {
     /// Serve metadata by instance ID under /tootles/instanceID/<id>/2009-04-04/.
     #[arg(long, env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT")]
     pub tootles_instance_endpoint: bool,
+
+    /// Run the BMC controllers (rufio: bmc.tinkerbell.org Machines, Jobs and Tasks).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_RUFIO_CONTROLLER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_rufio_controller: bool,
+
+    /// How often rufio reads each Machine's power state (30m, 90s, ...).
+    #[arg(
+        long,
+        env = "TINKERBELL_RUFIO_POWER_CHECK_INTERVAL",
+        default_value = "30m",
+        value_parser = tinkerbell_rufio::controller::parse_duration
+    )]
+    pub rufio_power_check_interval: std::time::Duration,
 
     /// Run the tink gRPC server (workers fetch actions and report status).
     #[arg(
@@ -304,6 +329,7 @@ fn main() -> ExitCode {
             } => commands::hardware_import(g, &csv, dry_run).await,
             Command::Bmc { command } => bmc::run(g, command).await,
             Command::Workflow { command } => workflow::run(g, command).await,
+            Command::Move(args) => mover_cmd::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

@@ -1,5 +1,5 @@
 //! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
-//! port (hegel's metadata), run until a signal.
+//! port (hegel's metadata), run the BMC controllers (rufio), run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -53,6 +53,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
     };
+    let store_for_rufio = store.clone();
     let store_for_tink = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
@@ -66,6 +67,20 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             server.local_addr()
         );
         Some(server)
+    } else {
+        None
+    };
+    // The BMC controllers (rufio), in-process on the same store.
+    let rufio = if args.enable_rufio_controller {
+        let config = tinkerbell_rufio::controller::Config {
+            power_check_interval: args.rufio_power_check_interval,
+            ..Default::default()
+        };
+        Some(tinkerbell_rufio::Controllers::start(
+            config,
+            Arc::new(store_for_rufio),
+            root.child_token(),
+        )?)
     } else {
         None
     };
@@ -135,6 +150,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(tink) = tink {
         services.spawn(async move { tink.join().await.context("tink gRPC server") });
+    }
+    if let Some(rufio) = rufio {
+        services.spawn(async move { rufio.join().await.context("BMC controllers (rufio)") });
     }
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {

@@ -21,7 +21,13 @@ struct Appliance {
 }
 
 impl Appliance {
+    /// `serve` without the BMC controllers: the fixtures' Machines have real-looking BMC
+    /// addresses, which tests must not contact.
     fn start(dir: &Path) -> Appliance {
+        Appliance::start_with(dir, false)
+    }
+
+    fn start_with(dir: &Path, rufio: bool) -> Appliance {
         let url_file = dir.join("api-url");
         let _ = std::fs::remove_file(&url_file);
         let child = Command::new(BIN)
@@ -37,6 +43,7 @@ impl Appliance {
                 "0",
                 "--tink-server-bind-port",
                 "0",
+                &format!("--enable-rufio-controller={rufio}"),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -326,4 +333,32 @@ fn client_without_server_explains() {
     let (_t, dir) = temp_dir();
     let err = fails(&dir, &["get", "hw"]);
     assert!(err.contains("is `tinkerbell serve --data-dir"), "{err}");
+}
+
+/// `serve` runs the BMC controllers in-process: a bmc Job is reconciled (here it fails at
+/// once, its Machine does not exist; no BMC is contacted).
+#[test]
+fn serve_runs_the_bmc_controllers() {
+    let (t, dir) = temp_dir();
+    let _app = Appliance::start_with(&dir, true);
+    let job = t.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "apiVersion: bmc.tinkerbell.org/v1alpha1\nkind: Job\nmetadata:\n  name: j1\n  namespace: default\nspec:\n  machineRef: {name: ghost, namespace: default}\n  tasks:\n  - powerAction: \"on\"\n",
+    )
+    .unwrap();
+    ok(&dir, &["apply", "-f", &job.display().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ok(&dir, &["-n", "default", "get", "job", "j1", "-o", "json"]);
+        if out.contains("machine default/ghost not found") {
+            assert!(out.contains("\"Failed\""), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Job was not reconciled: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
