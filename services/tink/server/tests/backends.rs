@@ -153,7 +153,7 @@ impl Store for Racing {
         self.inner.update(obj).await
     }
     async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
-        if self.writes.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if self.writes.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             let current = self
                 .inner
                 .get(Kind::Workflow, obj.namespace(), obj.name())
