@@ -40,7 +40,7 @@ struct Cli {
 
     /// Standalone tink-server's form of the listen address (`host:port` or `:port`);
     /// overrides the two flags above.
-    #[arg(long, env = "TINK_SERVER_GRPC_AUTHORITY", value_parser = parse_addr)]
+    #[arg(long, env = "TINKERBELL_GRPC_AUTHORITY", value_parser = parse_addr)]
     grpc_authority: Option<SocketAddr>,
 
     /// TLS certificate chain (PEM). With --tls-key-file, the server speaks TLS.
