@@ -14,6 +14,7 @@ use anyhow::Context;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_hegel::HttpServer;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: GRACE,
     };
     let store_for_rufio = store.clone();
+    let store_for_tink = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
     // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
@@ -96,6 +98,49 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The tink gRPC server (42113), on the same store; its log readers use the store API token.
+    let tink = if args.enable_tink_server {
+        let key = if args.tink_server_worker_auth {
+            Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
+        } else {
+            tracing::warn!("tink server: worker authentication is off");
+            None
+        };
+        let config = tinkerbell_tink_server::Config {
+            listen: SocketAddr::new(
+                args.tink_server_bind_addr.unwrap_or(args.bind_address),
+                args.tink_server_bind_port,
+            ),
+            tls: match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => Some(tinkerbell_tink_server::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            auth: tinkerbell_tink_server::Auth {
+                key,
+                admin_token: Some(token.clone()),
+            },
+            shutdown_grace: GRACE,
+            ..tinkerbell_tink_server::Config::default()
+        };
+        let backend = Arc::new(store_for_tink);
+        let server =
+            tinkerbell_tink_server::start(config, backend.clone(), backend, root.child_token())
+                .await?;
+        let scheme = if args.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let grpc_url = format!("{scheme}://{}", server.local_addr());
+        write_file_atomic(&dir, crate::workflow::GRPC_URL_FILE, &grpc_url)?;
+        eprintln!("tinkerbell: tink gRPC server at {grpc_url}");
+        Some(server)
+    } else {
+        None
+    };
     let url = format!("http://{}", api.local_addr());
     write_url_file(&dir, &url)?;
     eprintln!(
@@ -117,6 +162,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(http) = http {
         services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
     }
+    if let Some(tink) = tink {
+        services.spawn(async move { tink.join().await.context("tink gRPC server") });
+    }
     if let Some(rufio) = rufio {
         services.spawn(async move { rufio.join().await.context("BMC controllers (rufio)") });
     }
@@ -136,11 +184,14 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    write_file_atomic(dir, URL_FILE, url)
+}
+
+fn write_file_atomic(dir: &std::path::Path, name: &str, url: &str) -> anyhow::Result<()> {
     // Write-then-rename so a client never reads half a URL.
-    let tmp = dir.join(format!("{URL_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, format!("{url}\n"))
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(URL_FILE))
-        .with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(())
 }

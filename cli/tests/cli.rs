@@ -49,6 +49,8 @@ impl Appliance {
                 "127.0.0.1",
                 "--http-port",
                 "0",
+                "--tink-server-bind-port",
+                "0",
             ])
             .args(extra)
             .stdout(Stdio::null())

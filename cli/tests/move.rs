@@ -256,6 +256,8 @@ fn serve_in(ns: &str, dir: &Path, api: &str) -> Appliance {
             // Nothing but the store matters here; the fixture's BMCs must not be contacted.
             "--enable-rufio-controller=false",
             "--enable-tink-controller=false",
+            "--tink-server-bind-port",
+            "0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

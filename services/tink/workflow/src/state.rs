@@ -605,6 +605,11 @@ pub fn begin(
     if let Some(first) = current_action(status) {
         let agent = first.agent_id.clone();
         set_current_state(status, &first, &agent);
+        // The workflow belongs to its first task's worker (upstream's `status.agentID`): the
+        // index the tink server finds a worker's workflows by.
+        if status.agent_id.as_deref().is_none_or(str::is_empty) && !agent.is_empty() {
+            status.agent_id = Some(agent);
+        }
     }
     Ok(())
 }
