@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod logs;
 mod output;
 mod serve;
 
@@ -137,6 +138,8 @@ enum Command {
         #[command(subcommand)]
         command: bmc::BmcCommand,
     },
+    /// Show what a machine logged to boots' syslog receiver (by Hardware name or sender IP).
+    Logs(logs::LogsArgs),
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -206,6 +209,22 @@ pub struct ServeArgs {
     /// Serve metadata by instance ID under /tootles/instanceID/<id>/2009-04-04/.
     #[arg(long, env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT")]
     pub tootles_instance_endpoint: bool,
+
+    /// Serve DHCP (boots). Off by default here: it binds UDP 67.
+    #[arg(long, env = "TINKERBELL_DHCP_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dhcp_enabled: bool,
+
+    /// Receive syslog (boots; read with `tinkerbell logs`). Off by default: it binds UDP 514.
+    #[arg(long, env = "TINKERBELL_SYSLOG_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub syslog_enabled: bool,
+
+    #[command(flatten)]
+    pub dhcp: tinkerbell_boots::flags::DhcpArgs,
+
+    #[command(flatten)]
+    pub syslog: tinkerbell_boots::flags::SyslogArgs,
 }
 
 fn main() -> ExitCode {
@@ -255,6 +274,7 @@ fn main() -> ExitCode {
                 command: HardwareCommand::Import { csv, dry_run },
             } => commands::hardware_import(g, &csv, dry_run).await,
             Command::Bmc { command } => bmc::run(g, command).await,
+            Command::Logs(args) => logs::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

@@ -1,5 +1,6 @@
-//! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
-//! port (hegel's metadata), run until a signal.
+//! `tinkerbell serve`: open the embedded store, serve the store API, the consolidated HTTP
+//! port (hegel's metadata, boots' logs and metrics) and boots (DHCP and syslog, each off unless
+//! enabled, since they bind privileged ports), run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -46,6 +47,20 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         ..tinkerbell_hegel::Config::default()
     };
     hegel_config.validate()?;
+    let boots_config = tinkerbell_boots::Config {
+        dhcp: match args.dhcp_enabled {
+            true => Some(
+                args.dhcp
+                    .to_config()
+                    .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?,
+            ),
+            false => None,
+        },
+        syslog: args.syslog_enabled.then(|| args.syslog.to_config()),
+    };
+    if let Some(s) = &boots_config.syslog {
+        s.validate()?;
+    }
 
     let root = CancellationToken::new();
     let config = ApiConfig {
@@ -54,21 +69,30 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
-    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
-    let http = if args.enable_tootles {
-        let router = tinkerbell_hegel::router(Arc::new(store), &hegel_config);
-        let server =
-            HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
-        eprintln!(
-            "tinkerbell: metadata (hegel) at http://{}",
-            server.local_addr()
-        );
-        Some(server)
-    } else {
-        None
-    };
+    let boots =
+        tinkerbell_boots::Boots::start(&boots_config, Arc::new(store.clone()), root.child_token())
+            .await?;
+    for a in boots.local_addrs() {
+        eprintln!("tinkerbell: boots listening on udp {a}");
+    }
+    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes and
+    // boots' logs (store API token required) and metrics.
+    let mut router = boots.router(Some(token.clone()));
+    if args.enable_tootles {
+        router = router.merge(tinkerbell_hegel::router(Arc::new(store), &hegel_config));
+    }
+    let http = HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
+    eprintln!(
+        "tinkerbell: HTTP (metadata, logs) at http://{}",
+        http.local_addr()
+    );
+    write_file(
+        &dir,
+        HTTP_URL_FILE,
+        &format!("http://{}", http.local_addr()),
+    )?;
     let url = format!("http://{}", api.local_addr());
-    write_url_file(&dir, &url)?;
+    write_file(&dir, URL_FILE, &url)?;
     eprintln!(
         "tinkerbell: store API at {url} (token in {})",
         dir.join(token::FILE_NAME).display()
@@ -85,9 +109,8 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // Every service is running; the first to stop (or fail) stops the rest.
     let mut services = JoinSet::new();
     services.spawn(async move { api.join().await.context("store API") });
-    if let Some(http) = http {
-        services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
-    }
+    services.spawn(async move { http.join().await.context("HTTP listener") });
+    services.spawn(async move { boots.join().await.context("boots") });
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {
         root.cancel();
@@ -100,12 +123,14 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
+/// Where `serve` writes the consolidated HTTP listener's URL (read by `tinkerbell logs`).
+pub const HTTP_URL_FILE: &str = "http-url";
+
+fn write_file(dir: &std::path::Path, name: &str, url: &str) -> anyhow::Result<()> {
     // Write-then-rename so a client never reads half a URL.
-    let tmp = dir.join(format!("{URL_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, format!("{url}\n"))
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(URL_FILE))
-        .with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(())
 }
