@@ -13,6 +13,11 @@ apt_packages=(
   cloud-init    # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
   wrk           # bench/hegel.sh load generator
   nginx         # bench/hegel.sh reference server (run by hand on loopback, not as a service)
+  busybox-static   # udhcpc: the DHCP client of services/boots/tests/netns.rs
+  isc-dhcp-client  # dhclient, a second DHCP client for manual checks
+  kea-admin        # perfdhcp (services/boots/tests/netns.rs, bench/dhcp.sh)
+  kea-dhcp4-server # bench/dhcp.sh reference server (run in a namespace, never as a service)
+  dnsmasq-base     # bench/dhcp.sh reference server (the binary only, no init script)
 )
 
 # PyPI packages.
@@ -28,6 +33,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${missing[*]} — run: sudo $0" >&2
     exit 1
+  fi
+  # Never let a package install start a daemon (kea, dnsmasq, nginx …) on the host's interfaces.
+  if [ ! -x /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
