@@ -110,7 +110,10 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let mut services = JoinSet::new();
     services.spawn(async move { api.join().await.context("store API") });
     services.spawn(async move { http.join().await.context("HTTP listener") });
-    services.spawn(async move { boots.join().await.context("boots") });
+    // With DHCP and syslog both off boots has nothing to run (its join returns at once).
+    if !boots.local_addrs().is_empty() {
+        services.spawn(async move { boots.join().await.context("boots") });
+    }
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {
         root.cancel();
