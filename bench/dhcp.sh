@@ -8,13 +8,13 @@
 # Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
 # perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
 # from the 10,000 reserved ones per exchange (-M), and runs SECONDS per rate step.
-# Usage (root): bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 2000 4000 8000 ... 64000
+# Usage (root): [PROFILE=debug] bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 250 ... 64000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 shift || true
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(2000 4000 8000 12000 16000 24000 32000 48000 64000)
+[ ${#rates[@]} -gt 0 ] || rates=(250 500 1000 2000 4000 8000 12000 16000 24000 32000 48000 64000)
 max_drop=2.5
 n=10000
 for tool in perfdhcp kea-dhcp4 dnsmasq ip python3; do
@@ -34,8 +34,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -p tinkerbell -q
-bin="$(pwd)/${CARGO_TARGET_DIR:-target}/release/tinkerbell"
+profile=${PROFILE:-release}   # PROFILE=debug for a quick check of the script itself
+if [ "$profile" = release ]; then cargo build --release -p tinkerbell -q; else cargo build -p tinkerbell -q; fi
+bin="$(pwd)/${CARGO_TARGET_DIR:-target}/$profile/tinkerbell"
 
 ip netns add "$S"; ip netns add "$C"
 ip -n "$S" link add ks0 type veth peer name kc0 netns "$C"

@@ -101,6 +101,7 @@ fn bind_socket(cfg: &Config) -> io::Result<std::net::UdpSocket> {
     socket::setsockopt(&s, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
     // Bursts (a rack powering on, a benchmark) should queue in the kernel, not drop there.
     let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::V4(cfg.bind).into())?;
     Ok(s.into())
