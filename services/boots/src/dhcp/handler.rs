@@ -982,6 +982,57 @@ mod tests {
     }
 
     #[test]
+    fn mutated_pxe_requests_never_panic_in_any_mode() {
+        // The fuzz target's body (fuzz/fuzz_targets/dhcp_decode.rs) over every single-byte
+        // change of a relayed PXE DISCOVER: decode, precheck, respond, re-encode.
+        let mut info = RelayAgentInformation::default();
+        info.insert(RelayInfo::AgentCircuitId(b"c".to_vec()));
+        let opts = [
+            pxe("PXEClient:Arch:00007:UNDI:003016", 7),
+            vec![
+                DhcpOption::UserClass(b"iPXE".to_vec()),
+                DhcpOption::ClientMachineIdentifier([vec![0u8], vec![1u8; 16]].concat()),
+                DhcpOption::RelayAgentInformation(info),
+            ],
+        ]
+        .concat();
+        let mut r = req(MessageType::Discover, opts);
+        r.set_giaddr(Ipv4Addr::new(10, 1, 0, 1));
+        let good = super::super::wire::encode(&r).unwrap();
+        let h = hw(true);
+        let mut replies = 0;
+        for i in 0..good.len() {
+            for b in [0u8, 1, 3, 6, 0x7f, 0xff] {
+                let mut v = good.clone();
+                v[i] = b;
+                let Ok(m) = super::super::wire::decode(&v) else {
+                    continue;
+                };
+                for mode in [Mode::Reservation, Mode::Proxy, Mode::AutoProxy] {
+                    let cfg = Config {
+                        mode,
+                        ..Config::default()
+                    };
+                    let Ok(mac) = precheck(&cfg, &m) else {
+                        continue;
+                    };
+                    for hw in [None, Some(&h)] {
+                        if let Outcome::Reply(rep) = respond(&cfg, &m, &mac, LOCAL, hw) {
+                            let bytes = super::super::wire::encode(&rep).unwrap();
+                            super::super::wire::decode(&bytes).unwrap();
+                            replies += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            replies > 1000,
+            "the sweep must reach the reply path ({replies})"
+        );
+    }
+
+    #[test]
     fn classless_route_encoding() {
         let r = |d: &str, g: &str| (d.to_string(), g.to_string());
         assert_eq!(
