@@ -541,3 +541,53 @@ fn perfdhcp_completes_dora_exchanges() {
     assert!(drops < 0.05, "DISCOVER drops {drops}\n{text}");
     assert!(server.metrics.sent_count(MessageType::Ack) >= recv[1]);
 }
+
+#[test]
+fn a_flood_of_unknown_macs_and_garbage_neither_stalls_nor_stops_the_server() {
+    if !have_peers(&["/usr/sbin/ip"]) {
+        return;
+    }
+    let lab = Lab::new("02:00:00:ee:00:02");
+    lab.client_addr("10.77.0.2/24");
+    let server = Server::start(
+        &lab.srv,
+        dhcp::Config::default(),
+        vec![hardware("node1", MAC, "10.77.0.50", true)],
+    );
+    let relay = Ipv4Addr::new(10, 77, 0, 2);
+    let to = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 67);
+    in_ns(&lab.cli, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(relay, 0)).unwrap();
+        for i in 0..20_000u32 {
+            let b = i.to_be_bytes();
+            let mac = [0x0a, 0xbb, b[0], b[1], b[2], b[3]];
+            let pkt = discover(&mac, relay, vec![]);
+            // Every tenth datagram is cut short or has its cookie broken.
+            let pkt = match i % 10 {
+                0 => pkt[..100].to_vec(),
+                5 => [&pkt[..236], &[0u8; 4][..], &pkt[240..]].concat(),
+                _ => pkt,
+            };
+            let _ = s.send_to(&pkt, to);
+        }
+    });
+    // The known MAC is still answered, promptly.
+    let pkt = discover(&MAC_BYTES, relay, vec![]);
+    let (reply, _) = exchange(&lab.cli, SocketAddrV4::new(relay, 67), to, pkt)
+        .expect("no reply after the flood");
+    assert_eq!(reply.yiaddr(), Ipv4Addr::new(10, 77, 0, 50));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metrics.silent_count(Reason::UnknownMac) < 1_000 {
+        assert!(
+            Instant::now() < deadline,
+            "unknown-MAC requests not counted: {}",
+            server.metrics.render()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server.metrics.dropped_count(dhcp::metrics::Drop::Malformed) >= 100,
+        "{}",
+        server.metrics.render()
+    );
+}
