@@ -8,7 +8,7 @@
 # Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
 # perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
 # from the 10,000 reserved ones per exchange (-M), and runs SECONDS per rate step.
-# Usage (root): [PROFILE=debug] bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 250 ... 64000
+# Usage (root): [BIN=tinkerbell-binary] bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 250 ... 64000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -34,9 +34,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-profile=${PROFILE:-release}   # PROFILE=debug for a quick check of the script itself
-if [ "$profile" = release ]; then cargo build --release -p tinkerbell -q; else cargo build -p tinkerbell -q; fi
-bin="$(pwd)/${CARGO_TARGET_DIR:-target}/$profile/tinkerbell"
+# BIN=/path/to/tinkerbell skips the build (e.g. a binary built with other profile settings).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p tinkerbell -q
+  BIN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/tinkerbell"
+fi
+bin=$BIN
 
 ip netns add "$S"; ip netns add "$C"
 ip -n "$S" link add ks0 type veth peer name kc0 netns "$C"
