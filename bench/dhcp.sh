@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 shift || true
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(250 500 1000 2000 4000 8000 12000 16000 24000 32000 48000 64000)
+[ ${#rates[@]} -gt 0 ] || rates=(250 500 1000 1500 2000 3000 4000 6000 8000 12000 16000 24000 32000 48000 64000)
 max_drop=2.5
 n=10000
 for tool in perfdhcp kea-dhcp4 dnsmasq ip python3; do

@@ -13,7 +13,7 @@ use dhcproto::v4::{
     DhcpOption, Message, MessageType, Opcode, OptionCode, UnknownOption,
     relay::RelayAgentInformation,
 };
-use tinkerbell_core::model::{Hardware, Interface};
+use tinkerbell_core::model::{Dhcp, Hardware, Interface, Ip};
 
 use super::netboot::{self, BootSources, ClientKind};
 use super::{Config, Mode};
@@ -225,8 +225,10 @@ fn reservation(
     if iface.disable_dhcp == Some(true) {
         return Outcome::Silent(Reason::Disabled);
     }
-    let dhcp = iface.dhcp.clone().unwrap_or_default();
-    let ip = dhcp.ip.clone().unwrap_or_default();
+    static NO_DHCP: std::sync::LazyLock<Dhcp> = std::sync::LazyLock::new(Dhcp::default);
+    static NO_IP: std::sync::LazyLock<Ip> = std::sync::LazyLock::new(Ip::default);
+    let dhcp: &Dhcp = iface.dhcp.as_ref().unwrap_or(&NO_DHCP);
+    let ip: &Ip = dhcp.ip.as_ref().unwrap_or(&NO_IP);
     let Some(yiaddr) = non_empty(&ip.address).and_then(|a| a.parse::<Ipv4Addr>().ok()) else {
         return Outcome::Silent(Reason::NoAddress);
     };
