@@ -1,8 +1,6 @@
 //! `tinkerbell logs HARDWARE`: what a machine sent to boots' syslog receiver, read through the
 //! running appliance's HTTP route `GET /tinkerbell/v1/logs/<name>` (token: the store API's).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
@@ -29,10 +27,6 @@ pub struct LogsArgs {
     pub http_url: Option<String>,
 }
 
-fn token_file(g: &Global) -> anyhow::Result<Option<PathBuf>> {
-    Ok(g.token_file.clone())
-}
-
 pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     let dir = data_dir(g)?;
     let base = match &args.http_url {
@@ -41,8 +35,8 @@ pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "http://127.0.0.1:7080".to_string()),
     };
-    let tok = match token_file(g)? {
-        Some(f) => std::fs::read_to_string(&f)
+    let tok = match &g.token_file {
+        Some(f) => std::fs::read_to_string(f)
             .with_context(|| format!("reading {}", f.display()))?
             .trim()
             .to_string(),
