@@ -5,35 +5,52 @@ set -euo pipefail
 
 # Debian packages, one per line with the reason.
 apt_packages=(
-  bc            # bench/ arithmetic
-  curl          # tests/lab: Redfish readiness and requests
-  openipmi      # ipmi_sim: the IPMI BMC the rufio tests drive
-  ipmitool      # bench/rufio.sh baseline; session checks by hand
-  openssl       # self-signed certificates for the Redfish TLS tests
-  iproute2      # network namespaces for the real-peer tests
-  cloud-init    # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
-  wrk           # bench/hegel.sh load generator
-  nginx         # bench/hegel.sh reference server (run by hand on loopback, not as a service)
-  busybox-static # hookos/build.sh: the initramfs userland; hookos/test.sh: udhcpd fixture
-  cpio          # hookos/build.sh: packs the initramfs
-  kmod          # hookos/build.sh: depmod for the initramfs' modules
-  zstd          # hookos/build.sh: compresses the initramfs
-  ipxe-qemu     # tests/lab: the QEMU NIC ROMs (BIOS PXE through iPXE)
-  ovmf          # tests/lab: UEFI firmware
+  bc               # bench/ arithmetic
+  curl             # tests/lab Redfish requests; curl tftp:// in the boots TFTP tests; bench baselines
+  openipmi         # ipmi_sim: the IPMI BMC the rufio tests drive
+  ipmitool         # bench/rufio.sh baseline; session checks by hand
+  openssl          # self-signed certificates for the Redfish and gRPC TLS tests
+  iproute2         # network namespaces for the real-peer tests
+  cloud-init       # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
+  wrk              # bench/hegel.sh load generator
+  nginx            # bench/hegel.sh, bench/http.sh reference server (run by hand, never as a service)
+  busybox-static   # hookos initramfs userland; udhcpc/udhcpd in the boots and hookos tests; cexec chroot
+  cpio             # hookos/build.sh: packs the initramfs
+  kmod             # hookos/build.sh: depmod for the initramfs' modules
+  zstd             # hookos/build.sh; bench/image2disk.sh
+  xz-utils         # bench/image2disk.sh
+  ipxe             # boots: the iPXE binaries it serves by default (/usr/lib/ipxe)
+  ipxe-qemu        # QEMU NIC option ROMs (boots QEMU test, tests/lab)
+  ovmf             # tests/lab: UEFI firmware
+  tftp-hpa         # boots TFTP tests: the real client
+  tftpd-hpa        # bench/tftp.sh reference server (in.tftpd run by hand, never as a service)
+  isc-dhcp-client  # dhclient, a second DHCP client for manual checks
+  kea-admin        # perfdhcp (services/boots/tests/netns.rs, bench/dhcp.sh)
+  kea-dhcp4-server # bench/dhcp.sh reference server (run in a namespace, never as a service)
+  dnsmasq-base     # bench/dhcp.sh reference server (the binary only, no init script)
+  qemu-utils       # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
+  e2fsprogs        # mkfs.ext4/debugfs: ext4 partitions for the worker's writefile/archive2disk/cexec tests
+  mount            # losetup: loop devices for the worker tests
+  file             # deploy/images/build.sh: checks the binaries are statically linked
+  util-linux       # deploy/images/test.sh: nsenter; logger for the syslog tests
 )
 
 # Debian packages from bookworm-backports: QEMU 10 (bookworm's 7.2 would remove the preinstalled
-# qemu-utils 10, see reference testbed.md R1). Used by hookos/test.sh and tests/lab.
+# qemu-utils 10, see reference testbed.md R1). Used by the boots QEMU test, rufio's QEMU power
+# test, hookos/test.sh and tests/lab.
 bpo_packages=(
   qemu-system-x86 qemu-system-common qemu-system-data seabios
 )
 
 # PyPI packages.
 pip_packages=(
-  sushy-tools   # sushy-emulator: the Redfish BMC the rufio tests drive
+  sushy-tools                 # sushy-emulator: the Redfish BMC the rufio tests drive
+  kubernetes-validate==1.37.0 # deploy/helm/test.py: rendered chart vs the Kubernetes schemas
+  jsonschema                  # deploy/helm/test.py: CRD openAPIV3Schema checks
+  pyyaml                      # deploy/helm and deploy/images scripts
 )
 
-# Guard: never let a package install start a daemon (dnsmasq, tftpd, ...) on the host.
+# Guard: never let a package install start a daemon (kea, dnsmasq, tftpd, nginx, ...) on the host.
 if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
@@ -67,26 +84,6 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#bpo_missing[@]}" -gt 0 ]; then
   if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-fi
-# QEMU (rufio's controller_qemu test: a BMC powering a real TCG machine) from
-# bookworm-backports, as testbed.md R1: bookworm's own qemu-system-x86 (7.2) would remove the
-# preinstalled qemu-utils 10. Never lets a package install start a service on the host.
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing qemu-system-x86_64 — run: sudo $0" >&2
-    exit 1
-  fi
-  bpo=/etc/apt/sources.list.d/bookworm-backports.sources
-  if [ ! -f "$bpo" ] && grep -qs bookworm /etc/os-release; then
-    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-      "${mirror:-http://deb.debian.org/debian}" > "$bpo"
-  fi
-  [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports \
-    qemu-system-data/bookworm-backports seabios/bookworm-backports >/dev/null
 fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}"

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod logs;
 mod mover_cmd;
 mod output;
 mod serve;
@@ -148,6 +149,8 @@ enum Command {
         #[command(subcommand)]
         command: workflow::WorkflowCommand,
     },
+    /// Show what a machine logged to boots' syslog receiver (by Hardware name or sender IP).
+    Logs(logs::LogsArgs),
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -290,6 +293,21 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "TINKERBELL_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// Serve DHCP (boots). Off by default here: it binds UDP 67.
+    #[arg(long, env = "TINKERBELL_DHCP_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dhcp_enabled: bool,
+
+    /// Receive syslog (boots; read with `tinkerbell logs`). Off by default: it binds UDP 514.
+    #[arg(long, env = "TINKERBELL_SYSLOG_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub syslog_enabled: bool,
+
+    #[command(flatten)]
+    pub dhcp: tinkerbell_boots::flags::DhcpArgs,
+
+    #[command(flatten)]
+    pub syslog: tinkerbell_boots::flags::SyslogArgs,
 }
 
 fn main() -> ExitCode {
@@ -341,6 +359,7 @@ fn main() -> ExitCode {
             Command::Bmc { command } => bmc::run(g, command).await,
             Command::Workflow { command } => workflow::run(g, command).await,
             Command::Move(args) => mover_cmd::run(g, &args).await,
+            Command::Logs(args) => logs::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

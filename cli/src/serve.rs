@@ -1,5 +1,7 @@
-//! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
-//! port (hegel's metadata), run the BMC controllers (rufio), run until a signal.
+//! `tinkerbell serve`: open the embedded store and run every service on it in one process: the
+//! store API, the consolidated HTTP port (hegel's metadata, boots' logs and metrics), boots
+//! (DHCP and syslog, each off unless enabled, since they bind privileged ports), the tink gRPC
+//! server and controller, and the BMC controllers (rufio); run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -47,6 +49,20 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         ..tinkerbell_hegel::Config::default()
     };
     hegel_config.validate()?;
+    let boots_config = tinkerbell_boots::Config {
+        dhcp: match args.dhcp_enabled {
+            true => Some(
+                args.dhcp
+                    .to_config()
+                    .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?,
+            ),
+            false => None,
+        },
+        syslog: args.syslog_enabled.then(|| args.syslog.to_config()),
+    };
+    if let Some(s) = &boots_config.syslog {
+        s.validate()?;
+    }
 
     let root = CancellationToken::new();
     let store_for_controller = store.clone();
@@ -58,19 +74,31 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let store_for_tink = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
-    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
-    let http = if args.enable_tootles {
-        let router = tinkerbell_hegel::router(Arc::new(store), &hegel_config);
-        let server =
-            HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
-        eprintln!(
-            "tinkerbell: metadata (hegel) at http://{}",
-            server.local_addr()
-        );
-        Some(server)
-    } else {
-        None
-    };
+    let boots =
+        tinkerbell_boots::Boots::start(&boots_config, Arc::new(store.clone()), root.child_token())
+            .await?;
+    for a in boots.local_addrs() {
+        eprintln!("tinkerbell: boots listening on udp {a}");
+    }
+    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes and
+    // boots' logs (store API token required) and metrics.
+    let mut router = boots.router(Some(token.clone()));
+    if args.enable_tootles {
+        router = router.merge(tinkerbell_hegel::router(
+            Arc::new(store.clone()),
+            &hegel_config,
+        ));
+    }
+    let http = HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
+    eprintln!(
+        "tinkerbell: HTTP (metadata, logs) at http://{}",
+        http.local_addr()
+    );
+    write_file_atomic(
+        &dir,
+        HTTP_URL_FILE,
+        &format!("http://{}", http.local_addr()),
+    )?;
     // The BMC controllers (rufio), in-process on the same store.
     let rufio = if args.enable_rufio_controller {
         let config = tinkerbell_rufio::controller::Config {
@@ -159,8 +187,10 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // Every service is running; the first to stop (or fail) stops the rest.
     let mut services = JoinSet::new();
     services.spawn(async move { api.join().await.context("store API") });
-    if let Some(http) = http {
-        services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
+    services.spawn(async move { http.join().await.context("HTTP listener") });
+    // With DHCP and syslog both off boots has nothing to run (its join returns at once).
+    if !boots.local_addrs().is_empty() {
+        services.spawn(async move { boots.join().await.context("boots") });
     }
     if let Some(tink) = tink {
         services.spawn(async move { tink.join().await.context("tink gRPC server") });
@@ -182,6 +212,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     signals.abort();
     result
 }
+
+/// Where `serve` writes the consolidated HTTP listener's URL (read by `tinkerbell logs`).
+pub const HTTP_URL_FILE: &str = "http-url";
 
 fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
     write_file_atomic(dir, URL_FILE, url)

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# DHCP benchmark (issue 3): DORA leases/s with perfdhcp and 10,000 reservations, at most 2.5 %
+# dropped, boots (inside `tinkerbell serve`, embedded store) vs kea-dhcp4 (memfile, no persist,
+# the same 10,000 reservations) vs dnsmasq (the same dhcp-hosts, leasefile-ro, no-ping).
+# Target: boots >= 3x Kea. Prints, per server, the highest rate that stayed within the drop
+# limit, then the ratios.
+#
+# Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
+# perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
+# from the 10,000 reserved ones per exchange (-M), and runs SECONDS per rate step.
+# Usage (root): [BIN=tinkerbell-binary] bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 250 ... 64000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+shift || true
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(250 500 1000 1500 2000 3000 4000 6000 8000 12000 16000 24000 32000 48000 64000)
+max_drop=2.5
+n=10000
+for tool in perfdhcp kea-dhcp4 dnsmasq ip python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
+
+work=$(mktemp -d)
+S=bdhcp$$-s
+C=bdhcp$$-c
+cleanup() {
+  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  ip netns del "$S" 2>/dev/null || true
+  ip netns del "$C" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# BIN=/path/to/tinkerbell skips the build (e.g. a binary built with other profile settings).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p tinkerbell -q
+  BIN="$(pwd)/${CARGO_TARGET_DIR:-target}/release/tinkerbell"
+fi
+bin=$BIN
+
+ip netns add "$S"; ip netns add "$C"
+ip -n "$S" link add ks0 type veth peer name kc0 netns "$C"
+ip -n "$S" addr add 10.99.0.1/16 dev ks0
+ip -n "$C" addr add 10.99.0.2/16 dev kc0
+for ns in "$S" "$C"; do ip -n "$ns" link set lo up; done
+ip -n "$S" link set ks0 up; ip -n "$C" link set kc0 up
+
+# 10,000 reservations: MAC 02:00:00:00:HH:LL → 10.99.(16+i/250).(1+i%250)
+python3 - "$n" "$work" <<'PY'
+import json, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+rows = []
+for i in range(n):
+    mac = f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"
+    ip = f"10.99.{16 + i // 250}.{1 + i % 250}"
+    rows.append((i, mac, ip))
+with open(f"{work}/macs", "w") as f:
+    f.writelines(m + "\n" for _, m, _ in rows)
+with open(f"{work}/hardware.yaml", "w") as f:
+    for i, mac, ip in rows:
+        f.write(f"""---
+apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata: {{name: node-{i}, namespace: default}}
+spec:
+  interfaces:
+  - dhcp: {{mac: "{mac}", hostname: node-{i}, lease_time: 3600, ip: {{address: {ip}, netmask: 255.255.0.0, gateway: 10.99.0.1, family: 4}}}}
+""")
+kea = {"Dhcp4": {
+    "interfaces-config": {"interfaces": ["ks0"], "dhcp-socket-type": "raw"},
+    "lease-database": {"type": "memfile", "persist": False, "lfc-interval": 0},
+    "valid-lifetime": 3600,
+    "subnet4": [{"id": 1, "subnet": "10.99.0.0/16",
+                 "option-data": [{"name": "routers", "data": "10.99.0.1"}],
+                 "reservations": [{"hw-address": m, "ip-address": ip, "hostname": f"node-{i}"} for i, m, ip in rows]}],
+    "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": f"{work}/kea.log"}]}],
+}}
+json.dump(kea, open(f"{work}/kea.json", "w"))
+with open(f"{work}/dnsmasq.conf", "w") as f:
+    f.write("port=0\ninterface=ks0\nbind-interfaces\ndhcp-range=10.99.0.0,static,255.255.0.0,1h\n"
+            "dhcp-lease-max=200000\nleasefile-ro\ndhcp-authoritative\nno-ping\n"
+            "dhcp-option=option:router,10.99.0.1\n")
+    for i, m, ip in rows:
+        f.write(f"dhcp-host={m},{ip},node-{i}\n")
+PY
+
+# One rate step: prints "<achieved 4-way/s> <max drop %>".
+step() {
+  ip netns exec "$C" perfdhcp -4 -l kc0 -r "$1" -p "$secs" -R "$n" -M "$work/macs" 10.99.0.1 \
+    > "$work/perf.out" 2>&1 || true
+  python3 - "$work/perf.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rate = re.search(r"Rate:\s*([0-9.]+)", t)
+sent = [int(x) for x in re.findall(r"sent packets:\s*(\d+)", t)]
+recv = [int(x) for x in re.findall(r"received packets:\s*(\d+)", t)]
+if not rate or len(sent) < 2:
+    print("0 100"); sys.exit()
+drops = max(100.0 * (s - r) / s if s else 100.0 for s, r in zip(sent, recv))
+print(f"{float(rate.group(1)):.0f} {drops:.2f}")
+PY
+}
+
+# Ramp up the rate until drops exceed the limit; prints the best rate within it.
+ramp() {
+  local name=$1 best=0
+  for r in "${rates[@]}"; do
+    read -r got drop < <(step "$r")
+    printf '  %-8s offered %6s/s  achieved %6s/s  drops %6s %%\n' "$name" "$r" "$got" "$drop" >&2
+    if awk -v d="$drop" -v m="$max_drop" 'BEGIN{exit !(d<=m)}'; then
+      best=$got
+    else
+      break
+    fi
+  done
+  echo "$best"
+}
+
+wait_for() { # file
+  for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "timed out waiting for $1" >&2; return 1
+}
+
+echo "boots (tinkerbell serve, embedded store, $n Hardware)" >&2
+mkdir -p "$work/data"
+ip netns exec "$S" "$bin" --data-dir "$work/data" serve --store-api-addr 127.0.0.1:7081 \
+  --bind-address 127.0.0.1 --http-port 0 --enable-tootles=false --dhcp-enabled \
+  --dhcp-bind-interface ks0 --log-level warn 2> "$work/serve.log" & pid=$!
+wait_for "$work/data/api-url"
+ip netns exec "$S" "$bin" --data-dir "$work/data" apply -f "$work/hardware.yaml" > /dev/null
+boots=$(ramp boots)
+rss_boots=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+
+echo "kea-dhcp4 (memfile, persist=false, raw socket)" >&2
+E="env KEA_PIDFILE_DIR=$work KEA_LOCKFILE_DIR=$work"
+ip netns exec "$S" $E kea-dhcp4 -c "$work/kea.json" > "$work/kea.out" 2>&1 & pid=$!
+sleep 2  # kea has no readiness file; its config load of 10,000 reservations takes ~1 s
+kea=$(ramp kea)
+rss_kea=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+
+echo "dnsmasq (dhcp-host x $n, leasefile-ro, no-ping)" >&2
+ip netns exec "$S" dnsmasq -k -C "$work/dnsmasq.conf" --pid-file="$work/dnsmasq.pid" > "$work/dnsmasq.out" 2>&1 & pid=$!
+sleep 1
+dnsmasq=$(ramp dnsmasq)
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+
+echo
+echo "DORA leases/s at <= ${max_drop}% drops, $n reservations, ${secs}s per step:"
+printf '  boots    %8s/s  (peak RSS %s kB)\n' "$boots" "$rss_boots"
+printf '  kea      %8s/s  (peak RSS %s kB)\n' "$kea" "$rss_kea"
+printf '  dnsmasq  %8s/s\n' "$dnsmasq"
+awk -v b="$boots" -v k="$kea" -v d="$dnsmasq" 'BEGIN{
+  printf "  boots / kea     = %.2fx (target >= 3x)\n", (k>0 ? b/k : 0);
+  printf "  boots / dnsmasq = %.2fx\n", (d>0 ? b/d : 0) }'

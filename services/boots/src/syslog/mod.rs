@@ -1,0 +1,231 @@
+//! The syslog receiver: what HookOS, the worker and BMCs log to `syslog_host`, kept per machine.
+//!
+//! Upstream Smee parses each datagram and writes it to its own log; here each message is also
+//! stored in memory under the machine that sent it (source IP → Hardware via
+//! [`HardwareLookup::hardware_by_ip`]; an unknown source is kept under its IP), so an operator can
+//! read one machine's boot log with `tinkerbell logs HARDWARE` or `GET
+//! /tinkerbell/v1/logs/<hardware>`. Retention is bounded per machine and in total, so a chatty
+//! or hostile sender can only push older lines out, never grow memory.
+//!
+//! Parsing is [`syslog_loose`] (RFC 5424 first, then RFC 3164); it is lenient, so the raw line
+//! is what the entry keeps as `message` when nothing parses. A message body that is a JSON object
+//! is also decoded into `json` (upstream does the same).
+
+pub mod http;
+pub mod store;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tinkerbell_core::store::HardwareLookup;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use store::{LogEntry, LogStore, MachineKey};
+
+/// Syslog receiver configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`--syslog-bind-addr`:`--syslog-bind-port`, default 0.0.0.0:514).
+    pub bind: SocketAddr,
+    /// Lines kept per machine (oldest dropped first).
+    pub per_machine: usize,
+    /// Lines kept in total, over all machines (oldest dropped first).
+    pub total: usize,
+    /// Longer messages are truncated to this many bytes.
+    pub max_message: usize,
+    /// How long the source-IP → Hardware lookup may take before the line is kept under the IP.
+    pub lookup_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([0, 0, 0, 0], 514)),
+            per_machine: 2000,
+            total: 200_000,
+            max_message: 8192,
+            lookup_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why the syslog receiver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyslogError {
+    /// Invalid configuration.
+    #[error("invalid syslog configuration: {0}")]
+    Config(String),
+    /// The socket could not be bound.
+    #[error("cannot listen for syslog on {addr}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        #[source]
+        source: io::Error,
+    },
+    /// The task panicked or was aborted.
+    #[error("syslog receiver task ended abnormally")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+impl Config {
+    /// Check the configuration.
+    pub fn validate(&self) -> Result<(), SyslogError> {
+        let mut p = Vec::new();
+        if self.per_machine == 0 {
+            p.push("per_machine must be at least 1");
+        }
+        if self.total < self.per_machine {
+            p.push("total must be at least per_machine");
+        }
+        if self.max_message < 64 {
+            p.push("max_message must be at least 64");
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(SyslogError::Config(p.join("; ")))
+        }
+    }
+}
+
+/// Receiver counters.
+#[derive(Debug, Default)]
+pub struct SyslogMetrics {
+    /// Datagrams received.
+    pub received: AtomicU64,
+    /// Lookups that failed or timed out (the line was kept under the IP).
+    pub lookup_failures: AtomicU64,
+}
+
+impl SyslogMetrics {
+    /// Prometheus text format.
+    pub fn render(&self, store: &LogStore) -> String {
+        format!(
+            "# HELP boots_syslog_received_total Syslog datagrams received.\n\
+             # TYPE boots_syslog_received_total counter\nboots_syslog_received_total {}\n\
+             # HELP boots_syslog_lookup_failures_total Source lookups that failed or timed out.\n\
+             # TYPE boots_syslog_lookup_failures_total counter\nboots_syslog_lookup_failures_total {}\n\
+             # HELP boots_syslog_evicted_total Stored lines dropped by the retention limits.\n\
+             # TYPE boots_syslog_evicted_total counter\nboots_syslog_evicted_total {}\n\
+             # HELP boots_syslog_stored_lines Lines currently stored.\n\
+             # TYPE boots_syslog_stored_lines gauge\nboots_syslog_stored_lines {}\n",
+            self.received.load(Ordering::Relaxed),
+            self.lookup_failures.load(Ordering::Relaxed),
+            store.evicted(),
+            store.len(),
+        )
+    }
+}
+
+/// A running syslog receiver.
+#[derive(Debug)]
+pub struct SyslogServer {
+    local_addr: SocketAddr,
+    store: Arc<LogStore>,
+    metrics: Arc<SyslogMetrics>,
+    task: JoinHandle<Result<(), SyslogError>>,
+}
+
+impl SyslogServer {
+    /// Bind and start receiving. The socket is bound when this returns.
+    pub async fn start(
+        cfg: &Config,
+        lookup: Arc<dyn HardwareLookup>,
+        cancel: CancellationToken,
+    ) -> Result<SyslogServer, SyslogError> {
+        cfg.validate()?;
+        let bind_err = |source| SyslogError::Bind {
+            addr: cfg.bind,
+            source,
+        };
+        let sock = UdpSocket::bind(cfg.bind).await.map_err(bind_err)?;
+        let local_addr = sock.local_addr().map_err(bind_err)?;
+        let store = Arc::new(LogStore::new(cfg.per_machine, cfg.total));
+        let metrics = Arc::new(SyslogMetrics::default());
+        let task = tokio::spawn(receive(
+            sock,
+            cfg.clone(),
+            lookup,
+            store.clone(),
+            metrics.clone(),
+            cancel,
+        ));
+        tracing::info!(addr = %local_addr, "syslog listening");
+        Ok(SyslogServer {
+            local_addr,
+            store,
+            metrics,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The stored logs.
+    pub fn store(&self) -> Arc<LogStore> {
+        self.store.clone()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> Arc<SyslogMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Wait for the receiver to stop.
+    pub async fn join(self) -> Result<(), SyslogError> {
+        self.task.await.map_err(SyslogError::Join)?
+    }
+}
+
+async fn receive(
+    sock: UdpSocket,
+    cfg: Config,
+    lookup: Arc<dyn HardwareLookup>,
+    store: Arc<LogStore>,
+    metrics: Arc<SyslogMetrics>,
+    cancel: CancellationToken,
+) -> Result<(), SyslogError> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, peer) = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(error = %e, "syslog receive error");
+                    continue;
+                }
+            },
+        };
+        metrics.received.fetch_add(1, Ordering::Relaxed);
+        let ip = store::canonical(peer.ip());
+        let key =
+            match tokio::time::timeout(cfg.lookup_timeout, lookup.hardware_by_ip(&ip.to_string()))
+                .await
+            {
+                Ok(Ok(Some(hw))) => MachineKey::Hardware {
+                    namespace: hw.metadata.namespace.clone().unwrap_or_default(),
+                    name: hw.metadata.name.clone().unwrap_or_default(),
+                },
+                Ok(Ok(None)) => MachineKey::Address(ip),
+                Ok(Err(_)) | Err(_) => {
+                    metrics.lookup_failures.fetch_add(1, Ordering::Relaxed);
+                    MachineKey::Address(ip)
+                }
+            };
+        let entry = store::parse(&buf[..n], ip, cfg.max_message);
+        tracing::info!(target: "boots::syslog", machine = %key, host = ?entry.hostname,
+            app = ?entry.app, severity = ?entry.severity, msg = %entry.message, "syslog");
+        store.push(key, entry);
+    }
+}
