@@ -28,7 +28,6 @@ apt_packages=(
   kea-admin        # perfdhcp (services/boots/tests/netns.rs, bench/dhcp.sh)
   kea-dhcp4-server # bench/dhcp.sh reference server (run in a namespace, never as a service)
   dnsmasq-base     # bench/dhcp.sh reference server (the binary only, no init script)
-  qemu-utils       # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
   e2fsprogs        # mkfs.ext4/debugfs: ext4 partitions for the worker's writefile/archive2disk/cexec tests
   mount            # losetup: loop devices for the worker tests
   file             # deploy/images/build.sh: checks the binaries are statically linked
@@ -40,6 +39,7 @@ apt_packages=(
 # test, hookos/test.sh and tests/lab.
 bpo_packages=(
   qemu-system-x86 qemu-system-common qemu-system-data seabios
+  qemu-utils # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
 )
 
 # PyPI packages.

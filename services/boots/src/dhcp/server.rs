@@ -235,8 +235,12 @@ fn handle_packet(shared: &Arc<Shared>, bytes: &[u8], rx: Received) {
     };
     let lookup = shared.lookup.clone();
     let mac_s = mac_string(&mac);
-    let fut: Pin<Box<dyn Future<Output = LookupResult> + Send>> =
-        Box::pin(async move { lookup.hardware_by_mac(&mac_s).await });
+    let fut: Pin<Box<dyn Future<Output = LookupResult> + Send>> = Box::pin(async move {
+        // A Hardware whose DHCP is on hold (`tinkerbell move` handing it to another
+        // appliance) is answered as if unknown, so two servers never answer one machine.
+        let hw = lookup.hardware_by_mac(&mac_s).await?;
+        Ok(hw.filter(|h| !h.dhcp_on_hold()))
+    });
     match poll_once(fut) {
         Ok(result) => finish(shared, &req, &mac, rx, result),
         Err(fut) => {
