@@ -4,3 +4,6 @@
 //! DHCPv4 (reservation, proxy and auto-proxy modes, relays), TFTP for the iPXE binaries, iPXE
 //! binaries and `auto.ipxe` scripts over HTTP, and a syslog receiver, all reading Hardware
 //! through `tinkerbell_core::store::HardwareLookup`. See `README.md` in this crate.
+
+pub mod http;
+pub mod tftp;
