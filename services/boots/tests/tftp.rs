@@ -202,7 +202,12 @@ async fn windowsize_blksize_tsize_with_raw_client() {
         ]
     );
     let blocks = BIG / 1428 + 1;
-    assert_eq!(g.acks_sent, 1 + blocks.div_ceil(16));
+    // One ACK per window (a few more if a receive timeout fired on a loaded machine).
+    assert!(
+        g.acks_sent >= 1 + blocks.div_ceil(16) && g.acks_sent < blocks / 4,
+        "{} ACKs for {blocks} blocks",
+        g.acks_sent
+    );
     // A window above our limit is granted at the limit.
     let g = raw_get(addr, "exact.bin", "octet", &[("windowsize", "1000")], false)
         .await
@@ -221,6 +226,18 @@ async fn windowsize_blksize_tsize_with_raw_client() {
     .await
     .unwrap();
     assert!(g.data == pattern(600_000, 7), "rollover transfer differs");
+    // Larger than what is read whole into memory: streamed from the file.
+    std::fs::write(lab.assets.path().join("huge.bin"), pattern(17 << 20, 8)).unwrap();
+    let g = raw_get(
+        addr,
+        "huge.bin",
+        "octet",
+        &[("blksize", "1428"), ("windowsize", "16"), ("tsize", "0")],
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(g.data == pattern(17 << 20, 8), "streamed transfer differs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,7 +83,25 @@ impl Source {
             Source::File(f) => AsyncReadExt::read(f, buf).await,
         }
     }
+
+    /// The next `size` bytes without copying, for an in-memory source.
+    fn slice(&mut self, size: usize) -> Option<Bytes> {
+        match self {
+            Source::Memory(c) => {
+                let data = c.get_ref();
+                let at = (c.position() as usize).min(data.len());
+                let end = (at + size).min(data.len());
+                let out = data.slice(at..end);
+                c.set_position(end as u64);
+                Some(out)
+            }
+            Source::File(_) => None,
+        }
+    }
 }
+
+/// Asset files up to this size are read whole (one blocking read) and served from memory.
+const READ_WHOLE: u64 = 16 << 20;
 
 /// Cuts the source into blocks; in netascii mode, translates LF to CR LF and CR to CR NUL.
 struct Blocks {
@@ -95,7 +113,12 @@ struct Blocks {
 }
 
 impl Blocks {
-    async fn next(&mut self, size: usize) -> io::Result<Vec<u8>> {
+    async fn next(&mut self, size: usize) -> io::Result<Bytes> {
+        if !self.netascii
+            && let Some(b) = self.source.slice(size)
+        {
+            return Ok(b);
+        }
         let mut out = vec![0u8; size];
         let mut filled = 0;
         if !self.netascii {
@@ -107,7 +130,7 @@ impl Blocks {
                 filled += n;
             }
             out.truncate(filled);
-            return Ok(out);
+            return Ok(out.into());
         }
         let mut raw = vec![0u8; size];
         while filled < size {
@@ -138,7 +161,7 @@ impl Blocks {
             }
         }
         out.truncate(filled);
-        Ok(out)
+        Ok(out.into())
     }
 }
 
@@ -241,19 +264,23 @@ async fn open(shared: &Shared, req: &OwnedRequest) -> Result<(Source, u64), (Err
             let root = assets.path().to_path_buf();
             // openat2 needs the directory fd: reopen per request is cheap but blocking.
             let res = tokio::task::spawn_blocking(move || {
-                files::AssetRoot::open(&root)
+                let (file, len) = files::AssetRoot::open(&root)
                     .map_err(OpenError::Io)
-                    .and_then(|r| r.open_file(&rel))
+                    .and_then(|r| r.open_file(&rel))?;
+                if len <= READ_WHOLE {
+                    let mut data = Vec::with_capacity(len as usize);
+                    std::io::Read::read_to_end(&mut std::io::Read::take(&file, len), &mut data)
+                        .map_err(OpenError::Io)?;
+                    Ok((Source::Memory(io::Cursor::new(Bytes::from(data))), len))
+                } else {
+                    let reader =
+                        BufReader::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+                    Ok((Source::File(reader), len))
+                }
             })
             .await;
             match res {
-                Ok(Ok((file, len))) => Ok((
-                    Source::File(BufReader::with_capacity(
-                        256 * 1024,
-                        tokio::fs::File::from_std(file),
-                    )),
-                    len,
-                )),
+                Ok(Ok(v)) => Ok(v),
                 Ok(Err(OpenError::NotFound)) => Err((ErrorCode::FileNotFound, Outcome::NotFound)),
                 Ok(Err(OpenError::Denied)) => {
                     tracing::warn!("tftp: path resolving outside the root refused");
@@ -401,7 +428,7 @@ async fn send_file(
     }
 
     // Blocks not yet acknowledged; the first is block number `base`.
-    let mut window: VecDeque<Vec<u8>> = VecDeque::with_capacity(p.window);
+    let mut window: VecDeque<Bytes> = VecDeque::with_capacity(p.window);
     let mut base: u64 = 1;
     let mut next_send: u64 = 1;
     let mut highest_sent: u64 = 0;
@@ -460,8 +487,16 @@ async fn send_file(
                     window.pop_front();
                 }
                 base = acked + 1;
-                next_send = next_send.max(base);
                 retries = 0;
+                if acked < highest_sent && p.window > 1 {
+                    // An ACK inside the window: the blocks after it were lost (RFC 7440 §4);
+                    // send again from there instead of waiting for the timeout.
+                    shared.metrics.retransmit(next_send - base);
+                    next_send = base;
+                    rewound_at = Some(base);
+                } else {
+                    next_send = next_send.max(base);
+                }
                 if last == Some(acked) {
                     return Ok(Outcome::Completed);
                 }

@@ -58,11 +58,34 @@ pub async fn raw_get(
     let mut acks_sent = 0;
     let mut dropped = !drop_first_data;
     let mut tid: Option<SocketAddr> = None;
+    let mut silent = 0;
     loop {
-        let (n, from) = tokio::time::timeout(Duration::from_secs(20), sock.recv_from(&mut buf))
-            .await
-            .expect("server went silent")
-            .unwrap();
+        // RFC 7440 receiver timeout: re-acknowledge the last block received in order.
+        let (n, from) = match tokio::time::timeout(
+            Duration::from_millis(200),
+            sock.recv_from(&mut buf),
+        )
+        .await
+        {
+            Ok(r) => {
+                silent = 0;
+                r.unwrap()
+            }
+            Err(_) => {
+                silent += 1;
+                assert!(silent < 100, "server went silent");
+                if let Some(t) = tid
+                    && (expected > 1 || !oack.is_empty())
+                {
+                    sock.send_to(&packet::encode_ack((expected - 1) as u16), t)
+                        .await
+                        .unwrap();
+                    acks_sent += 1;
+                    since_ack = 0;
+                }
+                continue;
+            }
+        };
         if let Some(t) = tid {
             assert_eq!(t, from, "packet from another TID");
         }
