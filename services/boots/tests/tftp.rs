@@ -204,7 +204,7 @@ async fn windowsize_blksize_tsize_with_raw_client() {
     let blocks = BIG / 1428 + 1;
     // One ACK per window (a few more if a receive timeout fired on a loaded machine).
     assert!(
-        g.acks_sent >= 1 + blocks.div_ceil(16) && g.acks_sent < blocks / 4,
+        g.acks_sent > blocks.div_ceil(16) && g.acks_sent < blocks / 4,
         "{} ACKs for {blocks} blocks",
         g.acks_sent
     );
