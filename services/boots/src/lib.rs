@@ -9,15 +9,17 @@
 //! * [`dhcp`]: the DHCPv4 server (reservation, proxy, auto-proxy; relays; interface-scoped
 //!   replies).
 //! * [`syslog`]: the syslog receiver, its per-machine store and its HTTP routes.
-//! * TFTP and HTTP (iPXE binaries, scripts, HookOS artifacts) are separate modules that join
-//!   [`Config`] and [`Boots`] with their own sub-configs.
+//! * [`tftp`]: the TFTP server for the iPXE binaries (RFC 2347/2348/2349/7440).
+//! * [`http`]: iPXE binaries, `auto.ipxe` scripts and HookOS artifacts over HTTP.
 //!
 //! [`Boots::start`] binds every socket before it returns; the handle has
 //! [`Boots::local_addrs`] and [`Boots::join`], and stops when its `CancellationToken` fires.
 
 pub mod dhcp;
 pub mod flags;
+pub mod http;
 pub mod syslog;
+pub mod tftp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,472 @@
+//! iPXE over HTTP: everything after the first TFTP hop.
+//!
+//! * `GET/HEAD /ipxe/binary/[<mac>/]<binary>` — the iPXE binaries (the same in-memory
+//!   catalogue as TFTP), for UEFI HTTP boot and iPXE chainloading.
+//! * `GET /ipxe/script/[<mac>/]auto.ipxe` — the machine's script. The MAC is the path element
+//!   before `auto.ipxe`; without one the Hardware is looked up by the caller's address (the
+//!   peer, or `X-Forwarded-For` only when the peer is a trusted proxy — hegel's rule and code).
+//!   No Hardware, or `allowPXE` not true: 404 (the static script instead in auto-proxy mode).
+//!   A Hardware with `netboot.ipxe.url`/`contents` gets its custom script.
+//! * `GET/HEAD /hookos/<file>` — HookOS kernel and initramfs from a directory, with Range
+//!   support (tower-http `ServeDir`), so one process is all a lab needs.
+//!
+//! [`router`] is what `tinkerbell serve` merges onto its consolidated HTTP port next to hegel;
+//! [`Http::start`] serves it alone. Both count requests in [`HttpMetrics`].
+
+pub mod metrics;
+pub mod script;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tinkerbell_core::model::{Hardware, Interface};
+use tinkerbell_core::store::HardwareLookup;
+use tinkerbell_core::worker_token::WorkerTokenKey;
+use tinkerbell_hegel::Cidr;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeDir;
+
+use crate::tftp::files::{BinariesError, DEBIAN_IPXE_DIR};
+use crate::tftp::{IpxeBinaries, parse_mac};
+pub use metrics::{HttpMetrics, Route};
+pub use script::ScriptConfig;
+
+/// Where HookOS artifacts are served.
+pub const HOOKOS_PREFIX: &str = "/hookos";
+
+/// How the HTTP side serves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address of the standalone server (not used by [`router`]).
+    pub listen: SocketAddr,
+    /// Directory of iPXE binaries; `None` serves none. Default: Debian's `/usr/lib/ipxe`.
+    pub ipxe_dir: Option<PathBuf>,
+    /// Directory served under `/hookos/` (vmlinuz-x86_64, initramfs-x86_64, ...).
+    pub hookos_dir: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed (upstream `trusted-proxies`).
+    pub trusted_proxies: Vec<Cidr>,
+    /// The script settings.
+    pub script: ScriptConfig,
+    /// Auto-proxy mode: machines without Hardware get the static script instead of 404.
+    pub static_script: bool,
+    /// When set, every Hook script carries `worker_token=` for its worker ID.
+    pub worker_token_key: Option<WorkerTokenKey>,
+    /// How long in-flight requests get after cancellation (standalone server).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            ipxe_dir: Some(PathBuf::from(DEBIAN_IPXE_DIR)),
+            hookos_dir: None,
+            trusted_proxies: Vec::new(),
+            script: ScriptConfig::default(),
+            static_script: false,
+            worker_token_key: None,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the HTTP side could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The iPXE binaries could not be loaded.
+    #[error(transparent)]
+    Binaries(#[from] BinariesError),
+    /// The HookOS directory is not a directory.
+    #[error("HookOS directory {0} is not a readable directory")]
+    HookosDir(PathBuf),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("HTTP server")]
+    Serve(#[source] std::io::Error),
+    /// The server task ended abnormally.
+    #[error("HTTP server task ended abnormally")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+struct AppState {
+    backend: Arc<dyn HardwareLookup>,
+    binaries: IpxeBinaries,
+    config: Config,
+    metrics: HttpMetrics,
+}
+
+/// Build the routes. Loads the iPXE binaries (once) and checks the HookOS directory. The
+/// router needs connect info (`into_make_service_with_connect_info::<SocketAddr>()`).
+pub fn router(
+    backend: Arc<dyn HardwareLookup>,
+    config: &Config,
+    metrics: HttpMetrics,
+) -> Result<Router, HttpError> {
+    let binaries = match &config.ipxe_dir {
+        Some(d) => IpxeBinaries::load(d)?,
+        None => IpxeBinaries::default(),
+    };
+    let state = Arc::new(AppState {
+        backend,
+        binaries,
+        config: config.clone(),
+        metrics,
+    });
+    let mut r = Router::new()
+        .route("/ipxe/binary/{*path}", get(binary))
+        .route("/ipxe/script/{*path}", get(script_route))
+        .with_state(state.clone());
+    if let Some(dir) = &config.hookos_dir {
+        if !dir.is_dir() {
+            return Err(HttpError::HookosDir(dir.clone()));
+        }
+        let hookos = Router::new()
+            .fallback_service(ServeDir::new(dir))
+            .layer(middleware::from_fn_with_state(state, count_hookos));
+        r = r.nest_service(HOOKOS_PREFIX, hookos);
+    }
+    Ok(r)
+}
+
+/// `GET /smee/metrics`: the registry in the OpenMetrics text format (the lead registers DHCP,
+/// TFTP and HTTP metrics in one registry).
+pub fn metrics_router(registry: Arc<Registry>) -> Router {
+    Router::new().route(
+        "/smee/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                    Ok(()) => (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        }),
+    )
+}
+
+async fn count_hookos(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    st.metrics.record(Route::Hookos, resp.status().as_u16());
+    resp
+}
+
+async fn binary(State(st): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let name = match parts.as_slice() {
+        [name] => Some(*name),
+        [mac, name] if parse_mac(mac).is_some() => Some(*name),
+        _ => None,
+    };
+    let resp = match name.and_then(|n| st.binaries.get(n)) {
+        Some(data) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            data.clone(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such iPXE binary\n").into_response(),
+    };
+    st.metrics.record(Route::Binary, resp.status().as_u16());
+    resp
+}
+
+async fn script_route(
+    State(st): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let resp = script_response(&st, &path, peer, &headers).await;
+    st.metrics.record(Route::Script, resp.status().as_u16());
+    resp
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The download URL when neither configuration nor Hardware names one: our own `/hookos`.
+fn own_hookos_url(st: &AppState, headers: &HeaderMap) -> String {
+    if st.config.hookos_dir.is_none() {
+        return String::new();
+    }
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}{HOOKOS_PREFIX}"),
+        None => String::new(),
+    }
+}
+
+async fn script_response(
+    st: &AppState,
+    path: &str,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Response {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.last() != Some(&"auto.ipxe") {
+        return text(StatusCode::NOT_FOUND, "no such script\n".into());
+    }
+    let mac = parts.len().checked_sub(2).and_then(|i| parse_mac(parts[i]));
+    let (found, client) = match &mac {
+        Some(mac) => (st.backend.hardware_by_mac(mac).await, mac.clone()),
+        None => {
+            let Some(peer) = peer else {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "no MAC and no client address\n".into(),
+                );
+            };
+            let ip = match tinkerbell_hegel::http::client_ip(
+                tinkerbell_hegel::config::canonical(peer.ip()),
+                headers,
+                &st.config.trusted_proxies,
+            ) {
+                Ok(ip) => ip,
+                Err(_) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n".into()),
+            };
+            (
+                st.backend.hardware_by_ip(&ip.to_string()).await,
+                ip.to_string(),
+            )
+        }
+    };
+    let hw = match found {
+        Ok(Some(hw)) => hw,
+        Ok(None) | Err(_) => {
+            if let Err(e) = &found {
+                tracing::warn!(%client, error = %e, "ipxe script: hardware lookup failed");
+            }
+            if st.config.static_script {
+                let token = mac
+                    .as_deref()
+                    .and_then(|m| st.config.worker_token_key.as_ref().map(|k| k.token_for(m)));
+                tracing::info!(%client, "ipxe script: no hardware, static script");
+                return text(
+                    StatusCode::OK,
+                    script::static_script(
+                        &st.config.script,
+                        &effective_osie(st, headers),
+                        token.as_deref(),
+                    ),
+                );
+            }
+            if found.is_err() {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "hardware lookup failed\n".into(),
+                );
+            }
+            tracing::info!(%client, "ipxe script: no hardware");
+            return text(
+                StatusCode::NOT_FOUND,
+                "no hardware for this machine\n".into(),
+            );
+        }
+    };
+    let iface = match &mac {
+        Some(m) => interface_by_mac(&hw, m),
+        None => peer_ip_interface(&hw, headers, st, peer),
+    };
+    let Some(iface) = iface else {
+        return text(StatusCode::NOT_FOUND, "no matching interface\n".into());
+    };
+    let netboot = iface.netboot.clone().unwrap_or_default();
+    if netboot.allow_pxe != Some(true) {
+        tracing::info!(%client, hardware = ?hw.metadata.name, "ipxe script: allowPXE is not true");
+        return text(
+            StatusCode::NOT_FOUND,
+            "netboot not allowed for this machine (allowPXE is false)\n".into(),
+        );
+    }
+    let ipxe = netboot.ipxe.clone().unwrap_or_default();
+    let url = ipxe.url.unwrap_or_default();
+    let contents = ipxe.contents.unwrap_or_default();
+    if !url.is_empty() || !contents.is_empty() {
+        return match script::custom(&url, &contents) {
+            Ok(s) => text(StatusCode::OK, s),
+            Err(e) => {
+                tracing::warn!(%client, error = %e, "ipxe script: bad custom script");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "bad custom iPXE script\n".into(),
+                )
+            }
+        };
+    }
+    let dhcp = iface.dhcp.clone().unwrap_or_default();
+    let mac_addr = dhcp
+        .mac
+        .as_deref()
+        .and_then(parse_mac)
+        .or(mac.clone())
+        .unwrap_or_default();
+    let worker_id = hw
+        .spec
+        .agent_id
+        .clone()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| mac_addr.clone());
+    let osie = netboot.osie.unwrap_or_default();
+    let machine = script::Machine {
+        arch: dhcp.arch.unwrap_or_default(),
+        vlan_id: dhcp.vlan_id.unwrap_or_default(),
+        facility: hw
+            .spec
+            .metadata
+            .as_ref()
+            .and_then(|m| m.facility.as_ref())
+            .and_then(|f| f.facility_code.clone())
+            .unwrap_or_default(),
+        worker_token: st
+            .config
+            .worker_token_key
+            .as_ref()
+            .map(|k| k.token_for(&worker_id)),
+        worker_id,
+        mac: mac_addr,
+        osie_base_url: osie.base_url.unwrap_or_default(),
+        kernel: osie.kernel.unwrap_or_default(),
+        initrd: osie.initrd.unwrap_or_default(),
+        kernel_params: osie.kernel_params.unwrap_or_default(),
+    };
+    tracing::info!(%client, hardware = ?hw.metadata.name, "ipxe script: hook");
+    text(
+        StatusCode::OK,
+        script::hook(&st.config.script, &machine, &own_hookos_url(st, headers)),
+    )
+}
+
+fn effective_osie(st: &AppState, headers: &HeaderMap) -> String {
+    if st.config.script.osie_url.is_empty() {
+        own_hookos_url(st, headers)
+    } else {
+        st.config.script.osie_url.clone()
+    }
+}
+
+fn interface_by_mac(hw: &Hardware, mac: &str) -> Option<Interface> {
+    hw.spec.interfaces.as_ref()?.iter().find_map(|i| {
+        let m = i.dhcp.as_ref()?.mac.as_deref()?;
+        (parse_mac(m).as_deref() == Some(mac)).then(|| i.clone())
+    })
+}
+
+fn peer_ip_interface(
+    hw: &Hardware,
+    headers: &HeaderMap,
+    st: &AppState,
+    peer: Option<SocketAddr>,
+) -> Option<Interface> {
+    let peer = peer?;
+    let ip: IpAddr = tinkerbell_hegel::http::client_ip(
+        tinkerbell_hegel::config::canonical(peer.ip()),
+        headers,
+        &st.config.trusted_proxies,
+    )
+    .ok()?;
+    let ip = ip.to_string();
+    hw.spec.interfaces.as_ref()?.iter().find_map(|i| {
+        let a = i.dhcp.as_ref()?.ip.as_ref()?.address.as_deref()?;
+        (a == ip).then(|| i.clone())
+    })
+}
+
+/// The standalone HTTP server (the `boots` binary; `tinkerbell serve` merges [`router`]).
+#[derive(Debug)]
+pub struct Http {
+    local_addr: SocketAddr,
+    metrics: HttpMetrics,
+    task: JoinHandle<Result<(), HttpError>>,
+}
+
+impl Http {
+    /// Build the router, bind `config.listen` and serve until `cancel` fires (in-flight
+    /// requests then get `shutdown_grace`). The socket is bound when this returns.
+    pub async fn start(
+        config: &Config,
+        backend: Arc<dyn HardwareLookup>,
+        extra: Option<Router>,
+        cancel: CancellationToken,
+    ) -> Result<Http, HttpError> {
+        let metrics = HttpMetrics::default();
+        let mut app = router(backend, config, metrics.clone())?;
+        if let Some(extra) = extra {
+            app = app.merge(extra);
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| HttpError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(HttpError::Serve)?;
+        let grace = config.shutdown_grace;
+        tracing::info!(addr = %local_addr, "boots http listening");
+        let task = tokio::spawn(async move {
+            use std::future::IntoFuture;
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .into_future();
+            tokio::pin!(serve);
+            tokio::select! {
+                r = &mut serve => r.map_err(HttpError::Serve),
+                () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => Ok(()),
+            }
+        });
+        Ok(Http {
+            local_addr,
+            metrics,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The request counters.
+    pub fn metrics(&self) -> &HttpMetrics {
+        &self.metrics
+    }
+
+    /// Wait for the server to stop.
+    pub async fn join(self) -> Result<(), HttpError> {
+        self.task.await.map_err(HttpError::Join)?
+    }
+}
