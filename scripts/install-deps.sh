@@ -13,6 +13,13 @@ apt_packages=(
   cloud-init    # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
   wrk           # bench/hegel.sh load generator
   nginx         # bench/hegel.sh reference server (run by hand on loopback, not as a service)
+  qemu-utils    # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
+  e2fsprogs     # mkfs.ext4 / debugfs: ext4 partitions for the worker's writefile/archive2disk/cexec tests
+  mount         # losetup: loop devices for the worker tests
+  busybox-static # a static shell inside the cexec test's chroot
+  zstd          # bench/image2disk.sh compressor and baseline pipeline
+  xz-utils      # bench/image2disk.sh
+  curl          # bench/image2disk.sh baseline pipeline
 )
 
 # PyPI packages.

@@ -1,4 +1,13 @@
-//! tink worker: the on-machine agent that runs in HookOS, polls the tink server and runs actions natively (image2disk and friends) as a static binary.
+//! tink-worker: the on-machine Tinkerbell agent. It runs in HookOS (or any initramfs), polls
+//! the tink server for the next action of its workflow, runs it natively — the upstream
+//! action images (`image2disk`, `writefile`, …) are implemented in [`actions`], so no
+//! container runtime is needed — and reports RUNNING/SUCCESS/FAILED/TIMEOUT with durations.
 //!
-//! This crate is a placeholder in the workspace layout: it has no code yet. See `README.md`
-//! in this crate.
+//! It is built as one static binary that needs nothing from the root filesystem: TLS roots
+//! are loaded explicitly (none → plain http only), proxies come from flags, the environment
+//! or the kernel command line (see [`config`]).
+
+pub mod actions;
+pub mod agent;
+pub mod config;
+mod sys;
