@@ -9,7 +9,8 @@
 # in the same run, one after the other. Prints seconds, MB/s of image written, peak RSS
 # (/usr/bin/time -v, max over the processes) and the ratios ours/pipeline.
 # xz uses XZ_SIZE_MIB (default 512) because compressing 2 GiB of random data with xz takes
-# minutes on 2 cores. Usage: bench/image2disk.sh   (env: SIZE_MIB, XZ_SIZE_MIB, PORT, WORK)
+# minutes on 2 cores. Usage: bench/image2disk.sh   (env: SIZE_MIB, XZ_SIZE_MIB, PORT, WORK,
+# TINK_WORKER_BIN to use an existing binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${SIZE_MIB:-2048}
@@ -23,8 +24,12 @@ work=${WORK:-$(mktemp -d -p "${TMPDIR:-/var/tmp}")}
 mkdir -p "$work/www" "$work/nginx"
 trap '[ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
-cargo build --release -p tinkerbell-tink-worker -q
-bin="${CARGO_TARGET_DIR:-target}/release/tink-worker"
+if [ -n "${TINK_WORKER_BIN:-}" ]; then
+  bin=$TINK_WORKER_BIN   # e.g. the static build (services/tink/worker/README.md)
+else
+  cargo build --release -p tinkerbell-tink-worker -q
+  bin="${CARGO_TARGET_DIR:-target}/release/tink-worker"
+fi
 
 make_image() { # $1 = MiB, $2 = output
   local mib=$1 out=$2 i

@@ -60,6 +60,22 @@ pub struct Report {
     pub message: String,
 }
 
+/// One line of an action's output, pushed to the server in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When it was produced.
+    pub time: SystemTime,
+    /// "stdout", "stderr" or "worker".
+    pub stream: String,
+    /// The text (no newline).
+    pub text: String,
+}
+
+/// Most lines per push; a push also happens every [`LOG_FLUSH`].
+pub const LOG_BATCH: usize = 200;
+/// Longest time a line waits before it is pushed.
+pub const LOG_FLUSH: Duration = Duration::from_secs(1);
+
 /// How a transport call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
@@ -82,6 +98,12 @@ pub trait Transport: Send + Sync {
         &self,
         a: &Assignment,
         r: &Report,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Push output lines of `a` (best effort: failures are logged, never retried forever).
+    fn push_logs(
+        &self,
+        a: &Assignment,
+        lines: Vec<LogLine>,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
@@ -195,7 +217,60 @@ async fn run_one<T: Transport>(
         }
     }
     tracing::info!(timeout = ?a.action.timeout, "running");
-    let outcome = actions::run(&a.action, ctx, cancel).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
+    let mut actx = ctx.clone();
+    {
+        let log_tx = tx.clone();
+        actx.log = std::sync::Arc::new(move |stream: &str, text: &str| {
+            let _ = log_tx.send(LogLine {
+                time: SystemTime::now(),
+                stream: stream.to_string(),
+                text: text.to_string(),
+            });
+        });
+        let tx = tx.clone();
+        let inner = ctx.progress.clone();
+        actx.progress = std::sync::Arc::new(move |name: &str, p: actions::Progress| {
+            inner(name, p);
+            let _ = tx.send(LogLine {
+                time: SystemTime::now(),
+                stream: "worker".into(),
+                text: format!(
+                    "progress: read {} of {} bytes, wrote {} bytes ({} zero bytes skipped)",
+                    p.read,
+                    p.read_total.map_or("?".to_string(), |t| t.to_string()),
+                    p.written,
+                    p.zero_skipped
+                ),
+            });
+        });
+    }
+    let spec = a.action.clone();
+    let action = async move {
+        let o = actions::run(&spec, &actx, cancel).await;
+        drop(actx);
+        o
+    };
+    let final_line = tx.clone();
+    drop(tx);
+    let (outcome, ()) = tokio::join!(
+        async move {
+            let o = action.await;
+            let text = match &o {
+                Outcome::Success { message, .. } => format!("SUCCESS: {message}"),
+                Outcome::Failed(m) => format!("FAILED: {m}"),
+                Outcome::Timeout => "TIMEOUT".to_string(),
+                Outcome::Cancelled => "cancelled".to_string(),
+            };
+            let _ = final_line.send(LogLine {
+                time: SystemTime::now(),
+                stream: "worker".into(),
+                text,
+            });
+            o
+        },
+        pump_logs(t, &a, rx)
+    );
     let (state, message, after) = match outcome {
         Outcome::Success { message, after } => (State::Success, message, after),
         Outcome::Failed(m) => (State::Failed, m, None),
@@ -217,6 +292,41 @@ async fn run_one<T: Transport>(
     };
     let delivered = deliver(t, settings, &a, &report, cancel).await?;
     Some((state, delivered, after))
+}
+
+/// Forward log lines in batches until the channel closes (best effort).
+async fn pump_logs<T: Transport>(
+    t: &T,
+    a: &Assignment,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogLine>,
+) {
+    let mut batch = Vec::new();
+    let mut warned = false;
+    loop {
+        let more = tokio::select! {
+            l = rx.recv() => match l {
+                Some(l) => { batch.push(l); true }
+                None => false,
+            },
+            () = tokio::time::sleep(LOG_FLUSH), if !batch.is_empty() => true,
+        };
+        let due = !more
+            || batch.len() >= LOG_BATCH
+            || batch
+                .first()
+                .is_some_and(|l| l.time.elapsed().unwrap_or_default() >= LOG_FLUSH);
+        if due
+            && !batch.is_empty()
+            && let Err(e) = t.push_logs(a, std::mem::take(&mut batch)).await
+            && !warned
+        {
+            warned = true;
+            tracing::warn!(error = %e, "pushing action logs failed (further failures not logged)");
+        }
+        if !more {
+            return;
+        }
+    }
 }
 
 /// Deliver a report, retrying transient errors until it lands; Some(false) when rejected,

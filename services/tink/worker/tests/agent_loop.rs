@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 struct Fake {
     queue: Mutex<VecDeque<Result<Option<Assignment>, TransportError>>>,
     reports: Mutex<Vec<(String, Report)>>,
+    logs: Mutex<Vec<(String, agent::LogLine)>>,
     /// Transient failures to inject into the next final-status reports.
     fail_reports: Mutex<u32>,
 }
@@ -37,6 +38,15 @@ impl Transport for Fake {
             .lock()
             .unwrap()
             .push((a.action_id.clone(), r.clone()));
+        Ok(())
+    }
+    async fn push_logs(
+        &self,
+        a: &Assignment,
+        lines: Vec<agent::LogLine>,
+    ) -> Result<(), TransportError> {
+        let mut l = self.logs.lock().unwrap();
+        l.extend(lines.into_iter().map(|line| (a.action_id.clone(), line)));
         Ok(())
     }
 }
@@ -77,6 +87,7 @@ async fn runs_actions_in_order_and_survives_failures() {
             ))),
         ])),
         reports: Mutex::new(Vec::new()),
+        logs: Mutex::new(Vec::new()),
         fail_reports: Mutex::new(0),
     };
     *fake.fail_reports.lock().unwrap() = 0;
@@ -136,4 +147,20 @@ async fn runs_actions_in_order_and_survives_failures() {
     let (_, ok) = &reports[3];
     assert!(ok.stopped.is_some() && ok.duration > Duration::ZERO);
     assert!(std::fs::read(&dest).unwrap() == data);
+    let logs = fake.logs.lock().unwrap();
+    assert!(
+        logs.iter()
+            .any(|(id, l)| id == "a1" && l.text.starts_with("FAILED: ")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|(id, l)| id == "a2" && l.text.starts_with("SUCCESS: wrote")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|(id, l)| id == "a2" && l.text.starts_with("progress: ")),
+        "{logs:?}"
+    );
 }

@@ -77,15 +77,16 @@ pub(crate) async fn run(
     let pump = async {
         let (mut out, mut err) = (out, err);
         loop {
-            let line = tokio::select! {
+            let (stream, line) = tokio::select! {
                 l = async { match &mut out { Some(o) => o.next_line().await, None => std::future::pending().await } } => match l {
-                    Ok(Some(l)) => l, _ => { out = None; if err.is_none() { break } continue }
+                    Ok(Some(l)) => ("stdout", l), _ => { out = None; if err.is_none() { break } continue }
                 },
                 l = async { match &mut err { Some(e) => e.next_line().await, None => std::future::pending().await } } => match l {
-                    Ok(Some(l)) => l, _ => { err = None; if out.is_none() { break } continue }
+                    Ok(Some(l)) => ("stderr", l), _ => { err = None; if out.is_none() { break } continue }
                 },
             };
-            tracing::info!(action = "cexec", "{line}");
+            tracing::info!(action = "cexec", stream, "{line}");
+            (ctx.log)(stream, &line);
             tail.push_str(&line);
             tail.push('\n');
             if tail.len() > TAIL {

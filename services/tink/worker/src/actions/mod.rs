@@ -168,6 +168,9 @@ pub struct Progress {
 /// Receives progress reports (called from the writer's thread; keep it cheap).
 pub type ProgressFn = Arc<dyn Fn(&str, Progress) + Send + Sync>;
 
+/// Receives lines of an action's output: (stream — "stdout", "stderr" or "worker" — and text).
+pub type LogFn = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What every action may use: HTTP settings, progress sink, and whether it may power the
 /// machine off.
 #[derive(Clone)]
@@ -176,6 +179,8 @@ pub struct ActionContext {
     pub http: HttpSettings,
     /// Progress callback (action name, progress).
     pub progress: ProgressFn,
+    /// Output lines of the action (forwarded to the server by the agent).
+    pub log: LogFn,
     /// How often image writers call `progress`.
     pub progress_interval: Duration,
     /// Whether `reboot`/`kexec` may act on this machine (false in tests and dry runs: they
@@ -211,6 +216,7 @@ impl ActionContext {
                     "progress"
                 )
             }),
+            log: Arc::new(|_, _| {}),
             progress_interval: Duration::from_secs(3),
             allow_power: true,
             mount_base: std::env::temp_dir(),
