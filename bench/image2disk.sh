@@ -9,27 +9,22 @@
 # in the same run, one after the other. Prints seconds, MB/s of image written, peak RSS
 # (/usr/bin/time -v, max over the processes) and the ratios ours/pipeline.
 # xz uses XZ_SIZE_MIB (default 512) because compressing 2 GiB of random data with xz takes
-# minutes on 2 cores. Usage: bench/image2disk.sh   (env: SIZE_MIB, XZ_SIZE_MIB, PORT, WORK,
+# minutes on 2 cores (GZ_SIZE_MIB likewise for gzip). Usage: bench/image2disk.sh   (env: SIZE_MIB, XZ_SIZE_MIB, PORT, WORK,
 # TINK_WORKER_BIN to use an existing binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${SIZE_MIB:-2048}
+gz_size=${GZ_SIZE_MIB:-$size}
 xz_size=${XZ_SIZE_MIB:-512}
 port=${PORT:-18090}
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 for tool in curl zstd gzip xz dd "$nginx" /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh" >&2; exit 1; }
 done
-work=${WORK:-$(mktemp -d -p "${TMPDIR:-/var/tmp}")}
+# WORK=dir keeps the prepared images there between runs (PREPARE_ONLY=1 just prepares them).
+if [ -n "${WORK:-}" ]; then work=$WORK; keep=1; else work=$(mktemp -d -p "${TMPDIR:-/var/tmp}"); keep=0; fi
 mkdir -p "$work/www" "$work/nginx"
-trap '[ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; rm -rf "$work"' EXIT
-
-if [ -n "${TINK_WORKER_BIN:-}" ]; then
-  bin=$TINK_WORKER_BIN   # e.g. the static build (services/tink/worker/README.md)
-else
-  cargo build --release -p tinkerbell-tink-worker -q
-  bin="${CARGO_TARGET_DIR:-target}/release/tink-worker"
-fi
+trap '[ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; rm -f "$work/target.img"; [ $keep = 1 ] || rm -rf "$work"' EXIT
 
 make_image() { # $1 = MiB, $2 = output
   local mib=$1 out=$2 i
@@ -43,16 +38,29 @@ make_image() { # $1 = MiB, $2 = output
   rm -f "$work/rand64"
 }
 
-echo "== preparing a ${size} MiB image (half random, half zero) and its compressed forms"
-make_image "$size" "$work/img.raw"
-zstd -q -T2 -3 "$work/img.raw" -o "$work/www/img.raw.zst"
-gzip -1 -c "$work/img.raw" > "$work/www/img.raw.gz"
-if [ "$xz_size" = "$size" ]; then cp "$work/img.raw" "$work/img-xz.raw"; else make_image "$xz_size" "$work/img-xz.raw"; fi
-xz -0 -T2 -c "$work/img-xz.raw" > "$work/www/img-xz.raw.xz"
-sum_main=$(sha256sum < "$work/img.raw" | cut -d' ' -f1)
-sum_xz=$(sha256sum < "$work/img-xz.raw" | cut -d' ' -f1)
-rm -f "$work/img.raw" "$work/img-xz.raw"
+prepare() { # ext, MiB, compress command (stdin → stdout); sets $sum
+  local ext=$1 mib=$2 cmd=$3 f="$work/www/img-$2.raw.$1"
+  if [ ! -f "$f.sha256" ]; then
+    echo "== preparing a $mib MiB image (half random, half zero) as .$ext"
+    [ -f "$work/img-$mib.raw" ] || make_image "$mib" "$work/img-$mib.raw"
+    $cmd < "$work/img-$mib.raw" > "$f"
+    sha256sum < "$work/img-$mib.raw" | cut -d' ' -f1 > "$f.sha256"
+  fi
+  sum=$(cat "$f.sha256")
+}
+prepare zst "$size" "zstd -q -T2 -3 -c"; sum_zst=$sum
+prepare gz "$gz_size" "gzip -1 -c"; sum_gz=$sum
+prepare xz "$xz_size" "xz -0 -T2 -c"; sum_xz=$sum
+rm -f "$work"/img-*.raw
 ls -l "$work/www"
+[ -z "${PREPARE_ONLY:-}" ] || exit 0
+
+if [ -n "${TINK_WORKER_BIN:-}" ]; then
+  bin=$TINK_WORKER_BIN   # e.g. the static build (services/tink/worker/README.md)
+else
+  cargo build --release -p tinkerbell-tink-worker -q
+  bin="${CARGO_TARGET_DIR:-target}/release/tink-worker"
+fi
 
 cat > "$work/nginx/nginx.conf" <<NGX
 daemon on;
@@ -111,6 +119,6 @@ bench_format() { # format, file, decompress command, MiB, sha
 }
 
 echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-bench_format zstd img.raw.zst "zstd -d -c" "$size" "$sum_main"
-bench_format gzip img.raw.gz "gzip -d -c" "$size" "$sum_main"
-bench_format xz img-xz.raw.xz "xz -d -c" "$xz_size" "$sum_xz"
+bench_format zstd "img-$size.raw.zst" "zstd -d -c" "$size" "$sum_zst"
+bench_format gzip "img-$gz_size.raw.gz" "gzip -d -c" "$gz_size" "$sum_gz"
+bench_format xz "img-$xz_size.raw.xz" "xz -d -c" "$xz_size" "$sum_xz"
