@@ -9,8 +9,9 @@
 //! the extension, and a body shorter than its Content-Length or cut mid-stream is FAILED
 //! (upstream reported SUCCESS on a truncated download).
 //!
-//! The network side runs on the runtime; decompression and writing run on one blocking
-//! thread with a fixed 1 MiB buffer, fed through a bounded channel.
+//! The network side runs on the runtime; decompression runs on one blocking thread and
+//! writing on another, with three fixed 1 MiB buffers circulating between them, fed through a
+//! bounded channel.
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,10 @@ use super::download::{self, BodyReader, Checksum};
 use super::sink::{Sink, WriteStats};
 use super::{ActionContext, ActionError, Env, Progress, ProgressFn};
 
-/// Size of the decompress-and-write buffer.
+/// Size of the decompress-and-write buffers.
 pub const BUF_SIZE: usize = 1 << 20;
+/// Buffers circulating between the decoder and the writer thread.
+pub const BUFFERS: usize = 3;
 
 pub(crate) async fn run(
     env: &Env<'_>,
@@ -166,21 +169,45 @@ impl StreamJob {
                 Compression::None
             }
         };
-        let mut sink = Sink::open(&self.dest, self.sparse)
+        let sink = Sink::open(&self.dest, self.sparse)
             .map_err(|e| ActionError::io(format!("opening {}", self.dest.display()), e))?;
         let counter: Arc<AtomicU64> = body.counter();
-        {
+        // Decompression and writing overlap on two threads (a pipeline of processes gets that
+        // for free): BUFFERS fixed buffers circulate between them.
+        let written = Arc::new(AtomicU64::new(0));
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, usize)>(BUFFERS);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        for _ in 0..BUFFERS {
+            let _ = empty_tx.send(vec![0u8; BUF_SIZE]);
+        }
+        let w = written.clone();
+        let writer = std::thread::Builder::new()
+            .name("image-writer".into())
+            .spawn(move || -> Result<Sink, (u64, std::io::Error)> {
+                let mut sink = sink;
+                for (off, buf, n) in full_rx {
+                    sink.write_at(off, &buf[..n]).map_err(|e| (off, e))?;
+                    w.store(off + n as u64, Ordering::Relaxed);
+                    let _ = empty_tx.send(buf);
+                }
+                Ok(sink)
+            })
+            .map_err(|e| ActionError::io("starting the writer thread", e))?;
+        let decoded = (|| -> Result<(), ActionError> {
             let chained = Cursor::new(head).chain(&mut body);
             let mut dec = format
                 .decoder(chained)
                 .map_err(|e| ActionError::io("starting the decoder", e))?;
-            let mut buf = vec![0u8; BUF_SIZE];
             let mut off = 0u64;
             let mut last = Instant::now();
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(ActionError::Cancelled);
                 }
+                // The writer failed when it stops handing buffers back.
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return Ok(());
+                };
                 let n = fill(&mut dec, &mut buf).map_err(|e| {
                     read_err(
                         e,
@@ -189,30 +216,37 @@ impl StreamJob {
                     )
                 })?;
                 if n == 0 {
-                    break;
+                    return Ok(());
                 }
-                sink.write_at(off, &buf[..n]).map_err(|e| {
-                    ActionError::io(
-                        format!("writing {} at offset {off}", self.dest.display()),
-                        e,
-                    )
-                })?;
+                if full_tx.send((off, buf, n)).is_err() {
+                    return Ok(());
+                }
                 off += n as u64;
                 if last.elapsed() >= self.interval {
                     last = Instant::now();
-                    let st = sink.stats();
                     (self.progress)(
                         self.action,
                         Progress {
                             read: counter.load(Ordering::Relaxed),
                             read_total: len,
-                            written: st.size,
-                            zero_skipped: st.zero_skipped,
+                            written: written.load(Ordering::Relaxed),
+                            zero_skipped: 0,
                         },
                     );
                 }
             }
-        }
+        })();
+        drop(full_tx);
+        let sink = writer
+            .join()
+            .map_err(|_| ActionError::io("the writer thread", std::io::Error::other("panicked")))?
+            .map_err(|(off, e)| {
+                ActionError::io(
+                    format!("writing {} at offset {off}", self.dest.display()),
+                    e,
+                )
+            })?;
+        decoded?;
         body.drain()
             .map_err(|e| read_err(e, &self.cancel, format!("reading {src}")))?;
         if let (Some(c), Some(h)) = (&self.checksum, body.take_hasher()) {
