@@ -6,6 +6,7 @@ set -euo pipefail
 # Debian packages, one per line with the reason.
 apt_packages=(
   bc            # bench/ arithmetic
+  curl          # tests/lab: Redfish readiness and requests; bench/image2disk.sh baseline
   openipmi      # ipmi_sim: the IPMI BMC the rufio tests drive
   ipmitool      # bench/rufio.sh baseline; session checks by hand
   openssl       # self-signed certificates for the Redfish TLS tests
@@ -13,13 +14,22 @@ apt_packages=(
   cloud-init    # hegel's real peer (services/hegel/tests/cloud_init.rs; Debian's python3)
   wrk           # bench/hegel.sh load generator
   nginx         # bench/hegel.sh reference server (run by hand on loopback, not as a service)
-  qemu-utils    # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
+  busybox-static # hookos/build.sh: the initramfs userland; hookos/test.sh: udhcpd fixture; the worker's cexec test chroot
+  cpio          # hookos/build.sh: packs the initramfs
+  kmod          # hookos/build.sh: depmod for the initramfs' modules
+  zstd          # hookos/build.sh: compresses the initramfs; bench/image2disk.sh
+  ipxe-qemu     # tests/lab: the QEMU NIC ROMs (BIOS PXE through iPXE)
+  ovmf          # tests/lab: UEFI firmware
   e2fsprogs     # mkfs.ext4 / debugfs: ext4 partitions for the worker's writefile/archive2disk/cexec tests
   mount         # losetup: loop devices for the worker tests
-  busybox-static # a static shell inside the cexec test's chroot
-  zstd          # bench/image2disk.sh compressor and baseline pipeline
   xz-utils      # bench/image2disk.sh
-  curl          # bench/image2disk.sh baseline pipeline
+)
+
+# Debian packages from bookworm-backports: QEMU 10 (bookworm's 7.2 would remove the preinstalled
+# qemu-utils 10, see reference testbed.md R1). Used by hookos/test.sh and tests/lab.
+bpo_packages=(
+  qemu-system-x86 qemu-system-common qemu-system-data seabios
+  qemu-utils    # qemu-img: qcow2 fixtures for the worker's qemuimg2disk tests
 )
 
 # PyPI packages.
@@ -27,17 +37,60 @@ pip_packages=(
   sushy-tools   # sushy-emulator: the Redfish BMC the rufio tests drive
 )
 
+# Guard: never let a package install start a daemon (dnsmasq, tftpd, ...) on the host.
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+fi
+
 missing=()
+bpo_missing=()
+for p in "${bpo_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || bpo_missing+=("$p/bookworm-backports")
+done
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+if [ "${#missing[@]}" -gt 0 ] || [ "${#bpo_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "missing Debian packages: ${missing[*]} — run: sudo $0" >&2
+    echo "missing Debian packages: ${missing[*]} ${bpo_missing[*]} — run: sudo $0" >&2
     exit 1
   fi
+  bpo=/etc/apt/sources.list.d/bookworm-backports.sources
+  if [ "${#bpo_missing[@]}" -gt 0 ] && [ ! -f "$bpo" ] \
+    && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "${mirror:-http://deb.debian.org/debian}" > "$bpo"
+  fi
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  # Backports first, in one transaction, so the preinstalled qemu-utils 10 is kept.
+  if [ "${#bpo_missing[@]}" -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${bpo_missing[@]}" >/dev/null
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+# QEMU (rufio's controller_qemu test: a BMC powering a real TCG machine) from
+# bookworm-backports, as testbed.md R1: bookworm's own qemu-system-x86 (7.2) would remove the
+# preinstalled qemu-utils 10. Never lets a package install start a service on the host.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing qemu-system-x86_64 — run: sudo $0" >&2
+    exit 1
+  fi
+  bpo=/etc/apt/sources.list.d/bookworm-backports.sources
+  if [ ! -f "$bpo" ] && grep -qs bookworm /etc/os-release; then
+    mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "${mirror:-http://deb.debian.org/debian}" > "$bpo"
+  fi
+  [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports \
+    qemu-system-data/bookworm-backports seabios/bookworm-backports >/dev/null
 fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}"

@@ -7,3 +7,7 @@ if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 fi
 cargo test --workspace --locked "$@"
+# HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
+hookos/test.sh
+# The QEMU + virtual-BMC lab harness (tests/lab/lab.sh): 2 machines driven over IPMI.
+tests/lab/test.sh

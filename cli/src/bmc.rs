@@ -239,21 +239,12 @@ async fn config(g: &Global, t: &Target) -> anyhow::Result<BmcConfig> {
 }
 
 /// The first provider in `preferredOrder` that we speak; IPMI otherwise (bmclib's default
-/// order starts with ipmitool).
+/// order starts with ipmitool). The controllers try the rest in turn; the CLI uses the first.
 fn preferred(conn: &Connection) -> Protocol {
-    let order = conn
-        .provider_options
-        .as_ref()
-        .and_then(|o| o.preferred_order.clone())
-        .unwrap_or_default();
-    for p in order {
-        match p.to_ascii_lowercase().as_str() {
-            "ipmitool" => return Protocol::Ipmi,
-            "gofish" | "redfish" => return Protocol::Redfish,
-            _ => {}
-        }
-    }
-    Protocol::Ipmi
+    tinkerbell_rufio::controller::protocols(conn)
+        .first()
+        .copied()
+        .unwrap_or(Protocol::Ipmi)
 }
 
 /// A Machine's connection and the username/password from its Secret.

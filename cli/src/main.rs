@@ -12,8 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod mover_cmd;
 mod output;
 mod serve;
+mod workflow;
 
 /// Bare-metal provisioning appliance, compatible with Tinkerbell.
 #[derive(Debug, Parser)]
@@ -137,6 +139,15 @@ enum Command {
         #[command(subcommand)]
         command: bmc::BmcCommand,
     },
+    /// Move Hardware, bmc Machines and their Secrets (and, if asked, Templates and Workflows)
+    /// to another store, handing DHCP over without two servers answering.
+    #[command(name = "move")]
+    Move(mover_cmd::MoveArgs),
+    /// Workflows: create one for a Hardware, watch it run, read its action logs.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
+    },
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -191,6 +202,17 @@ pub struct ServeArgs {
     )]
     pub enable_tootles: bool,
 
+    /// Run the tink controller (renders workflows, boot options, timeouts, POST).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_TINK_CONTROLLER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_tink_controller: bool,
+
     /// Port of the consolidated HTTP listener (metadata; 0 picks a free port).
     #[arg(long, env = "TINKERBELL_HTTP_PORT", default_value_t = 7080)]
     pub http_port: u16,
@@ -206,6 +228,68 @@ pub struct ServeArgs {
     /// Serve metadata by instance ID under /tootles/instanceID/<id>/2009-04-04/.
     #[arg(long, env = "TINKERBELL_TOOTLES_INSTANCE_ENDPOINT")]
     pub tootles_instance_endpoint: bool,
+
+    /// Run the BMC controllers (rufio: bmc.tinkerbell.org Machines, Jobs and Tasks).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_RUFIO_CONTROLLER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_rufio_controller: bool,
+
+    /// How often rufio reads each Machine's power state (30m, 90s, ...).
+    #[arg(
+        long,
+        env = "TINKERBELL_RUFIO_POWER_CHECK_INTERVAL",
+        default_value = "30m",
+        value_parser = tinkerbell_rufio::controller::parse_duration
+    )]
+    pub rufio_power_check_interval: std::time::Duration,
+
+    /// Run the tink gRPC server (workers fetch actions and report status).
+    #[arg(
+        long,
+        env = "TINKERBELL_ENABLE_TINK_SERVER",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_tink_server: bool,
+
+    /// Address the tink gRPC server binds (default: --bind-address).
+    #[arg(long, env = "TINKERBELL_TINK_SERVER_BIND_ADDR")]
+    pub tink_server_bind_addr: Option<std::net::IpAddr>,
+
+    /// Port of the tink gRPC server (0 picks a free port).
+    #[arg(
+        long,
+        env = "TINKERBELL_TINK_SERVER_BIND_PORT",
+        default_value_t = 42113
+    )]
+    pub tink_server_bind_port: u16,
+
+    /// Require worker tokens on the tink gRPC server. Turn off for stock upstream workers.
+    #[arg(
+        long,
+        env = "TINKERBELL_TINK_SERVER_WORKER_AUTH",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub tink_server_worker_auth: bool,
+
+    /// TLS certificate chain (PEM) for the tink gRPC server.
+    #[arg(long, env = "TINKERBELL_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "TINKERBELL_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -255,6 +339,8 @@ fn main() -> ExitCode {
                 command: HardwareCommand::Import { csv, dry_run },
             } => commands::hardware_import(g, &csv, dry_run).await,
             Command::Bmc { command } => bmc::run(g, command).await,
+            Command::Workflow { command } => workflow::run(g, command).await,
+            Command::Move(args) => mover_cmd::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

@@ -1,5 +1,5 @@
 //! `tinkerbell serve`: open the embedded store, serve the store API and the consolidated HTTP
-//! port (hegel's metadata), run until a signal.
+//! port (hegel's metadata), run the BMC controllers (rufio), run until a signal.
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -14,6 +14,7 @@ use anyhow::Context;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_hegel::HttpServer;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -48,10 +49,13 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     hegel_config.validate()?;
 
     let root = CancellationToken::new();
+    let store_for_controller = store.clone();
     let config = ApiConfig {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
     };
+    let store_for_rufio = store.clone();
+    let store_for_tink = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
     // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes.
@@ -63,6 +67,76 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             "tinkerbell: metadata (hegel) at http://{}",
             server.local_addr()
         );
+        Some(server)
+    } else {
+        None
+    };
+    // The BMC controllers (rufio), in-process on the same store.
+    let rufio = if args.enable_rufio_controller {
+        let config = tinkerbell_rufio::controller::Config {
+            power_check_interval: args.rufio_power_check_interval,
+            ..Default::default()
+        };
+        Some(tinkerbell_rufio::Controllers::start(
+            config,
+            Arc::new(store_for_rufio),
+            root.child_token(),
+        )?)
+    } else {
+        None
+    };
+    let controller = if args.enable_tink_controller {
+        let store: Arc<dyn tinkerbell_core::store::Store> = Arc::new(store_for_controller);
+        let controller = tinkerbell_tink_controller::Controller::start(
+            tinkerbell_tink_controller::Config::default(),
+            store,
+            root.child_token(),
+        )
+        .await?;
+        eprintln!("tinkerbell: tink controller running");
+        Some(controller)
+    } else {
+        None
+    };
+    // The tink gRPC server (42113), on the same store; its log readers use the store API token.
+    let tink = if args.enable_tink_server {
+        let key = if args.tink_server_worker_auth {
+            Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
+        } else {
+            tracing::warn!("tink server: worker authentication is off");
+            None
+        };
+        let config = tinkerbell_tink_server::Config {
+            listen: SocketAddr::new(
+                args.tink_server_bind_addr.unwrap_or(args.bind_address),
+                args.tink_server_bind_port,
+            ),
+            tls: match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => Some(tinkerbell_tink_server::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            auth: tinkerbell_tink_server::Auth {
+                key,
+                admin_token: Some(token.clone()),
+            },
+            shutdown_grace: GRACE,
+            ..tinkerbell_tink_server::Config::default()
+        };
+        let backend = Arc::new(store_for_tink);
+        let server =
+            tinkerbell_tink_server::start(config, backend.clone(), backend, root.child_token())
+                .await?;
+        let scheme = if args.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let grpc_url = format!("{scheme}://{}", server.local_addr());
+        write_file_atomic(&dir, crate::workflow::GRPC_URL_FILE, &grpc_url)?;
+        eprintln!("tinkerbell: tink gRPC server at {grpc_url}");
         Some(server)
     } else {
         None
@@ -88,6 +162,15 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(http) = http {
         services.spawn(async move { http.join().await.context("HTTP listener (hegel)") });
     }
+    if let Some(tink) = tink {
+        services.spawn(async move { tink.join().await.context("tink gRPC server") });
+    }
+    if let Some(rufio) = rufio {
+        services.spawn(async move { rufio.join().await.context("BMC controllers (rufio)") });
+    }
+    if let Some(controller) = controller {
+        services.spawn(async move { controller.join().await.context("tink controller") });
+    }
     let mut result = Ok(());
     while let Some(joined) = services.join_next().await {
         root.cancel();
@@ -101,11 +184,14 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 fn write_url_file(dir: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    write_file_atomic(dir, URL_FILE, url)
+}
+
+fn write_file_atomic(dir: &std::path::Path, name: &str, url: &str) -> anyhow::Result<()> {
     // Write-then-rename so a client never reads half a URL.
-    let tmp = dir.join(format!("{URL_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, format!("{url}\n"))
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(URL_FILE))
-        .with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(())
 }

@@ -21,7 +21,21 @@ struct Appliance {
 }
 
 impl Appliance {
+    /// `serve` without the BMC controllers: the fixtures' Machines have real-looking BMC
+    /// addresses, which tests must not contact.
     fn start(dir: &Path) -> Appliance {
+        // These tests check the store and the CLI; the controllers would advance the fixture
+        // Workflow (and create its bmc Job) and contact the fixtures' BMC addresses.
+        Self::start_with(
+            dir,
+            &[
+                "--enable-tink-controller=false",
+                "--enable-rufio-controller=false",
+            ],
+        )
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Appliance {
         let url_file = dir.join("api-url");
         let _ = std::fs::remove_file(&url_file);
         let child = Command::new(BIN)
@@ -35,7 +49,10 @@ impl Appliance {
                 "127.0.0.1",
                 "--http-port",
                 "0",
+                "--tink-server-bind-port",
+                "0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -324,4 +341,68 @@ fn client_without_server_explains() {
     let (_t, dir) = temp_dir();
     let err = fails(&dir, &["get", "hw"]);
     assert!(err.contains("is `tinkerbell serve --data-dir"), "{err}");
+}
+
+/// `serve` runs the BMC controllers in-process: a bmc Job is reconciled (here it fails at
+/// once, its Machine does not exist; no BMC is contacted).
+#[test]
+fn serve_runs_the_bmc_controllers() {
+    let (t, dir) = temp_dir();
+    let _app = Appliance::start_with(&dir, &["--enable-tink-controller=false"]);
+    let job = t.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "apiVersion: bmc.tinkerbell.org/v1alpha1\nkind: Job\nmetadata:\n  name: j1\n  namespace: default\nspec:\n  machineRef: {name: ghost, namespace: default}\n  tasks:\n  - powerAction: \"on\"\n",
+    )
+    .unwrap();
+    ok(&dir, &["apply", "-f", &job.display().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ok(&dir, &["-n", "default", "get", "job", "j1", "-o", "json"]);
+        if out.contains("machine default/ghost not found") {
+            assert!(out.contains("\"Failed\""), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Job was not reconciled: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_runs_the_tink_controller() {
+    let (_t, dir) = temp_dir();
+    let _app = Appliance::start_with(&dir, &["--enable-rufio-controller=false"]);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    ok(
+        &dir,
+        &[
+            "apply",
+            "-f",
+            &fixture("template.yaml"),
+            "-f",
+            &fixture("workflow.yaml"),
+        ],
+    );
+    // The controller renders the netboot Workflow into PREPARING and creates its bmc Job.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wf: serde_json::Value =
+            serde_json::from_str(&ok(&dir, &["get", "wf", "provision-cp-0", "-o", "json"]))
+                .unwrap();
+        let job = run(&dir, &["get", "job", "netboot-cp-0", "-o", "json"]);
+        if wf["status"]["state"] == "PREPARING" && job.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "controller did not prepare the workflow: {wf:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

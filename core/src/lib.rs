@@ -21,5 +21,6 @@ pub mod apply;
 pub mod connect;
 pub mod csv;
 pub mod model;
+pub mod mover;
 pub mod store;
 pub mod worker_token;

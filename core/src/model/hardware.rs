@@ -928,7 +928,26 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
+/// The annotation `tinkerbell move` uses to hand a machine's DHCP over from one appliance to
+/// another without two servers answering it at once: `moved-out` on the source once the
+/// machine is copied, `incoming` on the target until the source has stopped. boots answers no
+/// DHCP for a Hardware that carries it (with any value).
+pub const DHCP_HANDOFF_ANNOTATION: &str = "move.tinkerbell.org/dhcp-handoff";
+/// [`DHCP_HANDOFF_ANNOTATION`] value on the source: the machine now belongs to another store.
+pub const HANDOFF_MOVED_OUT: &str = "moved-out";
+/// [`DHCP_HANDOFF_ANNOTATION`] value on the target while the source may still be answering.
+pub const HANDOFF_INCOMING: &str = "incoming";
+
 impl Hardware {
+    /// Whether DHCP for this machine is on hold because of a move in progress or done
+    /// ([`DHCP_HANDOFF_ANNOTATION`]).
+    pub fn dhcp_on_hold(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(DHCP_HANDOFF_ANNOTATION))
+    }
+
     /// Interfaces of the Hardware (empty when none).
     pub fn interfaces(&self) -> &[Interface] {
         self.spec.interfaces.as_deref().unwrap_or_default()

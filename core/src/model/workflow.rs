@@ -320,6 +320,12 @@ model_struct! {
         execution_duration: String,
         /// Message reported with the state.
         message: String,
+        /// How many times a FAILED or TIMEOUT action is run again (tinkerbell-rs extension;
+        /// absent means 0, as upstream).
+        retries: i64,
+        /// How many runs of this action failed or timed out and were retried
+        /// (tinkerbell-rs extension).
+        attempts: i64,
     }
 }
 

@@ -9,6 +9,9 @@
 //!
 //! [`Bmc`] is the common face of both; [`BmcConfig`] is built from the values of a
 //! `bmc.tinkerbell.org` Machine's `connection` (see [`BmcConfig::from_connection`]).
+//! [`controller`] runs the bmc.tinkerbell.org Machine, Job and Task reconcilers over any
+//! store; the `rufio` binary and `tinkerbell serve` run it.
+//!
 //! Every call opens a session, does one thing and closes the session, like bmclib does per
 //! task. Errors are [`BmcError`], classified by [`BmcError::kind`] so that callers can say
 //! whether authentication was refused, the BMC was unreachable, it timed out, or the
@@ -20,7 +23,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tinkerbell_core::model::bmc::Connection;
 
+pub use controller::{ControllerError, Controllers};
+
 pub mod action;
+pub mod controller;
 pub mod ipmi;
 pub mod redfish;
 

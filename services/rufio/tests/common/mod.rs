@@ -66,20 +66,9 @@ pub struct IpmiSim {
     child: Child,
 }
 
-pub const IPMI_USER: &str = "admin";
-pub const IPMI_PASSWORD: &str = "password";
-
-impl IpmiSim {
-    pub fn start(max_sessions: u32) -> IpmiSim {
-        let bin = require("ipmi_sim", "Debian package `openipmi`");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let hook = d.join("chassis.sh");
-        // ipmi_sim runs `hook <mc> get power|boot` and `hook <mc> set power 0|1 / reset 1 /
-        // boot none|pxe|default / shutdown 1`; this one keeps the state in files beside it.
-        std::fs::write(
-            &hook,
-            r#"#!/bin/sh
+/// ipmi_sim runs `hook <mc> get power|boot` and `hook <mc> set power 0|1 / reset 1 /
+/// boot none|pxe|default / shutdown 1`; this one keeps the state in files beside it.
+pub const DEFAULT_HOOK: &str = r#"#!/bin/sh
 S=$(dirname "$0")
 mc=$1; op=$2; shift 2; echo "$op $*" >> "$S/chassis.log"
 case $op in
@@ -88,7 +77,7 @@ case $op in
          boot) echo "boot:$(cat "$S/boot" 2>/dev/null || echo default)" ;;
          *) echo "bad parm $p"; exit 1 ;; esac; done ;;
   set) while [ $# -ge 2 ]; do p=$1 v=$2; shift 2; case $p in
-         power) echo "$v" > "$S/power" ;;
+         power) if [ "$v" = 1 ] && [ -f "$S/stuck" ]; then :; else echo "$v" > "$S/power"; fi ;;
          reset) echo 1 > "$S/power" ;;
          boot) echo "$v" > "$S/boot" ;;
          shutdown) echo 0 > "$S/power" ;;
@@ -96,12 +85,39 @@ case $op in
          *) echo "bad parm $p"; exit 1 ;; esac; done ;;
   *) echo "bad op $op"; exit 1 ;;
 esac
-"#,
-        )
-        .unwrap();
+"#;
+
+pub const IPMI_USER: &str = "admin";
+pub const IPMI_PASSWORD: &str = "password";
+
+impl IpmiSim {
+    pub fn start(max_sessions: u32) -> IpmiSim {
+        IpmiSim::start_on(free_udp_port(), max_sessions)
+    }
+
+    /// Stop the simulator now (it no longer answers).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Like [`IpmiSim::start`], on a given UDP port (to restart a stopped BMC in place).
+    /// While the file `stuck` exists beside the hook, power-on requests are accepted but the
+    /// power stays off (a BMC whose host never comes up).
+    pub fn start_on(port: u16, max_sessions: u32) -> IpmiSim {
+        IpmiSim::start_with_hook(port, max_sessions, DEFAULT_HOOK)
+    }
+
+    /// An `ipmi_sim` whose chassis_control hook is `hook_script` (a shell script, run as
+    /// `hook <mc> get|set parm [val]...` in the simulator's directory).
+    pub fn start_with_hook(port: u16, max_sessions: u32, hook_script: &str) -> IpmiSim {
+        let bin = require("ipmi_sim", "Debian package `openipmi`");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let hook = d.join("chassis.sh");
+        std::fs::write(&hook, hook_script).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = free_udp_port();
         std::fs::write(
             d.join("lan.conf"),
             format!(

@@ -1,0 +1,113 @@
+//! `tinkerbell move --from SRC --to DST`: open both sides and run [`tinkerbell_core::mover`].
+//!
+//! A side is written as:
+//! * a directory: an embedded data directory. When an appliance is running on it (the store
+//!   is locked), its store API is used instead, found through the directory's `api-url` and
+//!   `api-token` — so "a data dir" and "a running appliance" are the same argument.
+//! * `http://HOST:PORT` (or https): a running appliance's store API; its token comes from
+//!   `--from-token-file` / `--to-token-file`.
+//! * `kube:KUBECONFIG` or `kube:KUBECONFIG#NAMESPACE`: the Tinkerbell CRDs on a Kubernetes API
+//!   server (all namespaces when none is given).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tinkerbell_core::api::token;
+use tinkerbell_core::connect::URL_FILE;
+use tinkerbell_core::mover::{self, MoveOptions};
+use tinkerbell_core::store::embedded::{self, EmbeddedStore};
+use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::remote::RemoteStore;
+use tinkerbell_core::store::{Store, StoreError};
+
+use crate::Global;
+
+/// Arguments of `tinkerbell move`.
+#[derive(Debug, clap::Args)]
+pub struct MoveArgs {
+    /// Where from: a data directory (or a running appliance's), http://HOST:PORT, or
+    /// kube:KUBECONFIG[#NAMESPACE].
+    #[arg(long)]
+    from: String,
+    /// Where to, in the same forms. An empty or new directory gets a new embedded store.
+    #[arg(long)]
+    to: String,
+    /// Store API token file for an http:// source.
+    #[arg(long)]
+    from_token_file: Option<PathBuf>,
+    /// Store API token file for an http:// target.
+    #[arg(long)]
+    to_token_file: Option<PathBuf>,
+    /// Also move Templates and Workflows (EKS Anywhere's move leaves them behind).
+    #[arg(long)]
+    include_workflows: bool,
+    /// Print what would be created or changed on the target; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Move every namespace instead of only `--namespace`.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+pub async fn run(g: &Global, args: &MoveArgs) -> anyhow::Result<()> {
+    if args.from == args.to {
+        bail!("--from and --to are the same store ({})", args.from);
+    }
+    let src = open(&args.from, args.from_token_file.as_deref(), false)
+        .await
+        .with_context(|| format!("opening the source {}", args.from))?;
+    let dst = open(&args.to, args.to_token_file.as_deref(), true)
+        .await
+        .with_context(|| format!("opening the target {}", args.to))?;
+    let opts = MoveOptions {
+        namespace: (!args.all_namespaces).then(|| g.namespace.clone()),
+        include_workflows: args.include_workflows,
+        dry_run: args.dry_run,
+    };
+    let mut progress = |line: &str| eprintln!("move: {line}");
+    let report = mover::run(src.as_ref(), dst.as_ref(), &opts, &mut progress).await?;
+    print!("{report}");
+    Ok(())
+}
+
+async fn open(
+    spec: &str,
+    token_file: Option<&Path>,
+    is_target: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(rest) = spec.strip_prefix("kube:") {
+        let (path, namespace) = rest.split_once('#').unwrap_or((rest, ""));
+        let store = KubeStore::from_kubeconfig(Some(Path::new(path)), namespace).await?;
+        return Ok(Arc::new(store));
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        let file = token_file.context("an http:// side needs its store API token: pass --from-token-file/--to-token-file (the appliance's <data-dir>/api-token)")?;
+        let token =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return Ok(Arc::new(RemoteStore::new(spec, token.trim())?));
+    }
+    let dir = Path::new(spec);
+    if !is_target && !dir.join(embedded::FILE_NAME).exists() {
+        bail!(
+            "{} holds no store ({} not found)",
+            dir.display(),
+            embedded::FILE_NAME
+        );
+    }
+    match EmbeddedStore::open(dir) {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(StoreError::Locked { .. }) => {
+            // An appliance is running on this directory: go through its store API.
+            let url = std::fs::read_to_string(dir.join(URL_FILE)).with_context(|| {
+                format!(
+                    "the store in {} is in use but {URL_FILE} is missing",
+                    dir.display()
+                )
+            })?;
+            let token = token::load(dir)?;
+            Ok(Arc::new(RemoteStore::new(url.trim(), &token)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,203 @@
+//! Task: run one action against the BMC, once, then (for `on`, `off` and `soft`) ask the BMC
+//! every `power_verify_interval` until it reports the wanted power state, failing after
+//! `task_timeout` from `startTime`.
+//!
+//! The first status write sets `startTime` before the action runs, conditionally on the
+//! resourceVersion read: it claims the Task, so the action runs once even when two
+//! controllers (or two reconciles) race. If the process dies between the claim and the
+//! result, the next reconcile finds `startTime` set: power actions that are verified go on
+//! verifying (and time out if the action never ran); the others, which are safe to repeat
+//! (boot device, virtual media, status) or whose effect cannot be observed (cycle, reset),
+//! run again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tinkerbell_core::model::bmc::{Task, condition_status, task_condition_type};
+use tinkerbell_core::store::{Object, ObjectKey, StoreError};
+
+use super::bmcs::{self, Target};
+use super::{ControllerError, Ctx, Requeue, now, status};
+use crate::action::{ActionOutcome, Step};
+use crate::{PowerAction, PowerState};
+
+pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, ControllerError> {
+    let task = match ctx.store.get(key.kind, &key.namespace, &key.name).await {
+        Ok(Object::Task(t)) => t,
+        Ok(_) | Err(StoreError::NotFound(_)) => {
+            forget(ctx, key);
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if task.metadata.deletion_timestamp.is_some() || terminal(&task) {
+        forget(ctx, key);
+        return Ok(None);
+    }
+    let step = match Step::from_action(&task.spec.task.clone().unwrap_or_default()) {
+        Ok(s) => s,
+        Err(e) => return finish(ctx, key, Err(bmcs::message(&e))).await,
+    };
+    let wanted = match &step {
+        Step::Power(PowerAction::On) => Some(PowerState::On),
+        Step::Power(PowerAction::Off | PowerAction::Soft) => Some(PowerState::Off),
+        _ => None,
+    };
+    let started = task.status.as_ref().and_then(|s| s.start_time.clone());
+    let Some(conn) = task.spec.connection.clone() else {
+        return finish(ctx, key, Err("the Task has no connection".into())).await;
+    };
+
+    if let (Some(start), Some(want)) = (&started, wanted) {
+        // Verifying: time out, or ask the BMC again.
+        let elapsed = elapsed_since(start);
+        if elapsed >= ctx.config.task_timeout {
+            let last = ctx
+                .verify_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .cloned();
+            let mut msg = format!(
+                "bmc task timeout: power state {want} not reached within {:?}",
+                ctx.config.task_timeout
+            );
+            if let Some(last) = last {
+                msg.push_str(&format!("; last error: {last}"));
+            }
+            return finish(ctx, key, Err(msg)).await;
+        }
+        let target = match Target::resolve(ctx.store.as_ref(), &conn, &key.namespace).await {
+            Ok(t) => t,
+            Err(m) => return finish(ctx, key, Err(m)).await,
+        };
+        return verify(ctx, key, &target, want, ctx.config.task_timeout - elapsed).await;
+    }
+
+    if started.is_none() {
+        // Claim the Task.
+        let claimed = status::update(ctx.store.as_ref(), key, |cur| {
+            let Object::Task(cur) = cur else { return None };
+            if terminal(cur) || cur.status.as_ref().is_some_and(|s| s.start_time.is_some()) {
+                return None;
+            }
+            let mut t = status::edit(cur);
+            t.status.get_or_insert_with(Default::default).start_time = Some(now());
+            Some(Object::Task(Arc::new(t)))
+        })
+        .await?;
+        if claimed.is_none() {
+            // Someone else started it (or it is gone): look again.
+            return Ok(Some(Duration::ZERO));
+        }
+    }
+    let target = match Target::resolve(ctx.store.as_ref(), &conn, &key.namespace).await {
+        Ok(t) => t,
+        Err(m) => return finish(ctx, key, Err(m)).await,
+    };
+    tracing::info!(task = %key, host = %target.host, action = ?step, "running BMC action");
+    match ctx.bmcs.run(&target, &step).await {
+        Err(e) => finish(ctx, key, Err(bmcs::message(&e))).await,
+        Ok(ActionOutcome::PowerState(s)) => {
+            finish(ctx, key, Ok(Some(format!("power state: {s}")))).await
+        }
+        Ok(ActionOutcome::Done) => finish(ctx, key, Ok(None)).await,
+        Ok(ActionOutcome::AwaitPower(want)) => {
+            verify(ctx, key, &target, want, ctx.config.task_timeout).await
+        }
+    }
+}
+
+/// Ask the BMC for its power state: complete the Task when it is `want`, else come back.
+async fn verify(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    target: &Target,
+    want: PowerState,
+    remaining: Duration,
+) -> Result<Requeue, ControllerError> {
+    match ctx.bmcs.run(target, &Step::PowerStatus).await {
+        Ok(ActionOutcome::PowerState(s)) if s == want => {
+            return finish(ctx, key, Ok(None)).await;
+        }
+        Ok(ActionOutcome::PowerState(s)) => {
+            tracing::debug!(task = %key, state = %s, wanted = %want, "power state not reached yet");
+            ctx.verify_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), format!("power state is {s}"));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let m = bmcs::message(&e);
+            tracing::info!(task = %key, error = %m, "power state check failed; retrying");
+            ctx.verify_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), m);
+        }
+    }
+    Ok(Some(ctx.config.power_verify_interval.min(remaining)))
+}
+
+/// Write the end of the Task: `Completed` (with `completionTime`) or `Failed`, with a message.
+async fn finish(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    result: Result<Option<String>, String>,
+) -> Result<Requeue, ControllerError> {
+    match &result {
+        Ok(_) => tracing::info!(task = %key, "Task completed"),
+        Err(m) => tracing::warn!(task = %key, error = %m, "Task failed"),
+    }
+    status::update(ctx.store.as_ref(), key, |cur| {
+        let Object::Task(cur) = cur else { return None };
+        if terminal(cur) {
+            return None;
+        }
+        let mut t = status::edit(cur);
+        let st = t.status.get_or_insert_with(Default::default);
+        if st.start_time.is_none() {
+            st.start_time = Some(now());
+        }
+        match &result {
+            Ok(msg) => {
+                st.completion_time = Some(now());
+                status::set(
+                    &mut st.conditions,
+                    task_condition_type::COMPLETED,
+                    condition_status::TRUE,
+                    msg.clone(),
+                );
+            }
+            Err(msg) => status::set(
+                &mut st.conditions,
+                task_condition_type::FAILED,
+                condition_status::TRUE,
+                Some(msg.clone()),
+            ),
+        }
+        Some(Object::Task(Arc::new(t)))
+    })
+    .await?;
+    forget(ctx, key);
+    Ok(None)
+}
+
+fn forget(ctx: &Ctx, key: &ObjectKey) {
+    ctx.verify_errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(key);
+}
+
+fn terminal(t: &Task) -> bool {
+    let conds = t.status.as_ref().and_then(|s| s.conditions.clone());
+    status::is_true(&conds, task_condition_type::COMPLETED)
+        || status::is_true(&conds, task_condition_type::FAILED)
+}
+
+fn elapsed_since(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Duration {
+    let ms = k8s_openapi::jiff::Timestamp::now().as_millisecond() - t.0.as_millisecond();
+    Duration::from_millis(ms.max(0) as u64)
+}

@@ -1,0 +1,475 @@
+//! The controller against the embedded store (tempdir): a workflow driven through its states
+//! by simulated worker reports (the state functions + store writes, as the tink server does),
+//! the netboot path with the bmc Job completed by hand, render errors, Job failure, timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use tinkerbell_core::model::{Hardware, Job, Workflow};
+use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_core::store::{Kind, Object, Store, StoreError};
+use tinkerbell_tink_controller::{Config, Controller, Reconciled, reconcile};
+use tinkerbell_tink_workflow::state::{self, ActionKey, State};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "default";
+const MAC: &str = "52:54:00:aa:bb:01";
+
+const TEMPLATE: &str = r#"
+version: "0.1"
+name: two-steps
+global_timeout: 600
+tasks:
+  - name: install
+    worker: "{{ .device_1 }}"
+    actions:
+      - name: image
+        image: quay.io/tinkerbell/actions/image2disk:latest
+        timeout: {{ .timeout }}
+        environment:
+          DEST_DISK: {{ index .Hardware.Disks 0 }}
+      - name: reboot
+        image: 127.0.0.1/embedded/reboot
+        timeout: 90
+        pid: host
+"#;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+    controller: Option<Controller>,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cancel = CancellationToken::new();
+        let config = Config {
+            resync: Duration::from_millis(100),
+            namespace: None,
+        };
+        let controller = Controller::start(config, store.clone(), cancel.child_token())
+            .await
+            .unwrap();
+        Self {
+            _dir: dir,
+            store,
+            cancel,
+            controller: Some(controller),
+        }
+    }
+
+    async fn create(&self, v: serde_json::Value) -> Object {
+        self.store
+            .create(Object::from_typed_json(v).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn fixtures(&self, template: bool) {
+        if template {
+            self.create(json!({
+                "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+                "metadata": {"name": "tpl", "namespace": NS},
+                "spec": {"data": TEMPLATE}
+            }))
+            .await;
+        }
+        self.create(json!({
+            "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Hardware",
+            "metadata": {"name": "hw1", "namespace": NS},
+            "spec": {
+                "bmcRef": {"apiGroup": "bmc.tinkerbell.org", "kind": "Machine", "name": "bmc1"},
+                "disks": [{"device": "/dev/sda"}],
+                "interfaces": [{
+                    "dhcp": {"mac": MAC, "uefi": true},
+                    "netboot": {"allowPXE": false, "allowWorkflow": true}
+                }]
+            }
+        }))
+        .await;
+    }
+
+    async fn workflow(&self, name: &str, timeout: i64, boot: serde_json::Value) {
+        self.create(json!({
+            "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "templateRef": "tpl",
+                "hardwareRef": "hw1",
+                "hardwareMap": {"device_1": MAC, "timeout": timeout.to_string()},
+                "bootOptions": boot
+            }
+        }))
+        .await;
+    }
+
+    async fn get_wf(&self, name: &str) -> Arc<Workflow> {
+        match self.store.get(Kind::Workflow, NS, name).await.unwrap() {
+            Object::Workflow(w) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn get_hw(&self) -> Arc<Hardware> {
+        match self.store.get(Kind::Hardware, NS, "hw1").await.unwrap() {
+            Object::Hardware(h) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Polls until `pred` holds for the Workflow (10 s limit).
+    async fn wait_wf(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Workflow) -> bool,
+    ) -> Arc<Workflow> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let wf = self.get_wf(name).await;
+            if pred(&wf) {
+                return wf;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; workflow status: {:#?}",
+                wf.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A worker report, written the way the tink server does (read, transition, write; a
+    /// conflicting write is retried on a fresh read).
+    async fn report(&self, name: &str, action: &str, to: State, at: Timestamp) {
+        for _ in 0..5 {
+            let mut wf = (*self.get_wf(name).await).clone();
+            let next = state::next_action(&wf);
+            let status = wf.status.as_mut().unwrap();
+            if to == State::Running {
+                let next = next.unwrap();
+                assert_eq!(next.action_name, action);
+                assert_eq!(next.agent_id, MAC);
+                state::mark_served(status, &next, MAC);
+            }
+            let key = ActionKey::Names {
+                task: "install",
+                action,
+            };
+            state::report(status, key, to, Some("by test"), at).unwrap();
+            match self
+                .store
+                .update_status(Object::Workflow(Arc::new(wf)))
+                .await
+            {
+                Ok(_) => return,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("report kept conflicting");
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        self.controller.take().unwrap().join().await.unwrap();
+    }
+}
+
+fn st(wf: &Workflow) -> &str {
+    wf.status
+        .as_ref()
+        .and_then(|s| s.state.as_deref())
+        .unwrap_or("")
+}
+
+fn condition(wf: &Workflow, type_: &str) -> Option<(String, String)> {
+    wf.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(type_))
+        .map(|c| {
+            (
+                c.status.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+fn allow_pxe(hw: &Hardware) -> Vec<Option<bool>> {
+    hw.spec
+        .interfaces
+        .iter()
+        .flatten()
+        .map(|i| i.netboot.as_ref().and_then(|n| n.allow_pxe))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_workflow_runs_to_success() {
+    let env = Env::new().await;
+    env.fixtures(true).await;
+    env.workflow("wf1", 600, json!({})).await;
+    let wf = env.wait_wf("wf1", "PENDING", |w| st(w) == "PENDING").await;
+    let status = wf.status.as_ref().unwrap();
+    assert_eq!(status.template_rendering.as_deref(), Some("successful"));
+    assert_eq!(status.global_timeout, Some(600));
+    assert_eq!(condition(&wf, "TemplateRenderedSuccess").unwrap().0, "True");
+    let tasks = status.tasks.as_ref().unwrap();
+    assert_eq!(tasks[0].agent_id.as_deref(), Some(MAC));
+    let actions = tasks[0].actions.as_ref().unwrap();
+    assert_eq!(
+        actions[0].environment.as_ref().unwrap()["DEST_DISK"],
+        "/dev/sda"
+    );
+    assert_eq!(actions[1].pid.as_deref(), Some("host"));
+
+    // Reconciling again changes nothing.
+    assert_eq!(
+        reconcile(&env.store, NS, "wf1", Timestamp::now())
+            .await
+            .unwrap(),
+        Reconciled::Idle
+    );
+
+    let now = Timestamp::now();
+    env.report("wf1", "image", State::Running, now).await;
+    env.report("wf1", "image", State::Success, now).await;
+    env.report("wf1", "reboot", State::Running, now).await;
+    env.report("wf1", "reboot", State::Success, now).await;
+    // The server leaves POST; the controller finishes it.
+    let wf = env.wait_wf("wf1", "SUCCESS", |w| st(w) == "SUCCESS").await;
+    assert!(
+        condition(&wf, "AllowNetbootFalse").is_none(),
+        "allowPXE was never toggled"
+    );
+    assert_eq!(allow_pxe(&*env.get_hw().await), [Some(false)]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netboot_workflow_prepares_with_a_bmc_job() {
+    let env = Env::new().await;
+    env.fixtures(true).await;
+    env.workflow(
+        "wf-net",
+        600,
+        json!({"toggleAllowNetboot": true, "bootMode": "netboot"}),
+    )
+    .await;
+    let wf = env
+        .wait_wf("wf-net", "BootJobSetupComplete", |w| {
+            condition(w, "BootJobSetupComplete").is_some()
+        })
+        .await;
+    assert_eq!(st(&wf), "PREPARING");
+    assert_eq!(condition(&wf, "AllowNetbootTrue").unwrap().0, "True");
+    assert_eq!(allow_pxe(&*env.get_hw().await), [Some(true)]);
+    // The worker is not served while PREPARING.
+    assert_eq!(state::next_action(&wf), Err(state::NoAction::Preparing));
+
+    let job = match env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap() {
+        Object::Job(j) => j,
+        other => panic!("{other:?}"),
+    };
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Workflow", "wf-net")
+    );
+    assert_eq!(owner.uid, wf.metadata.uid.clone().unwrap());
+    let spec = serde_json::to_value(&job.spec).unwrap();
+    assert_eq!(
+        spec,
+        json!({
+            "machineRef": {"name": "bmc1", "namespace": NS},
+            "tasks": [
+                {"powerAction": "off"},
+                {"oneTimeBootDeviceAction": {"device": ["pxe"], "efiBoot": true}},
+                {"powerAction": "on"}
+            ]
+        })
+    );
+    let tracked = &wf
+        .status
+        .as_ref()
+        .unwrap()
+        .boot_options
+        .as_ref()
+        .unwrap()
+        .jobs
+        .as_ref()
+        .unwrap()["netboot-hw1"];
+    assert_eq!(tracked.uid, job.metadata.uid);
+
+    // Rufio completes the Job.
+    complete_job(&env, &job, "Completed").await;
+    let wf = env
+        .wait_wf("wf-net", "PENDING", |w| st(w) == "PENDING")
+        .await;
+    assert_eq!(condition(&wf, "BootJobComplete").unwrap().0, "True");
+
+    let now = Timestamp::now();
+    env.report("wf-net", "image", State::Running, now).await;
+    env.report("wf-net", "image", State::Success, now).await;
+    env.report("wf-net", "reboot", State::Running, now).await;
+    env.report("wf-net", "reboot", State::Success, now).await;
+    let wf = env
+        .wait_wf("wf-net", "SUCCESS", |w| st(w) == "SUCCESS")
+        .await;
+    assert_eq!(condition(&wf, "AllowNetbootFalse").unwrap().0, "True");
+    assert_eq!(allow_pxe(&*env.get_hw().await), [Some(false)]);
+    env.stop().await;
+}
+
+async fn complete_job(env: &Env, job: &Job, condition: &str) {
+    let mut job = job.clone();
+    let fresh = env
+        .store
+        .get(Kind::Job, NS, job.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    job.metadata.resource_version = fresh.resource_version().map(str::to_string);
+    job.status = Some(
+        serde_json::from_value(json!({
+            "conditions": [{"type": condition, "status": "True", "message": "by test"}]
+        }))
+        .unwrap(),
+    );
+    env.store
+        .update_status(Object::Job(Arc::new(job)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_bmc_job_fails_the_workflow() {
+    let env = Env::new().await;
+    env.fixtures(true).await;
+    env.workflow("wf-f", 600, json!({"bootMode": "netboot"}))
+        .await;
+    env.wait_wf("wf-f", "job created", |w| {
+        condition(w, "BootJobSetupComplete").is_some()
+    })
+    .await;
+    let job = match env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap() {
+        Object::Job(j) => j,
+        other => panic!("{other:?}"),
+    };
+    complete_job(&env, &job, "Failed").await;
+    let wf = env.wait_wf("wf-f", "FAILED", |w| st(w) == "FAILED").await;
+    let (status, message) = condition(&wf, "BootJobFailed").unwrap();
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("netboot-hw1") && message.contains("by test"),
+        "{message}"
+    );
+    // allowPXE was not asked for.
+    assert_eq!(allow_pxe(&*env.get_hw().await), [Some(false)]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_errors_are_conditions_until_fixed() {
+    let env = Env::new().await;
+    env.fixtures(false).await;
+    env.workflow("wf-r", 600, json!({})).await;
+    let wf = env
+        .wait_wf("wf-r", "TemplateRenderedSuccess=False", |w| {
+            condition(w, "TemplateRenderedSuccess").is_some()
+        })
+        .await;
+    assert_eq!(st(&wf), "");
+    assert_eq!(
+        wf.status.as_ref().unwrap().template_rendering.as_deref(),
+        Some("failed")
+    );
+    let (status, message) = condition(&wf, "TemplateRenderedSuccess").unwrap();
+    assert_eq!(status, "False");
+    assert!(message.contains("\"tpl\" not found"), "{message}");
+
+    // A template with a missing key: the message names it.
+    env.create(json!({
+        "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+        "metadata": {"name": "tpl", "namespace": NS},
+        "spec": {"data": TEMPLATE.replace(".device_1", ".device_9")}
+    }))
+    .await;
+    env.wait_wf("wf-r", "missing key message", |w| {
+        condition(w, "TemplateRenderedSuccess").is_some_and(|(_, m)| m.contains("device_9"))
+    })
+    .await;
+
+    // Fixed: the next resync renders it.
+    let tpl = env.store.get(Kind::Template, NS, "tpl").await.unwrap();
+    let mut v = tpl.to_json();
+    v["spec"]["data"] = json!(TEMPLATE);
+    env.store
+        .update(Object::from_typed_json(v).unwrap())
+        .await
+        .unwrap();
+    let wf = env.wait_wf("wf-r", "PENDING", |w| st(w) == "PENDING").await;
+    assert_eq!(condition(&wf, "TemplateRenderedSuccess").unwrap().0, "True");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_timeout_times_the_workflow_out() {
+    let env = Env::new().await;
+    env.fixtures(true).await;
+    env.workflow("wf-t", 5, json!({})).await;
+    env.wait_wf("wf-t", "PENDING", |w| st(w) == "PENDING").await;
+    // The worker started the 5 s action a minute ago and went silent.
+    let started = Timestamp::now() - SignedDuration::from_secs(60);
+    env.report("wf-t", "image", State::Running, started).await;
+    let wf = env.wait_wf("wf-t", "TIMEOUT", |w| st(w) == "TIMEOUT").await;
+    let action = &wf.status.as_ref().unwrap().tasks.as_ref().unwrap()[0]
+        .actions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(action.state.as_deref(), Some("TIMEOUT"));
+    assert!(action.message.as_deref().unwrap().contains("timeout"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_secret_ref_keys_are_rendered() {
+    let env = Env::new().await;
+    env.fixtures(false).await;
+    env.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "tpl-secret", "namespace": NS},
+        "data": {"proxy": "aHR0cDovL3Byb3h5OjMxMjg="},
+        "stringData": {"user": "admin"}
+    }))
+    .await;
+    let text = TEMPLATE.replace(
+        "DEST_DISK: {{ index .Hardware.Disks 0 }}",
+        "DEST_DISK: {{ index .Hardware.Disks 0 }}\n          HTTP_PROXY: {{ .secret.proxy }}\n          USER: {{ .secret.user }}",
+    );
+    env.create(json!({
+        "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
+        "metadata": {"name": "tpl", "namespace": NS},
+        "spec": {"data": text, "secretRef": {"name": "tpl-secret"}}
+    }))
+    .await;
+    env.workflow("wf-s", 600, json!({})).await;
+    let wf = env.wait_wf("wf-s", "PENDING", |w| st(w) == "PENDING").await;
+    let env_vars = wf.status.as_ref().unwrap().tasks.as_ref().unwrap()[0]
+        .actions
+        .as_ref()
+        .unwrap()[0]
+        .environment
+        .clone()
+        .unwrap();
+    assert_eq!(env_vars["HTTP_PROXY"], "http://proxy:3128");
+    assert_eq!(env_vars["USER"], "admin");
+    env.stop().await;
+}
