@@ -117,7 +117,9 @@ impl TlsConnector {
             builder.with_root_certificates(roots).with_no_client_auth()
         };
         config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(TlsConnector { config: Arc::new(config) })
+        Ok(TlsConnector {
+            config: Arc::new(config),
+        })
     }
 }
 
@@ -135,13 +137,21 @@ impl tower::Service<Uri> for TlsConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let config = self.config.clone();
         Box::pin(async move {
-            let host = uri.host().ok_or("no host in the tink server address")?.to_string();
+            let host = uri
+                .host()
+                .ok_or("no host in the tink server address")?
+                .to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let bare = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let tcp = tokio::net::TcpStream::connect((bare.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let name = ServerName::try_from(bare)?;
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
             Ok(TokioIo::new(tls))
         })
     }
@@ -168,7 +178,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -176,7 +191,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -264,7 +284,10 @@ impl CurrentTransport {
     /// A transport over `channel`.
     pub fn new(channel: Channel, auth: Auth, worker_id: String) -> CurrentTransport {
         CurrentTransport {
-            client: current::workflow_service_client::WorkflowServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            client: current::workflow_service_client::WorkflowServiceClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
             logs: logs::worker_logs_client::WorkerLogsClient::with_interceptor(channel, auth),
             worker_id,
         }
@@ -295,7 +318,10 @@ impl Transport for CurrentTransport {
                 }))
             }
             Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => Ok(None),
-            Err(s) => Err(transient_or(&s, &[&[Code::InvalidArgument][..], &AUTH_CODES].concat())),
+            Err(s) => Err(transient_or(
+                &s,
+                &[&[Code::InvalidArgument][..], &AUTH_CODES].concat(),
+            )),
         }
     }
 
@@ -317,7 +343,9 @@ impl Transport for CurrentTransport {
             execution_start: Some(timestamp(r.started)),
             execution_stop: r.stopped.map(timestamp),
             execution_duration: Some(go_duration(r.duration)),
-            message: Some(current::ActionMessage { message: Some(r.message.clone()) }),
+            message: Some(current::ActionMessage {
+                message: Some(r.message.clone()),
+            }),
         };
         self.client
             .clone()
@@ -327,7 +355,15 @@ impl Transport for CurrentTransport {
             .map_err(|s| {
                 transient_or(
                     &s,
-                    &[&[Code::NotFound, Code::InvalidArgument, Code::FailedPrecondition][..], &AUTH_CODES].concat(),
+                    &[
+                        &[
+                            Code::NotFound,
+                            Code::InvalidArgument,
+                            Code::FailedPrecondition,
+                        ][..],
+                        &AUTH_CODES,
+                    ]
+                    .concat(),
                 )
             })
     }
@@ -348,7 +384,10 @@ impl LegacyTransport {
     /// A transport over `channel`.
     pub fn new(channel: Channel, auth: Auth, worker_id: String) -> LegacyTransport {
         LegacyTransport {
-            client: legacy::workflow_service_client::WorkflowServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            client: legacy::workflow_service_client::WorkflowServiceClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
             logs: logs::worker_logs_client::WorkerLogsClient::with_interceptor(channel, auth),
             worker_id,
         }
@@ -357,14 +396,24 @@ impl LegacyTransport {
 
 impl Transport for LegacyTransport {
     async fn next_action(&self) -> Result<Option<Assignment>, TransportError> {
-        let perm = [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied];
+        let perm = [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+        ];
         let mut client = self.client.clone();
         let mut stream = client
-            .get_workflow_contexts(legacy::WorkflowContextRequest { worker_id: self.worker_id.clone() })
+            .get_workflow_contexts(legacy::WorkflowContextRequest {
+                worker_id: self.worker_id.clone(),
+            })
             .await
             .map_err(|s| transient_or(&s, &perm))?
             .into_inner();
-        while let Some(ctx) = stream.message().await.map_err(|s| transient_or(&s, &perm))? {
+        while let Some(ctx) = stream
+            .message()
+            .await
+            .map_err(|s| transient_or(&s, &perm))?
+        {
             let index = ctx.current_action_index.max(0) as usize;
             let next = match legacy::State::try_from(ctx.current_action_state) {
                 Ok(legacy::State::Success) => index + 1,
@@ -376,15 +425,21 @@ impl Transport for LegacyTransport {
                 continue;
             }
             let actions = match client
-                .get_workflow_actions(legacy::WorkflowActionsRequest { workflow_id: ctx.workflow_id.clone() })
+                .get_workflow_actions(legacy::WorkflowActionsRequest {
+                    workflow_id: ctx.workflow_id.clone(),
+                })
                 .await
             {
                 Ok(a) => a.into_inner().action_list,
                 Err(s) if s.code() == Code::NotFound => continue,
                 Err(s) => return Err(transient_or(&s, &perm)),
             };
-            let Some(action) = actions.into_iter().nth(next) else { continue };
-            if !action.worker_id.is_empty() && !action.worker_id.eq_ignore_ascii_case(&self.worker_id) {
+            let Some(action) = actions.into_iter().nth(next) else {
+                continue;
+            };
+            if !action.worker_id.is_empty()
+                && !action.worker_id.eq_ignore_ascii_case(&self.worker_id)
+            {
                 continue;
             }
             return Ok(Some(Assignment {
@@ -428,7 +483,15 @@ impl Transport for LegacyTransport {
             .map_err(|s| {
                 transient_or(
                     &s,
-                    &[&[Code::NotFound, Code::InvalidArgument, Code::FailedPrecondition][..], &AUTH_CODES].concat(),
+                    &[
+                        &[
+                            Code::NotFound,
+                            Code::InvalidArgument,
+                            Code::FailedPrecondition,
+                        ][..],
+                        &AUTH_CODES,
+                    ]
+                    .concat(),
                 )
             })
     }
@@ -452,6 +515,9 @@ mod tests {
 
     #[test]
     fn auth_is_redacted() {
-        assert_eq!(format!("{:?}", Auth(Some("Bearer x".parse().unwrap()))), "Auth(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Auth(Some("Bearer x".parse().unwrap()))),
+            "Auth(<redacted>)"
+        );
     }
 }

@@ -10,4 +10,45 @@
 pub mod actions;
 pub mod agent;
 pub mod config;
+pub mod grpc;
 mod sys;
+
+use tokio_util::sync::CancellationToken;
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The gRPC connection could not be set up.
+    #[error("gRPC setup")]
+    Grpc(#[from] grpc::GrpcError),
+}
+
+/// Run the agent with `config` until `cancel`: connect (lazily) to the tink server, then poll,
+/// run and report forever. Returns only on cancellation or a setup error.
+pub async fn run(config: config::Config, cancel: CancellationToken) -> Result<(), WorkerError> {
+    actions::install_crypto_provider();
+    let (channel, auth) = grpc::channel(&config)?;
+    let mut ctx = actions::ActionContext::new(config.http.clone());
+    ctx.allow_power = config.allow_power;
+    let settings = agent::AgentSettings {
+        retry_interval: config.retry_interval,
+        backoff_max: config.backoff_max,
+        default_timeout: config.default_timeout,
+    };
+    let power = |p| {
+        let e = actions::perform_power(p);
+        tracing::error!(error = %e, "the power action failed");
+    };
+    let id = config.worker_id.clone();
+    match config.protocol {
+        config::Protocol::Current => {
+            let t = grpc::CurrentTransport::new(channel, auth, id);
+            agent::run(&t, &settings, &ctx, &cancel, None, &power).await;
+        }
+        config::Protocol::Legacy => {
+            let t = grpc::LegacyTransport::new(channel, auth, id);
+            agent::run(&t, &settings, &ctx, &cancel, None, &power).await;
+        }
+    }
+    Ok(())
+}

@@ -248,13 +248,12 @@ fn main() -> ExitCode {
             shutdown_signal().await;
             c.cancel();
         });
-        let _ = config;
-        Err::<(), _>("the gRPC agent loop is not wired in this build yet; use --run-action")
+        tinkerbell_tink_worker::run(config, cancel).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", actions::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -31,19 +31,28 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let key = WorkerTokenKey::from_bytes(*b"e2e-worker-token-key").unwrap();
-        Env { _dir: dir, store, key }
+        Env {
+            _dir: dir,
+            store,
+            key,
+        }
     }
 
     async fn start(&self, listen: SocketAddr) -> (TinkServer, CancellationToken) {
         let cancel = CancellationToken::new();
         let config = tinkerbell_tink_server::Config {
             listen,
-            auth: Auth { key: Some(self.key.clone()), admin_token: None },
+            auth: Auth {
+                key: Some(self.key.clone()),
+                admin_token: None,
+            },
             shutdown_grace: Duration::from_secs(1),
             ..tinkerbell_tink_server::Config::default()
         };
         let s = Arc::new(self.store.clone());
-        let server = tinkerbell_tink_server::start(config, s.clone(), s, cancel.clone()).await.unwrap();
+        let server = tinkerbell_tink_server::start(config, s.clone(), s, cancel.clone())
+            .await
+            .unwrap();
         (server, cancel)
     }
 
@@ -56,7 +65,11 @@ impl Env {
             "spec": {"templateRef": "t", "hardwareRef": name, "hardwareMap": {"device_1": AGENT}},
         }))
         .unwrap();
-        let created = self.store.create(Object::Workflow(Arc::new(wf))).await.unwrap();
+        let created = self
+            .store
+            .create(Object::Workflow(Arc::new(wf)))
+            .await
+            .unwrap();
         let tasks = serde_json::from_value(json!([{
             "id": format!("{name}-task"),
             "name": "os-installation",
@@ -76,22 +89,37 @@ impl Env {
         status.agent_id = Some(AGENT.to_string());
         let mut wf = created.as_workflow().unwrap().as_ref().clone();
         wf.status = Some(status);
-        self.store.update_status(Object::Workflow(Arc::new(wf))).await.unwrap();
+        self.store
+            .update_status(Object::Workflow(Arc::new(wf)))
+            .await
+            .unwrap();
     }
 
     async fn status(&self, name: &str) -> WorkflowStatus {
-        let o = self.store.get(Kind::Workflow, "default", name).await.unwrap();
+        let o = self
+            .store
+            .get(Kind::Workflow, "default", name)
+            .await
+            .unwrap();
         o.as_workflow().unwrap().status.clone().unwrap()
     }
 
-    async fn wait_for(&self, name: &str, what: &str, f: impl Fn(&WorkflowStatus) -> bool) -> WorkflowStatus {
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl Fn(&WorkflowStatus) -> bool,
+    ) -> WorkflowStatus {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let st = self.status(name).await;
             if f(&st) {
                 return st;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {st:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {st:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -126,14 +154,26 @@ async fn workflow_completes_with_both_generations() {
     let data = image(16);
     srv.put("img.raw.zst", &zstd::encode_all(&data[..], 1).unwrap());
     let out = tempfile::tempdir().unwrap();
-    for (name, protocol) in [("wf-current", Protocol::Current), ("wf-legacy", Protocol::Legacy)] {
+    for (name, protocol) in [
+        ("wf-current", Protocol::Current),
+        ("wf-legacy", Protocol::Legacy),
+    ] {
         let env = Env::new();
         let d1 = out.path().join(format!("{name}-1"));
         let d2 = out.path().join(format!("{name}-2"));
-        env.workflow(name, &[
-            ("disk-1", json!({"IMG_URL": srv.url("f", "img.raw.zst"), "DEST_DISK": d1})),
-            ("disk-2", json!({"IMG_URL": srv.url("f", "img.raw.zst"), "DEST_DISK": d2})),
-        ])
+        env.workflow(
+            name,
+            &[
+                (
+                    "disk-1",
+                    json!({"IMG_URL": srv.url("f", "img.raw.zst"), "DEST_DISK": d1}),
+                ),
+                (
+                    "disk-2",
+                    json!({"IMG_URL": srv.url("f", "img.raw.zst"), "DEST_DISK": d2}),
+                ),
+            ],
+        )
         .await;
         let (server, cancel) = env.start("127.0.0.1:0".parse().unwrap()).await;
         let stop = CancellationToken::new();
@@ -141,9 +181,14 @@ async fn workflow_completes_with_both_generations() {
             worker_config(server.local_addr(), env.key.token_for(AGENT), protocol),
             stop.clone(),
         ));
-        let st = env.wait_for(name, "POST", |s| s.state.as_deref() == Some("POST")).await;
+        let st = env
+            .wait_for(name, "POST", |s| s.state.as_deref() == Some("POST"))
+            .await;
         assert_eq!(action_states(&st), ["SUCCESS", "SUCCESS"], "{name}");
-        assert!(std::fs::read(&d1).unwrap() == data && std::fs::read(&d2).unwrap() == data, "{name}");
+        assert!(
+            std::fs::read(&d1).unwrap() == data && std::fs::read(&d2).unwrap() == data,
+            "{name}"
+        );
         stop.cancel();
         worker.await.unwrap().unwrap();
         cancel.cancel();
@@ -157,17 +202,36 @@ async fn failed_action_fails_the_workflow_with_the_url() {
     let env = Env::new();
     let out = tempfile::tempdir().unwrap();
     let missing = srv.url("f", "missing.raw.gz");
-    env.workflow("wf-f", &[("disk", json!({"IMG_URL": missing, "DEST_DISK": out.path().join("d")}))]).await;
+    env.workflow(
+        "wf-f",
+        &[(
+            "disk",
+            json!({"IMG_URL": missing, "DEST_DISK": out.path().join("d")}),
+        )],
+    )
+    .await;
     let (server, cancel) = env.start("127.0.0.1:0".parse().unwrap()).await;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(tinkerbell_tink_worker::run(
-        worker_config(server.local_addr(), env.key.token_for(AGENT), Protocol::Current),
+        worker_config(
+            server.local_addr(),
+            env.key.token_for(AGENT),
+            Protocol::Current,
+        ),
         stop.clone(),
     ));
-    let st = env.wait_for("wf-f", "FAILED", |s| s.state.as_deref() == Some("FAILED")).await;
+    let st = env
+        .wait_for("wf-f", "FAILED", |s| s.state.as_deref() == Some("FAILED"))
+        .await;
     let a = &st.tasks.unwrap()[0].actions.clone().unwrap()[0];
-    assert!(a.message.as_deref().unwrap_or("").contains(&missing), "{a:?}");
-    assert!(!worker.is_finished(), "the worker keeps running after a failed action");
+    assert!(
+        a.message.as_deref().unwrap_or("").contains(&missing),
+        "{a:?}"
+    );
+    assert!(
+        !worker.is_finished(),
+        "the worker keeps running after a failed action"
+    );
     stop.cancel();
     worker.await.unwrap().unwrap();
     cancel.cancel();
@@ -194,11 +258,14 @@ async fn server_restarted_mid_action_workflow_completes() {
         worker_config(addr, env.key.token_for(AGENT), Protocol::Current),
         stop.clone(),
     ));
-    env.wait_for("wf-r", "RUNNING", |s| action_states(s) == ["RUNNING"]).await;
+    env.wait_for("wf-r", "RUNNING", |s| action_states(s) == ["RUNNING"])
+        .await;
     cancel.cancel();
     server.join().await.unwrap();
     let (server, cancel) = env.start(addr).await;
-    let st = env.wait_for("wf-r", "POST", |s| s.state.as_deref() == Some("POST")).await;
+    let st = env
+        .wait_for("wf-r", "POST", |s| s.state.as_deref() == Some("POST"))
+        .await;
     assert_eq!(action_states(&st), ["SUCCESS"]);
     assert!(std::fs::read(&dest).unwrap() == data);
     stop.cancel();

@@ -35,7 +35,7 @@ mod qemuimg2disk;
 pub mod sink;
 mod writefile;
 
-pub use download::HttpSettings;
+pub use download::{HttpSettings, install_crypto_provider};
 
 /// How long an action gets after its timeout or cancellation to stop cleanly before it is
 /// abandoned.
