@@ -18,6 +18,8 @@ apt_packages=(
   cpio          # hookos/build.sh: packs the initramfs
   kmod          # hookos/build.sh: depmod for the initramfs' modules
   zstd          # hookos/build.sh: compresses the initramfs
+  file          # deploy/images/build.sh: checks the binaries are statically linked
+  util-linux    # deploy/images/test.sh: nsenter into a container's network namespace
   ipxe-qemu     # tests/lab: the QEMU NIC ROMs (BIOS PXE through iPXE)
   ovmf          # tests/lab: UEFI firmware
 )
@@ -31,6 +33,9 @@ bpo_packages=(
 # PyPI packages.
 pip_packages=(
   sushy-tools   # sushy-emulator: the Redfish BMC the rufio tests drive
+  kubernetes-validate==1.37.0 # deploy/helm/test.py: rendered chart vs the Kubernetes schemas
+  jsonschema    # deploy/helm/test.py: CRD openAPIV3Schema checks
+  pyyaml        # deploy/helm and deploy/images scripts
 )
 
 # Guard: never let a package install start a daemon (dnsmasq, tftpd, ...) on the host.
