@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build static release binaries and one FROM-scratch container image per binary.
 #
-#   deploy/images/build.sh [--no-docker] [--tag TAG] [--out DIR] [BINARY...]
+#   deploy/images/build.sh [--no-docker|--docker-build] [--tag TAG] [--out DIR] [BINARY...]
 #
 # For every binary (default: all of IMAGES below) it writes DIR/<binary>.oci.tar, an OCI image
 # layout (no daemon needed: deploy/images/oci.py writes it; it also carries a Docker
 # manifest.json), and, when a Docker engine answers and --no-docker is not given, loads it as
-# tinkerbell-rs/<binary>:TAG with `docker load`. Nothing is pulled: the images are FROM scratch.
+# tinkerbell-rs/<binary>:TAG with `docker load`. With --docker-build the Docker engine builds the
+# same rootfs from a generated FROM-scratch Dockerfile instead (`docker build -`). Nothing is
+# pulled: the images are FROM scratch.
 #
 # Env: TAG (default: the workspace version), OUT (default: target/images),
 #      CARGO_PROFILE_FOR_IMAGES (default: release), DOCKER (default: docker).
@@ -34,9 +36,10 @@ want=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-docker) use_docker=no ;;
+    --docker-build) use_docker=build ;;
     --tag) TAG=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     *) want+=("$1") ;;
   esac
@@ -90,7 +93,18 @@ for line in "${selected[@]}"; do
     --user "$user" "${port_args[@]}" --out "$OUT/$bin.oci.tar"
 done
 
-if [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1; then
+if [ "$use_docker" = build ]; then
+  for line in "${selected[@]}"; do
+    read -r bin _ user ports <<<"$line"
+    port_args=()
+    IFS=, read -r -a plist <<<"$ports"
+    for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+    python3 deploy/images/oci.py context --binary "$bindir/$bin" --name "$bin" --user "$user" \
+      "${port_args[@]}" --out "$OUT/$bin.context.tar"
+    "$DOCKER" build -q -t "tinkerbell-rs/$bin:$TAG" - <"$OUT/$bin.context.tar"
+    rm -f "$OUT/$bin.context.tar"
+  done
+elif [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1; then
   for line in "${selected[@]}"; do
     read -r bin _ <<<"$line"
     "$DOCKER" load -q -i "$OUT/$bin.oci.tar"

@@ -16,6 +16,9 @@ Usage:
   oci.py build --binary PATH --name NAME --tag TAG --out FILE.tar [--user 65532]
                [--port 50061/tcp ...] [--layout-dir DIR]
   oci.py verify FILE.tar|DIR      # re-hashes every blob and checks every reference
+  oci.py context --binary PATH --name NAME --out CTX.tar [--user N] [--port P]...
+                                  # the same rootfs + a FROM-scratch Dockerfile, for
+                                  # `docker build -t IMAGE - < CTX.tar`
 """
 
 from __future__ import annotations
@@ -190,6 +193,24 @@ def build(args: argparse.Namespace) -> None:
     print(f"{ref} {manifest_digest} layer={layer_size}B -> {args.out}")
 
 
+def context(args: argparse.Namespace) -> None:
+    """A `docker build` context (tar, for `docker build -`): Dockerfile + the same rootfs."""
+    raw = layer_tar(args.binary, args.name, args.user)
+    lines = ["FROM scratch", "COPY rootfs/ /", f"USER {args.user}:{args.user}",
+             "ENV PATH=/usr/bin TINKERBELL_DATA_DIR=/" + DATA_DIR]
+    lines += [f"EXPOSE {p}" for p in sorted(args.port)]
+    lines += [f'LABEL org.opencontainers.image.title="{args.name}"',
+              f'ENTRYPOINT ["/usr/bin/{args.name}"]']
+    src = tarfile.open(fileobj=io.BytesIO(raw))
+    with tarfile.open(args.out, "w", format=tarfile.PAX_FORMAT) as tar:
+        _file(tar, "Dockerfile", ("\n".join(lines) + "\n").encode())
+        _dir(tar, "rootfs")
+        for m in src.getmembers():
+            data = src.extractfile(m) if m.isfile() else None
+            m.name = "rootfs/" + m.name
+            tar.addfile(m, data)
+
+
 def _reader(path: str):
     if os.path.isdir(path):
         def read(name: str) -> bytes:
@@ -256,11 +277,19 @@ def main() -> None:
     b.add_argument("--user", type=int, default=65532)
     b.add_argument("--port", action="append", default=[])
     b.add_argument("--layout-dir")
+    c = sub.add_parser("context")
+    c.add_argument("--binary", required=True)
+    c.add_argument("--name", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--user", type=int, default=65532)
+    c.add_argument("--port", action="append", default=[])
     v = sub.add_parser("verify")
     v.add_argument("path")
     args = p.parse_args()
     if args.cmd == "build":
         build(args)
+    elif args.cmd == "context":
+        context(args)
     else:
         verify(args)
 

@@ -38,7 +38,9 @@ containers=()
 cleanup() {
   for c in "${containers[@]}"; do "$DOCKER" rm -f "$c" >/dev/null 2>&1 || true; done
   "$DOCKER" network rm "$NET" >/dev/null 2>&1 || true
-  for img in tinkerbell hegel; do "$DOCKER" rmi -f "tinkerbell-rs/$img:$TAG" >/dev/null 2>&1 || true; done
+  for img in "tinkerbell:$TAG" "hegel:$TAG" "hegel:$TAG-built"; do
+    "$DOCKER" rmi -f "tinkerbell-rs/$img" >/dev/null 2>&1 || true
+  done
   rm -rf "$OUT"
 }
 trap cleanup EXIT
@@ -71,6 +73,14 @@ done
 python3 deploy/images/oci.py build --binary "$BIN/hegel" --name hegel --tag "$TAG" --out "$OUT/again.tar" >/dev/null
 cmp -s "$OUT/again.tar" "$OUT/archives/hegel.oci.tar" && ok "OCI archive is reproducible" || fail "OCI archive differs between two builds"
 if "$DOCKER" run --rm "tinkerbell-rs/hegel:$TAG" --version | grep -q '^hegel '; then ok "hegel --version runs FROM scratch"; else fail "hegel --version"; fi
+# The engine-built variant (docker build of a FROM-scratch Dockerfile) runs the same way.
+TAG=$TAG-built deploy/images/build.sh --docker-build --tag "$TAG-built" --out "$OUT/built" hegel >/dev/null
+if "$DOCKER" run --rm "tinkerbell-rs/hegel:$TAG-built" --version | grep -q '^hegel ' \
+  && [ "$("$DOCKER" image inspect -f '{{.Config.User}}' "tinkerbell-rs/hegel:$TAG-built")" = 65532:65532 ]; then
+  ok "docker build FROM scratch (same rootfs) runs as 65532"
+else
+  fail "docker build variant"
+fi
 
 # --- 2. admin machine: host network, data-dir volume, CLI on the host ---------------------
 DATA=$OUT/data
