@@ -115,9 +115,13 @@ mkdir -p "$STORE"
   "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 >/dev/null
 containers+=("$ID-store")
 wait_for 30 test -s "$STORE/api-token" || fail "store container wrote no api-token"
-chmod a+r "$STORE/api-token" # the hegel image runs as 65532
-"$DOCKER" run -d --name "$ID-hegel" --network "$NET" -v "$STORE:/store:ro" \
-  -e TINKERBELL_SERVER="http://$ID-store:7081" -e TINKERBELL_TOKEN_FILE=/store/api-token \
+# hegel runs as 65532 and, like every client, refuses a token file others can read: give it a
+# 0600 copy of its own.
+mkdir -p "$OUT/hegel-secret"
+install -m 0600 -o 65532 -g 65532 "$STORE/api-token" "$OUT/hegel-secret/api-token"
+chown 65532:65532 "$OUT/hegel-secret"
+"$DOCKER" run -d --name "$ID-hegel" --network "$NET" -v "$OUT/hegel-secret:/secret:ro" \
+  -e TINKERBELL_SERVER="http://$ID-store:7081" -e TINKERBELL_TOKEN_FILE=/secret/api-token \
   "tinkerbell-rs/hegel:$TAG" >/dev/null
 containers+=("$ID-hegel")
 # The client: a container on the same network. Its address goes into the Hardware.
