@@ -70,7 +70,8 @@ for img in tinkerbell hegel; do
   echo "image tinkerbell-rs/$img:$TAG: $size bytes ($(du -h "$OUT/archives/$img.oci.tar" | cut -f1) archive)"
 done
 # The image reproduces bit for bit (the digest is a function of the binary alone).
-python3 deploy/images/oci.py build --binary "$BIN/hegel" --name hegel --tag "$TAG" --out "$OUT/again.tar" >/dev/null
+python3 deploy/images/oci.py build --binary "$BIN/hegel" --name hegel --tag "$TAG" --user 65532 \
+  --port 50061/tcp --out "$OUT/again.tar" >/dev/null
 cmp -s "$OUT/again.tar" "$OUT/archives/hegel.oci.tar" && ok "OCI archive is reproducible" || fail "OCI archive differs between two builds"
 if "$DOCKER" run --rm "tinkerbell-rs/hegel:$TAG" --version | grep -q '^hegel '; then ok "hegel --version runs FROM scratch"; else fail "hegel --version"; fi
 # The engine-built variant (docker build of a FROM-scratch Dockerfile) runs the same way.
