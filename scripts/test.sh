@@ -11,3 +11,7 @@ cargo test --workspace --locked "$@"
 hookos/test.sh
 # The QEMU + virtual-BMC lab harness (tests/lab/lab.sh): 2 machines driven over IPMI.
 tests/lab/test.sh
+# Helm chart: render (deploy/helm/render.py) and validate every object; generated files fresh.
+python3 deploy/helm/test.py
+# Container images: static build, OCI layout, docker run as users run them (needs Docker).
+deploy/images/test.sh

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Build static release binaries and one FROM-scratch container image per binary.
+#
+#   deploy/images/build.sh [--no-docker|--docker-build] [--tag TAG] [--out DIR] [BINARY...]
+#
+# For every binary (default: all of IMAGES below) it writes DIR/<binary>.oci.tar, an OCI image
+# layout (no daemon needed: deploy/images/oci.py writes it; it also carries a Docker
+# manifest.json), and, when a Docker engine answers and --no-docker is not given, loads it as
+# tinkerbell-rs/<binary>:TAG with `docker load`. With --docker-build the Docker engine builds the
+# same rootfs from a generated FROM-scratch Dockerfile instead (`docker build -`). Nothing is
+# pulled: the images are FROM scratch.
+#
+# Env: TAG (default: the workspace version), OUT (default: target/images),
+#      CARGO_PROFILE_FOR_IMAGES (default: release), DOCKER (default: docker).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# One line per image: binary  cargo-package  numeric-user  exposed-ports (comma-separated).
+# User 0 only where the binary must bind privileged ports (DHCP 67, TFTP 69, syslog 514) on the
+# host network; everything else runs as 65532 (nonroot).
+IMAGES=(
+  "tinkerbell      tinkerbell        0      7080/tcp,7081/tcp,42113/tcp,67/udp,69/udp,514/udp"
+  "hegel           tinkerbell-hegel  65532  50061/tcp"
+  # The lead adds the others as they land, e.g.:
+  # "boots           tinkerbell-boots  0      67/udp,69/udp,514/udp,7171/tcp"
+  # "tink-server     tinkerbell-tink-server 65532 42113/tcp"
+)
+
+TARGET=x86_64-unknown-linux-gnu
+PROFILE=${CARGO_PROFILE_FOR_IMAGES:-release}
+OUT=${OUT:-target/images}
+DOCKER=${DOCKER:-docker}
+TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)}
+use_docker=auto
+want=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-docker) use_docker=no ;;
+    --docker-build) use_docker=build ;;
+    --tag) TAG=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+    *) want+=("$1") ;;
+  esac
+  shift
+done
+
+selected=()
+for line in "${IMAGES[@]}"; do
+  read -r bin _ <<<"$line"
+  if [ ${#want[@]} -eq 0 ] || printf '%s\n' "${want[@]}" | grep -qx "$bin"; then
+    selected+=("$line")
+  fi
+done
+for w in "${want[@]}"; do
+  printf '%s\n' "${selected[@]}" | awk '{print $1}' | grep -qx "$w" \
+    || { echo "build.sh: no image named $w (known: $(printf '%s\n' "${IMAGES[@]}" | awk '{printf "%s ", $1}'))" >&2; exit 2; }
+done
+
+pkgs=()
+for line in "${selected[@]}"; do
+  read -r _ pkg _ <<<"$line"
+  pkgs+=(-p "$pkg")
+done
+
+# Static glibc: crt-static for the target only (build scripts and proc-macros stay dynamic
+# because --target is given). See shared crates.md.
+start=$(date +%s)
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_INCREMENTAL=0 \
+  cargo build --locked --profile "$PROFILE" --target "$TARGET" "${pkgs[@]}"
+echo "build.sh: cargo build ($PROFILE, static) took $(( $(date +%s) - start ))s" >&2
+
+bindir=target/$TARGET/$PROFILE
+mkdir -p "$OUT"
+for line in "${selected[@]}"; do
+  read -r bin _ user ports <<<"$line"
+  exe=$bindir/$bin
+  # Refuse to ship a dynamically linked binary: it would not start FROM scratch.
+  if ! file -b "$exe" | grep -q 'static'; then
+    echo "build.sh: $exe is not statically linked: $(file -b "$exe")" >&2
+    exit 1
+  fi
+  if ldd "$exe" 2>&1 | grep -q '=>'; then
+    echo "build.sh: $exe has dynamic dependencies:" >&2
+    ldd "$exe" >&2
+    exit 1
+  fi
+  port_args=()
+  IFS=, read -r -a plist <<<"$ports"
+  for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+  python3 deploy/images/oci.py build --binary "$exe" --name "$bin" --tag "$TAG" \
+    --user "$user" "${port_args[@]}" --out "$OUT/$bin.oci.tar"
+done
+
+if [ "$use_docker" = build ]; then
+  for line in "${selected[@]}"; do
+    read -r bin _ user ports <<<"$line"
+    port_args=()
+    IFS=, read -r -a plist <<<"$ports"
+    for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+    python3 deploy/images/oci.py context --binary "$bindir/$bin" --name "$bin" --user "$user" \
+      "${port_args[@]}" --out "$OUT/$bin.context.tar"
+    "$DOCKER" build -q -t "tinkerbell-rs/$bin:$TAG" - <"$OUT/$bin.context.tar"
+    rm -f "$OUT/$bin.context.tar"
+  done
+elif [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1; then
+  for line in "${selected[@]}"; do
+    read -r bin _ <<<"$line"
+    "$DOCKER" load -q -i "$OUT/$bin.oci.tar"
+  done
+elif [ "$use_docker" = auto ]; then
+  echo "build.sh: no Docker engine answers; wrote the OCI archives only" >&2
+fi
