@@ -12,6 +12,8 @@
 //! * [`apply`], [`csv`] — turning user input (YAML documents, exports, EKS Anywhere
 //!   hardware.csv) into validated objects, all or nothing, with errors that name the document
 //!   or row, the line and the field.
+//! * [`timeline`] — when each provisioning phase of a machine happened, recorded by every
+//!   service of the appliance into one shared in-memory [`timeline::Timeline`].
 //!
 //! Services never depend on a concrete backend: they take an `Arc<dyn Store>` or
 //! `Arc<dyn HardwareLookup>` (the same shape as upstream's `BackendReader`).
@@ -23,4 +25,5 @@ pub mod csv;
 pub mod model;
 pub mod mover;
 pub mod store;
+pub mod timeline;
 pub mod worker_token;

@@ -1,0 +1,329 @@
+//! When each provisioning phase of a machine happened, as seen by the services of one appliance.
+//!
+//! Every service that takes part in provisioning a machine records the phases it sees into one
+//! shared [`Timeline`]: rufio the BMC power-on, boots the DHCP answer, the TFTP download, the
+//! iPXE script and the HookOS kernel and initramfs, the tink server the worker connecting and
+//! each action, hegel the first metadata read. `tinkerbell timeline MACHINE` prints them in
+//! order, which is how an operator sees where a slow or stuck provisioning spends its time.
+//!
+//! Why in memory and per process: the events are a diagnostic, cheap to record on every hot
+//! path (one short mutex hold, no I/O), and `tinkerbell serve` runs every service in one process,
+//! so one `Arc<Timeline>` sees them all. Retention is bounded: [`MAX_EVENTS_PER_MACHINE`] per
+//! machine (oldest dropped first) and [`MAX_MACHINES`] machines (the machine with the oldest
+//! newest event dropped first), so a flood of unknown clients cannot grow it.
+//!
+//! Events are keyed by the Hardware (namespace/name). Phases a BMC controller sees are keyed by
+//! the bmc Machine ([`Subject::Bmc`]); readers merge them with the Hardware whose `bmcRef`
+//! names that Machine ([`Timeline::events`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Events kept per machine.
+pub const MAX_EVENTS_PER_MACHINE: usize = 512;
+/// Machines kept.
+pub const MAX_MACHINES: usize = 4096;
+
+/// A provisioning phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// A BMC powered the machine on (rufio).
+    PowerOn,
+    /// A BMC powered the machine off (rufio).
+    PowerOff,
+    /// A BMC set the next boot device (rufio).
+    BootDevice,
+    /// DHCP answered a DISCOVER (boots).
+    DhcpOffer,
+    /// DHCP answered a REQUEST (boots).
+    DhcpAck,
+    /// A TFTP download finished (boots).
+    Tftp,
+    /// An iPXE binary was served over HTTP (boots).
+    IpxeBinary,
+    /// The iPXE script was served (boots).
+    IpxeScript,
+    /// The HookOS kernel was served (boots).
+    Kernel,
+    /// The HookOS initramfs was served (boots).
+    Initramfs,
+    /// The worker asked for its workflow for the first time in a boot (tink server).
+    WorkerConnected,
+    /// An action started (tink server).
+    ActionStarted,
+    /// An action finished: succeeded, failed or timed out (tink server).
+    ActionFinished,
+    /// The workflow reached a final state (tink server).
+    WorkflowFinished,
+    /// The machine was rebooted (the reboot action, or a BMC reset).
+    Reboot,
+    /// The machine read its metadata or user-data (hegel).
+    MetadataRead,
+}
+
+impl Phase {
+    /// The name printed and serialized (`power-on`, `dhcp-ack`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::PowerOn => "power-on",
+            Phase::PowerOff => "power-off",
+            Phase::BootDevice => "boot-device",
+            Phase::DhcpOffer => "dhcp-offer",
+            Phase::DhcpAck => "dhcp-ack",
+            Phase::Tftp => "tftp",
+            Phase::IpxeBinary => "ipxe-binary",
+            Phase::IpxeScript => "ipxe-script",
+            Phase::Kernel => "kernel",
+            Phase::Initramfs => "initramfs",
+            Phase::WorkerConnected => "worker-connected",
+            Phase::ActionStarted => "action-started",
+            Phase::ActionFinished => "action-finished",
+            Phase::WorkflowFinished => "workflow-finished",
+            Phase::Reboot => "reboot",
+            Phase::MetadataRead => "metadata-read",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whose event it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Subject {
+    /// A Hardware.
+    Hardware {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A bmc Machine (events rufio sees).
+    Bmc {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+impl Subject {
+    /// A Hardware subject.
+    pub fn hardware(namespace: &str, name: &str) -> Subject {
+        Subject::Hardware {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A bmc Machine subject.
+    pub fn bmc(namespace: &str, name: &str) -> Subject {
+        Subject::Bmc {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Hardware { namespace, name } => write!(f, "{namespace}/{name}"),
+            Subject::Bmc { namespace, name } => write!(f, "bmc:{namespace}/{name}"),
+        }
+    }
+}
+
+/// One recorded phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (RFC 3339, UTC, nanoseconds).
+    pub at: String,
+    /// Unix time in nanoseconds, for ordering and durations.
+    pub at_unix_nanos: u128,
+    /// The phase.
+    pub phase: Phase,
+    /// Whose.
+    pub subject: Subject,
+    /// The service that saw it (`boots`, `tink-server`, `hegel`, `rufio`).
+    pub source: String,
+    /// What exactly (a file name, an action name and state, an address).
+    pub detail: String,
+}
+
+/// The shared recorder. Cheap to call from any service; see the module docs.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    machines: HashMap<Subject, VecDeque<Event>>,
+}
+
+impl Timeline {
+    /// An empty timeline.
+    pub fn new() -> Timeline {
+        Timeline::default()
+    }
+
+    /// Record `phase` for `subject` now.
+    pub fn record(&self, subject: Subject, phase: Phase, source: &str, detail: impl Into<String>) {
+        self.record_at(SystemTime::now(), subject, phase, source, detail.into(), false);
+    }
+
+    /// Record `phase` unless the subject's newest event already is this phase: for phases that
+    /// come in bursts (metadata reads, worker polls), where the first of a burst is what
+    /// matters.
+    pub fn record_first(
+        &self,
+        subject: Subject,
+        phase: Phase,
+        source: &str,
+        detail: impl Into<String>,
+    ) {
+        self.record_at(SystemTime::now(), subject, phase, source, detail.into(), true);
+    }
+
+    fn record_at(
+        &self,
+        at: SystemTime,
+        subject: Subject,
+        phase: Phase,
+        source: &str,
+        detail: String,
+        first_only: bool,
+    ) {
+        let nanos = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if first_only
+            && inner
+                .machines
+                .get(&subject)
+                .and_then(|q| q.back())
+                .is_some_and(|e| e.phase == phase)
+        {
+            return;
+        }
+        if !inner.machines.contains_key(&subject) && inner.machines.len() >= MAX_MACHINES {
+            // Drop the machine whose newest event is the oldest.
+            let oldest = inner
+                .machines
+                .iter()
+                .min_by_key(|(_, q)| q.back().map(|e| e.at_unix_nanos).unwrap_or(0))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                inner.machines.remove(&k);
+            }
+        }
+        let q = inner.machines.entry(subject.clone()).or_default();
+        if q.len() >= MAX_EVENTS_PER_MACHINE {
+            q.pop_front();
+        }
+        q.push_back(Event {
+            at: jiff::Timestamp::from_nanosecond(nanos as i128)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            at_unix_nanos: nanos,
+            phase,
+            subject,
+            source: source.to_string(),
+            detail,
+        });
+    }
+
+    /// The events of every subject given, merged oldest first.
+    pub fn events(&self, subjects: &[Subject]) -> Vec<Event> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Event> = subjects
+            .iter()
+            .filter_map(|s| inner.machines.get(s))
+            .flat_map(|q| q.iter().cloned())
+            .collect();
+        out.sort_by_key(|e| e.at_unix_nanos);
+        out
+    }
+
+    /// Every subject with events, and how many.
+    pub fn subjects(&self) -> Vec<(Subject, usize)> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<(Subject, usize)> = inner
+            .machines
+            .iter()
+            .map(|(k, q)| (k.clone(), q.len()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hw(n: &str) -> Subject {
+        Subject::hardware("default", n)
+    }
+
+    #[test]
+    fn merges_subjects_in_time_order() {
+        let t = Timeline::new();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let bmc = Subject::bmc("default", "m1-bmc");
+        t.record_at(t0 + Duration::from_millis(20), hw("m1"), Phase::DhcpOffer, "boots", "10.0.0.5".into(), false);
+        t.record_at(t0, bmc.clone(), Phase::PowerOn, "rufio", String::new(), false);
+        t.record_at(t0 + Duration::from_millis(5), hw("m2"), Phase::DhcpOffer, "boots", String::new(), false);
+        let e = t.events(&[hw("m1"), bmc]);
+        let phases: Vec<Phase> = e.iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [Phase::PowerOn, Phase::DhcpOffer]);
+        assert_eq!(e[1].detail, "10.0.0.5");
+        assert!(e[0].at.starts_with("2023-11-14T22:13:20"), "{}", e[0].at);
+    }
+
+    #[test]
+    fn record_first_skips_a_burst_but_not_a_later_one() {
+        let t = Timeline::new();
+        t.record_first(hw("m1"), Phase::MetadataRead, "hegel", "/meta-data");
+        t.record_first(hw("m1"), Phase::MetadataRead, "hegel", "/user-data");
+        t.record(hw("m1"), Phase::Reboot, "tink-server", "");
+        t.record_first(hw("m1"), Phase::MetadataRead, "hegel", "/meta-data");
+        let phases: Vec<Phase> = t.events(&[hw("m1")]).iter().map(|e| e.phase).collect();
+        assert_eq!(phases, [Phase::MetadataRead, Phase::Reboot, Phase::MetadataRead]);
+    }
+
+    #[test]
+    fn retention_is_bounded_per_machine_and_in_machines() {
+        let t = Timeline::new();
+        for i in 0..(MAX_EVENTS_PER_MACHINE + 10) {
+            t.record(hw("m1"), Phase::DhcpOffer, "boots", i.to_string());
+        }
+        let e = t.events(&[hw("m1")]);
+        assert_eq!(e.len(), MAX_EVENTS_PER_MACHINE);
+        assert_eq!(e[0].detail, "10", "the oldest go first");
+        for i in 0..(MAX_MACHINES + 5) {
+            t.record(hw(&format!("x{i}")), Phase::DhcpOffer, "boots", "");
+        }
+        assert_eq!(t.subjects().len(), MAX_MACHINES);
+    }
+
+    #[test]
+    fn phases_serialize_as_their_names() {
+        for p in [Phase::PowerOn, Phase::WorkerConnected, Phase::MetadataRead] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
+}
