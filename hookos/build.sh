@@ -2,14 +2,15 @@
 # Builds HookOS — vmlinuz-x86_64 and initramfs-x86_64 — from Debian packages.
 #
 #   hookos/build.sh [--out DIR] [--cache DIR] [--worker PATH | --no-worker]
-#                   [--firmware-dir DIR]... [--unpinned]
+#                   [--firmware-dir DIR]... [--overlay DIR]... [--unpinned]
 #
 # * kernel: Debian's generic amd64 kernel (linux-image-<abi>-amd64), version pinned in
 #   hookos/pins; only the modules listed in hookos/modules (+ their modules.dep closure)
 #   go into the initramfs, then depmod runs on the result.
 # * firmware: every file the chosen modules declare (modinfo -F firmware) that exists in the
 #   firmware packages of hookos/pins (Debian main) or in a --firmware-dir.
-# * userland: busybox-static (pinned), hookos/init as /init, hookos/rootfs overlay.
+# * userland: busybox-static (pinned), hookos/init as /init, hookos/rootfs overlay, then each
+#   --overlay DIR in order (the e2e test's installed OS is HookOS with its main replaced).
 # * worker: --worker PATH is copied to /usr/bin/tink-worker. Without it, the script builds the
 #   `tink-worker` binary of services/tink/worker statically with cargo if the crate has one,
 #   and otherwise builds an image without a worker (the init then says so on the console).
@@ -27,6 +28,7 @@ worker=""
 no_worker=0
 unpinned=0
 firmware_dirs=()
+overlays=()
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -36,6 +38,8 @@ while [ $# -gt 0 ]; do
     --worker) worker=$2; shift 2 ;;
     --no-worker) no_worker=1; shift ;;
     --firmware-dir) firmware_dirs+=("$2"); shift 2 ;;
+    --overlay) [ -d "$2" ] || { echo "build.sh: --overlay $2: not a directory" >&2; exit 2; }
+               overlays+=("$(cd "$2" && pwd)"); shift 2 ;;
     --unpinned) unpinned=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -214,6 +218,7 @@ mkdir -p "$stage"/{bin,sbin,dev,proc,sys,run,tmp,etc,root,var/log,usr/bin,usr/sb
 cp "$bbtree/bin/busybox" "$stage/bin/busybox"
 cp "$here/init" "$stage/init"
 cp -R "$here/rootfs/." "$stage/"
+for o in "${overlays[@]}"; do cp -R "$o/." "$stage/"; done
 chmod 0755 "$stage/init"
 chmod 1777 "$stage/tmp"
 

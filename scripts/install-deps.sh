@@ -32,6 +32,13 @@ apt_packages=(
   mount            # losetup: loop devices for the worker tests
   file             # deploy/images/build.sh: checks the binaries are statically linked
   util-linux       # deploy/images/test.sh: nsenter; logger for the syslog tests
+  fdisk            # tests/lab/osimage.sh: sfdisk partitions the e2e test's bootable disk image
+  dosfstools       # tests/lab/osimage.sh: mkfs.vfat for its boot partition
+  mtools           # tests/lab/osimage.sh: copies files into that FAT image without mounting it
+  syslinux         # tests/lab/osimage.sh: BIOS boot loader (installed into the image file, not the host)
+  syslinux-common  # tests/lab/osimage.sh: mbr.bin and the ldlinux modules
+  grub-efi-amd64-bin # tests/lab/osimage.sh: grub-mkstandalone's x86_64-efi modules (the host's boot is untouched)
+  grub-common      # tests/lab/osimage.sh: grub-mkstandalone
 )
 
 # Debian packages from bookworm-backports: QEMU 10 (bookworm's 7.2 would remove the preinstalled
