@@ -28,21 +28,7 @@ pub struct LogsArgs {
 }
 
 pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
-    let dir = data_dir(g)?;
-    let base = match &args.http_url {
-        Some(u) => u.clone(),
-        None => std::fs::read_to_string(dir.join(HTTP_URL_FILE))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "http://127.0.0.1:7080".to_string()),
-    };
-    let tok = match &g.token_file {
-        Some(f) => std::fs::read_to_string(f)
-            .with_context(|| format!("reading {}", f.display()))?
-            .trim()
-            .to_string(),
-        None => token::load(&dir)
-            .with_context(|| format!("no token in {} (or pass --token-file)", dir.display()))?,
-    };
+    let (base, tok) = http_base_and_token(g, args.http_url.as_deref())?;
     let mut url = format!(
         "{}/tinkerbell/v1/logs/{}?namespace={}",
         base.trim_end_matches('/'),
@@ -82,6 +68,30 @@ pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
         println!("{}", format_line(l));
     }
     Ok(())
+}
+
+/// The appliance's HTTP listener (`--http-url`, else `<data-dir>/http-url`, else
+/// http://127.0.0.1:7080) and the store API token its read routes require.
+pub(crate) fn http_base_and_token(
+    g: &Global,
+    http_url: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let dir = data_dir(g)?;
+    let base = match http_url {
+        Some(u) => u.to_string(),
+        None => std::fs::read_to_string(dir.join(HTTP_URL_FILE))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "http://127.0.0.1:7080".to_string()),
+    };
+    let tok = match &g.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_string(),
+        None => token::load(&dir)
+            .with_context(|| format!("no token in {} (or pass --token-file)", dir.display()))?,
+    };
+    Ok((base, tok))
 }
 
 /// `<received> <severity> <hostname> <app>[<procid>]: <message>`.

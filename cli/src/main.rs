@@ -16,6 +16,7 @@ mod logs;
 mod mover_cmd;
 mod output;
 mod serve;
+mod timeline;
 mod workflow;
 
 /// Bare-metal provisioning appliance, compatible with Tinkerbell.
@@ -151,6 +152,9 @@ enum Command {
     },
     /// Show what a machine logged to boots' syslog receiver (by Hardware name or sender IP).
     Logs(logs::LogsArgs),
+    /// When each provisioning phase of a machine happened: power-on, DHCP, TFTP, iPXE,
+    /// kernel, worker, actions, reboot, metadata read.
+    Timeline(timeline::TimelineArgs),
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -360,6 +364,7 @@ fn main() -> ExitCode {
             Command::Workflow { command } => workflow::run(g, command).await,
             Command::Move(args) => mover_cmd::run(g, &args).await,
             Command::Logs(args) => logs::run(g, &args).await,
+            Command::Timeline(args) => timeline::run(g, &args).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

@@ -16,6 +16,7 @@ use anyhow::Context;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_hegel::HttpServer;
 use tokio::task::JoinSet;
@@ -35,6 +36,8 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!(path = %store.path().display(), objects = store.len(), revision = store.revision(), "embedded store open");
     let token = token::load_or_create(&dir).context("store API token")?;
 
+    // One timeline for every service in this process (`tinkerbell timeline`).
+    let timeline = Arc::new(Timeline::new());
     // Validate before binding anything.
     let hegel_config = tinkerbell_hegel::Config {
         listen: SocketAddr::new(args.bind_address, args.http_port),
@@ -46,6 +49,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         )?,
         instance_endpoint: args.tootles_instance_endpoint,
         shutdown_grace: GRACE,
+        timeline: Some(timeline.clone()),
         ..tinkerbell_hegel::Config::default()
     };
     hegel_config.validate()?;
@@ -82,7 +86,13 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     }
     // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes and
     // boots' logs (store API token required) and metrics.
-    let mut router = boots.router(Some(token.clone()));
+    let mut router = boots
+        .router(Some(token.clone()))
+        .merge(tinkerbell_core::timeline::router(
+            timeline.clone(),
+            Arc::new(store.clone()),
+            Some(token.clone()),
+        ));
     if args.enable_tootles {
         router = router.merge(tinkerbell_hegel::router(
             Arc::new(store.clone()),
@@ -103,6 +113,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let rufio = if args.enable_rufio_controller {
         let config = tinkerbell_rufio::controller::Config {
             power_check_interval: args.rufio_power_check_interval,
+            timeline: Some(timeline.clone()),
             ..Default::default()
         };
         Some(tinkerbell_rufio::Controllers::start(
@@ -151,6 +162,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
                 admin_token: Some(token.clone()),
             },
             shutdown_grace: GRACE,
+            timeline: Some(timeline.clone()),
             ..tinkerbell_tink_server::Config::default()
         };
         let backend = Arc::new(store_for_tink);

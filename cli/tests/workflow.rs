@@ -336,4 +336,35 @@ async fn create_watch_and_logs() {
         out.contains("==> stream") && out.contains("wrote 2 GiB"),
         "{out}"
     );
+
+    // timeline: the tink server recorded the worker's arrival and each action, per Hardware.
+    let out = ok(&dir, &["timeline", "cp-0"]);
+    let phases: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "worker-connected",
+            "action-started",
+            "action-finished",
+            "workflow-finished"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("stream: SUCCESS"), "{out}");
+    let out = ok(&dir, &["timeline", "worker-0", "--json"]);
+    let events: Value = serde_json::from_str(&out).unwrap();
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["phase"], "workflow-finished", "{out}");
+    assert!(last["detail"].as_str().unwrap().contains("FAILED"), "{out}");
+    let out = run(&dir, &["timeline", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Hardware default/ghost"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -125,6 +125,14 @@ impl Subject {
         }
     }
 
+    /// The subject of a Hardware object (namespace `default` when unset).
+    pub fn of_hardware(hw: &crate::model::Hardware) -> Subject {
+        Subject::hardware(
+            hw.metadata.namespace.as_deref().unwrap_or("default"),
+            hw.metadata.name.as_deref().unwrap_or(""),
+        )
+    }
+
     /// A bmc Machine subject.
     pub fn bmc(namespace: &str, name: &str) -> Subject {
         Subject::Bmc {
@@ -179,7 +187,14 @@ impl Timeline {
 
     /// Record `phase` for `subject` now.
     pub fn record(&self, subject: Subject, phase: Phase, source: &str, detail: impl Into<String>) {
-        self.record_at(SystemTime::now(), subject, phase, source, detail.into(), false);
+        self.record_at(
+            SystemTime::now(),
+            subject,
+            phase,
+            source,
+            detail.into(),
+            false,
+        );
     }
 
     /// Record `phase` unless the subject's newest event already is this phase: for phases that
@@ -192,7 +207,14 @@ impl Timeline {
         source: &str,
         detail: impl Into<String>,
     ) {
-        self.record_at(SystemTime::now(), subject, phase, source, detail.into(), true);
+        self.record_at(
+            SystemTime::now(),
+            subject,
+            phase,
+            source,
+            detail.into(),
+            true,
+        );
     }
 
     fn record_at(
@@ -270,6 +292,102 @@ impl Timeline {
     }
 }
 
+/// HTTP route prefix: `GET /tinkerbell/v1/timeline/{name}?namespace=NS` returns the events of
+/// the Hardware `name` and of the bmc Machine its `bmcRef` names, oldest first, as a JSON array
+/// of [`Event`]; `GET /tinkerbell/v1/timeline` lists the subjects with events.
+pub const TIMELINE_PATH: &str = "/tinkerbell/v1/timeline";
+
+/// The timeline's read routes for a listener the caller owns. With `token`, every request needs
+/// `Authorization: Bearer <token>` (the events name machines, addresses and files).
+pub fn router(
+    timeline: std::sync::Arc<Timeline>,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    token: Option<String>,
+) -> axum::Router {
+    use axum::Json;
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use std::sync::Arc;
+
+    #[derive(Deserialize)]
+    struct Q {
+        namespace: Option<String>,
+    }
+    type St = Arc<(Arc<Timeline>, Arc<dyn crate::store::Store>, Option<String>)>;
+    fn denied(token: &Option<String>, headers: &HeaderMap) -> Option<Response> {
+        let want = token.as_ref()?;
+        let got = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if crate::api::token::constant_time_eq(got.as_bytes(), want.as_bytes()) {
+            None
+        } else {
+            Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(serde_json::json!({"error": "unauthorized"})),
+                )
+                    .into_response(),
+            )
+        }
+    }
+    async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
+        if let Some(r) = denied(&st.2, &headers) {
+            return r;
+        }
+        let v: Vec<serde_json::Value> =
+            st.0.subjects()
+                .into_iter()
+                .map(|(s, n)| serde_json::json!({"subject": s.to_string(), "events": n}))
+                .collect();
+        Json(v).into_response()
+    }
+    async fn events(
+        State(st): State<St>,
+        headers: HeaderMap,
+        Path(name): Path<String>,
+        Query(q): Query<Q>,
+    ) -> Response {
+        if let Some(r) = denied(&st.2, &headers) {
+            return r;
+        }
+        let ns = q.namespace.unwrap_or_else(|| "default".to_string());
+        let mut subjects = vec![Subject::hardware(&ns, &name)];
+        // The Hardware's BMC, whose power changes rufio records under the bmc Machine.
+        match st.1.get(crate::store::Kind::Hardware, &ns, &name).await {
+            Ok(obj) => {
+                if let Some(r) = obj
+                    .as_hardware()
+                    .and_then(|hw| hw.spec.bmc_ref.as_ref())
+                    .and_then(|r| r.name.clone())
+                {
+                    subjects.push(Subject::bmc(&ns, &r));
+                }
+            }
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(serde_json::json!({"error": format!("no Hardware {ns}/{name}")})),
+                )
+                    .into_response();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "timeline: reading the Hardware failed");
+            }
+        }
+        Json(st.0.events(&subjects)).into_response()
+    }
+    let st: St = Arc::new((timeline, store, token));
+    axum::Router::new()
+        .route(TIMELINE_PATH, get(list))
+        .route(&format!("{TIMELINE_PATH}/{{name}}"), get(events))
+        .with_state(st)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,9 +402,30 @@ mod tests {
         let t = Timeline::new();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let bmc = Subject::bmc("default", "m1-bmc");
-        t.record_at(t0 + Duration::from_millis(20), hw("m1"), Phase::DhcpOffer, "boots", "10.0.0.5".into(), false);
-        t.record_at(t0, bmc.clone(), Phase::PowerOn, "rufio", String::new(), false);
-        t.record_at(t0 + Duration::from_millis(5), hw("m2"), Phase::DhcpOffer, "boots", String::new(), false);
+        t.record_at(
+            t0 + Duration::from_millis(20),
+            hw("m1"),
+            Phase::DhcpOffer,
+            "boots",
+            "10.0.0.5".into(),
+            false,
+        );
+        t.record_at(
+            t0,
+            bmc.clone(),
+            Phase::PowerOn,
+            "rufio",
+            String::new(),
+            false,
+        );
+        t.record_at(
+            t0 + Duration::from_millis(5),
+            hw("m2"),
+            Phase::DhcpOffer,
+            "boots",
+            String::new(),
+            false,
+        );
         let e = t.events(&[hw("m1"), bmc]);
         let phases: Vec<Phase> = e.iter().map(|e| e.phase).collect();
         assert_eq!(phases, [Phase::PowerOn, Phase::DhcpOffer]);
@@ -302,7 +441,10 @@ mod tests {
         t.record(hw("m1"), Phase::Reboot, "tink-server", "");
         t.record_first(hw("m1"), Phase::MetadataRead, "hegel", "/meta-data");
         let phases: Vec<Phase> = t.events(&[hw("m1")]).iter().map(|e| e.phase).collect();
-        assert_eq!(phases, [Phase::MetadataRead, Phase::Reboot, Phase::MetadataRead]);
+        assert_eq!(
+            phases,
+            [Phase::MetadataRead, Phase::Reboot, Phase::MetadataRead]
+        );
     }
 
     #[test]

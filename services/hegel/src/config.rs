@@ -3,7 +3,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tinkerbell_core::timeline::Timeline;
 
 /// The longest session token lifetime EC2 (and firecracker's MMDS) accept: six hours.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(21_600);
@@ -26,6 +29,8 @@ pub struct Config {
     pub max_tokens: usize,
     /// How long in-flight requests get after cancellation.
     pub shutdown_grace: Duration,
+    /// Where the first metadata read of each burst is recorded (`tinkerbell timeline`).
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 impl Default for Config {
@@ -38,6 +43,7 @@ impl Default for Config {
             token_ttl_max: MAX_TOKEN_TTL,
             max_tokens: 65_536,
             shutdown_grace: Duration::from_secs(5),
+            timeline: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use tinkerbell_core::model::Hardware;
 use tinkerbell_core::store::{HardwareLookup, StoreError};
+use tinkerbell_core::timeline::{Phase, Subject, Timeline};
 
 use crate::config::{Cidr, Config, canonical};
 use crate::ec2::{self, Node};
@@ -43,6 +44,7 @@ pub struct AppState {
     pub tokens: TokenStore,
     /// Request counters.
     pub metrics: Metrics,
+    timeline: Option<Arc<Timeline>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -164,6 +166,7 @@ pub fn router(backend: Arc<dyn HardwareLookup>, config: &Config) -> Router {
         token_ttl_max: config.token_ttl_max,
         tokens: TokenStore::new(config.max_tokens),
         metrics: Metrics::default(),
+        timeline: config.timeline.clone(),
     });
     router_with_state(state, config.instance_endpoint)
 }
@@ -277,8 +280,19 @@ fn segments_after(path: &str, prefix_segments: usize) -> Vec<&str> {
         .collect()
 }
 
+/// The first metadata read of a burst goes into the timeline (cloud-init reads dozens of keys).
+fn record_read(st: &AppState, hw: &Hardware, path: &str) {
+    if let Some(t) = &st.timeline {
+        t.record_first(Subject::of_hardware(hw), Phase::MetadataRead, "hegel", path);
+    }
+}
+
 fn answer(st: &AppState, hw: &Hardware, segs: &[&str]) -> Response {
-    match ec2::resolve(hw, segs) {
+    let resolved = ec2::resolve(hw, segs);
+    if resolved.is_some() {
+        record_read(st, hw, &format!("/{}", segs.join("/")));
+    }
+    match resolved {
         None => labelled(st, "unmatched", ApiError::NotFound.into_response()),
         Some(r) => match r.node {
             Node::Dir(body) => labelled(
@@ -387,7 +401,10 @@ async fn hack(State(st): State<Shared>, req: Parts) -> Response {
     }
     .await;
     let resp = match result {
-        Ok(hw) => axum::Json(ec2::hack_instance(&hw)).into_response(),
+        Ok(hw) => {
+            record_read(&st, &hw, "/metadata");
+            axum::Json(ec2::hack_instance(&hw)).into_response()
+        }
         Err(e) => e.into_response(),
     };
     labelled(&st, "/metadata", resp)

@@ -462,3 +462,33 @@ async fn shuts_down_on_cancel() {
         .expect("stops")
         .expect("clean");
 }
+
+#[tokio::test]
+async fn first_metadata_read_of_a_burst_goes_into_the_timeline() {
+    use tinkerbell_core::timeline::{Phase, Subject, Timeline};
+    let timeline = Arc::new(Timeline::new());
+    let config = Config {
+        timeline: Some(timeline.clone()),
+        ..Config::default()
+    };
+    let h = start(config, vec![node1()]).await;
+    let me = client_from(ME);
+    for path in [
+        "/2009-04-04/meta-data/hostname",
+        "/2009-04-04/meta-data/local-ipv4",
+    ] {
+        assert_eq!(get(&me, &h.url(path)).await.0, 200, "{path}");
+    }
+    // An unknown caller records nothing.
+    get(
+        &client_from("127.0.0.9"),
+        &h.url("/2009-04-04/meta-data/hostname"),
+    )
+    .await;
+    let events = timeline.events(&[Subject::hardware("default", "node1")]);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].phase, Phase::MetadataRead);
+    assert_eq!(events[0].source, "hegel");
+    assert_eq!(events[0].detail, "/meta-data/hostname");
+    assert_eq!(timeline.subjects().len(), 1);
+}

@@ -191,7 +191,11 @@ fn ipmi_connection(port: u16, secret: &str, cipher_suite: &str) -> Value {
 async fn job_off_pxe_on_completes_against_ipmi_sim() {
     let sim = IpmiSim::start(8);
     sim.ready().await;
-    let env = Env::start(test_config());
+    let timeline = Arc::new(tinkerbell_core::timeline::Timeline::new());
+    let env = Env::start(Config {
+        timeline: Some(timeline.clone()),
+        ..test_config()
+    });
     env.secret("bmc-auth", "admin", "password").await;
     env.machine("m1", ipmi_connection(sim.port, "bmc-auth", "3"))
         .await;
@@ -280,6 +284,22 @@ async fn job_off_pxe_on_completes_against_ipmi_sim() {
     assert_eq!(
         std::fs::read_to_string(sim.path("power")).unwrap().trim(),
         "1"
+    );
+    // The same three changes in the timeline, under the bmc Machine.
+    use tinkerbell_core::timeline::{Phase, Subject};
+    let events = timeline.events(&[Subject::bmc(NS, "m1")]);
+    let seen: Vec<(Phase, &str)> = events
+        .iter()
+        .map(|e| (e.phase, e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Phase::PowerOff, "off"),
+            (Phase::BootDevice, "pxe persistent=false efi=true"),
+            (Phase::PowerOn, "on")
+        ],
+        "{events:?}"
     );
 
     // A later Job with the same name, after the first one is deleted, runs afresh (its

@@ -67,6 +67,9 @@ pub struct Config {
     pub resync_interval: Duration,
     /// Pause before listing again after a store error.
     pub store_retry: Duration,
+    /// Where power and boot-device changes are recorded, under the bmc Machine
+    /// (`tinkerbell timeline`).
+    pub timeline: Option<Arc<tinkerbell_core::timeline::Timeline>>,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             max_concurrent_bmc: 32,
             resync_interval: Duration::from_secs(10 * 60),
             store_retry: Duration::from_secs(2),
+            timeline: None,
         }
     }
 }

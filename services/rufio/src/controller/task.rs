@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tinkerbell_core::model::bmc::{Task, condition_status, task_condition_type};
-use tinkerbell_core::store::{Object, ObjectKey, StoreError};
+use tinkerbell_core::store::{Kind, Object, ObjectKey, StoreError};
+use tinkerbell_core::timeline::{Phase, Subject};
 
 use super::bmcs::{self, Target};
 use super::{ControllerError, Ctx, Requeue, now, status};
@@ -96,7 +97,11 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, Con
         Err(m) => return finish(ctx, key, Err(m)).await,
     };
     tracing::info!(task = %key, host = %target.host, action = ?step, "running BMC action");
-    match ctx.bmcs.run(&target, &step).await {
+    let result = ctx.bmcs.run(&target, &step).await;
+    if result.is_ok() {
+        record(ctx, &task, &step).await;
+    }
+    match result {
         Err(e) => finish(ctx, key, Err(bmcs::message(&e))).await,
         Ok(ActionOutcome::PowerState(s)) => {
             finish(ctx, key, Ok(Some(format!("power state: {s}")))).await
@@ -106,6 +111,58 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, Con
             verify(ctx, key, &target, want, ctx.config.task_timeout).await
         }
     }
+}
+
+/// Put a power or boot-device change into the timeline, under the bmc Machine of the Job that
+/// owns the Task (the Hardware's `bmcRef` names that Machine).
+async fn record(ctx: &Ctx, task: &Task, step: &Step) {
+    let Some(timeline) = &ctx.config.timeline else {
+        return;
+    };
+    let (phase, detail) = match step {
+        Step::Power(PowerAction::On) => (Phase::PowerOn, "on".to_string()),
+        Step::Power(a @ (PowerAction::Off | PowerAction::Soft)) => {
+            (Phase::PowerOff, format!("{a:?}").to_lowercase())
+        }
+        Step::Power(a @ (PowerAction::Cycle | PowerAction::Reset)) => {
+            (Phase::Reboot, format!("bmc {a:?}").to_lowercase())
+        }
+        Step::BootDevice {
+            device,
+            persistent,
+            efi,
+        } => (
+            Phase::BootDevice,
+            format!("{device:?} persistent={persistent} efi={efi}").to_lowercase(),
+        ),
+        _ => return,
+    };
+    let ns = task.metadata.namespace.clone().unwrap_or_default();
+    let job = task
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Job")
+        .map(|o| o.name.clone());
+    let Some(job) = job else { return };
+    let Ok(Object::Job(j)) = ctx.store.get(Kind::Job, &ns, &job).await else {
+        return;
+    };
+    let Some(machine) = j.spec.machine_ref.as_ref() else {
+        return;
+    };
+    let machine_ns = machine
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&ns);
+    timeline.record(
+        Subject::bmc(machine_ns, machine.name.as_deref().unwrap_or("")),
+        phase,
+        "rufio",
+        detail,
+    );
 }
 
 /// Ask the BMC for its power state: complete the Task when it is `want`, else come back.

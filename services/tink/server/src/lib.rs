@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tinkerbell_core::store::{HardwareLookup, Store};
+use tinkerbell_core::timeline::Timeline;
 use tinkerbell_tink_proto::{current, legacy, logs as logs_proto};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,8 @@ pub struct Config {
     pub log_limits: LogLimits,
     /// How long in-flight requests get after cancellation.
     pub shutdown_grace: Duration,
+    /// Where worker connections, actions and reboots are recorded (`tinkerbell timeline`).
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             auth: Auth::default(),
             log_limits: LogLimits::default(),
             shutdown_grace: Duration::from_secs(5),
+            timeline: None,
         }
     }
 }
@@ -146,6 +150,7 @@ pub async fn start(
         auth: Arc::new(config.auth.clone()),
         logs: logs.clone(),
         cancel: cancel.clone(),
+        timeline: config.timeline.clone(),
     };
     let router = builder
         .add_service(dispatch::WorkflowRouter::new(

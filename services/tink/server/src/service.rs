@@ -12,6 +12,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use tinkerbell_core::model::{Workflow, WorkflowStatus, workflow_state};
 use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store, StoreError};
+use tinkerbell_core::timeline::{Phase, Subject, Timeline};
 use tinkerbell_tink_proto::{current, legacy, logs};
 use tinkerbell_tink_workflow::state::{
     self as machine, ActionKey, ActionRef, NoAction, Outcome, State, TransitionError,
@@ -34,6 +35,7 @@ pub struct Handler {
     pub(crate) auth: Arc<Auth>,
     pub(crate) logs: Arc<LogStore>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) timeline: Option<Arc<Timeline>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -222,6 +224,63 @@ impl Handler {
             Ok(((status != old).then_some(status), a))
         })
         .await
+        .inspect(|(wf, a)| {
+            // The first action handed out is the worker's arrival; later polls of a burst are
+            // not (record_first).
+            if a.flat_index == 0 && a.state == State::Pending {
+                self.record(wf, Phase::WorkerConnected, format!("agent {agent}"), true);
+            }
+        })
+    }
+
+    /// Record a phase for the Hardware a workflow runs on.
+    fn record(&self, wf: &Workflow, phase: Phase, detail: String, first_only: bool) {
+        let Some(t) = &self.timeline else { return };
+        let subject = Subject::hardware(
+            wf.metadata.namespace.as_deref().unwrap_or("default"),
+            wf.spec.hardware_ref.as_deref().unwrap_or(""),
+        );
+        if first_only {
+            t.record_first(subject, phase, "tink-server", detail);
+        } else {
+            t.record(subject, phase, "tink-server", detail);
+        }
+    }
+
+    /// Timeline entries for an applied report: the action's start or end, a reboot, the
+    /// workflow's end.
+    fn record_report(
+        &self,
+        wf: &Workflow,
+        action: &ReportedAction,
+        state: State,
+        outcome: &Outcome,
+    ) {
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::Started => {
+                self.record(wf, Phase::ActionStarted, action.name.clone(), false);
+            }
+            Outcome::Advanced | Outcome::Post | Outcome::Retry { .. } | Outcome::Finished(_) => {
+                self.record(
+                    wf,
+                    Phase::ActionFinished,
+                    format!("{}: {state}", action.name),
+                    false,
+                );
+                if state == State::Success && action.is_reboot() {
+                    self.record(wf, Phase::Reboot, action.name.clone(), false);
+                }
+            }
+        }
+        let end = match outcome {
+            Outcome::Post => Some(State::Post.to_string()),
+            Outcome::Finished(s) => Some(s.to_string()),
+            _ => None,
+        };
+        if let Some(end) = end {
+            self.record(wf, Phase::WorkflowFinished, end, false);
+        }
     }
 
     /// Apply a report to a workflow (both generations).
@@ -236,19 +295,46 @@ impl Handler {
         let (ns, name) = parse_workflow_id(id)?;
         let wf = self.get_workflow(ns, name).await?;
         self.auth.check_owner(meta, &owner(&wf))?;
-        let (wf, outcome) = self
+        let (wf, (outcome, action)) = self
             .update_status(ns, name, |wf| {
                 let mut status = wf.status.clone().unwrap_or_default();
+                // A report is about the current action (anything else is refused below).
+                let action = machine::current_action(&status)
+                    .map(|a| ReportedAction {
+                        image: a
+                            .action(&status)
+                            .and_then(|x| x.image.clone())
+                            .unwrap_or_default(),
+                        name: a.action_name,
+                    })
+                    .unwrap_or_default();
                 let outcome = machine::report(&mut status, key, state, message, Timestamp::now())
                     .map_err(transition_status)?;
                 let changed = outcome != Outcome::Unchanged;
-                Ok((changed.then_some(status), outcome))
+                Ok((changed.then_some(status), (outcome, action)))
             })
             .await?;
+        self.record_report(&wf, &action, state, &outcome);
         tracing::info!(workflow = %id, action = %key, state = %state, outcome = ?outcome,
             workflow_state = wf.status.as_ref().and_then(|s| s.state.as_deref()).unwrap_or(""),
             "action status");
         Ok(outcome)
+    }
+}
+
+/// The action a report was about, for the timeline.
+#[derive(Debug, Default)]
+struct ReportedAction {
+    name: String,
+    image: String,
+}
+
+impl ReportedAction {
+    /// A reboot action (upstream's `reboot` image, or an action named so).
+    fn is_reboot(&self) -> bool {
+        let base = self.image.rsplit('/').next().unwrap_or("");
+        let base = base.split([':', '@']).next().unwrap_or("");
+        base == "reboot" || self.name.eq_ignore_ascii_case("reboot")
     }
 }
 
