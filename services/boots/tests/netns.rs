@@ -210,7 +210,7 @@ impl Server {
                 for h in hw {
                     store.create(Object::Hardware(Arc::new(h))).await.unwrap();
                 }
-                let server = DhcpServer::start(&cfg, Arc::new(store), c.clone())
+                let server = DhcpServer::start(&cfg, Arc::new(store), None, c.clone())
                     .await
                     .unwrap();
                 tx.send(server.metrics()).unwrap();
