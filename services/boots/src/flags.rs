@@ -106,6 +106,12 @@ pub struct DhcpArgs {
     /// A user class treated like "Tinkerbell" (your own iPXE build).
     #[arg(long, env = "TINKERBELL_DHCP_CUSTOM_USER_CLASS")]
     pub dhcp_custom_user_class: Option<String>,
+    /// The iPXE binaries are stock builds (Debian's, as served by default): iPXE clients get
+    /// the script URL right away. Set false when serving upstream's Tinkerbell iPXE builds
+    /// (whose embedded script re-asks as user class Tinkerbell) for upstream's exact rule.
+    #[arg(long, env = "TINKERBELL_DHCP_IPXE_STOCK_BINARIES", default_value_t = true,
+        num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dhcp_ipxe_stock_binaries: bool,
 
     /// Default for --dhcp-ip-for-packet and --dhcp-tftp-ip.
     #[arg(long, env = "TINKERBELL_PUBLIC_IPV4")]
@@ -429,6 +435,7 @@ impl DhcpArgs {
             arch_overrides,
             mac_format,
             custom_user_class: self.dhcp_custom_user_class.clone(),
+            stock_ipxe: self.dhcp_ipxe_stock_binaries,
             ..dhcp::Config::default()
         };
         if let Err(e) = cfg.validate() {

@@ -378,7 +378,11 @@ fn boot(
         &cfg.arch_overrides,
         ipxe.and_then(|x| non_empty(&x.binary)),
     )?;
-    let kind = netboot::classify(req, cfg.custom_user_class.as_deref());
+    let kind = match netboot::classify(req, cfg.custom_user_class.as_deref()) {
+        // Stock iPXE has no script of its own that would ask again as `Tinkerbell`.
+        ClientKind::Ipxe if cfg.stock_ipxe => ClientKind::Tinkerbell,
+        kind => kind,
+    };
     let src = sources(cfg, local_ip);
     Some((
         netboot::boot_info(
@@ -876,6 +880,35 @@ mod tests {
                 _ => None,
             };
             assert_eq!(got_class, class, "{name}");
+        }
+    }
+
+    /// With stock iPXE binaries (the default of the binaries), an iPXE client gets the script
+    /// URL at once instead of a binary it would chainload forever; PXE ROMs still get the
+    /// binary, in both reservation and proxy mode.
+    #[test]
+    fn stock_ipxe_gets_the_script() {
+        let ipxe = DhcpOption::UserClass(b"iPXE".to_vec());
+        let script = "http://10.0.0.1:7080/ipxe/script/52:54:00:aa:bb:cc/auto.ipxe";
+        for mode in [Mode::Reservation, Mode::Proxy] {
+            let cfg = Config {
+                stock_ipxe: true,
+                mode,
+                ..Config::default()
+            };
+            let r = req(
+                MessageType::Discover,
+                [pxe("PXEClient", 7), vec![ipxe.clone()]].concat(),
+            );
+            let m = reply(run(&cfg, &r, Some(&hw(true))));
+            assert_eq!(m.fname_str().and_then(Result::ok), Some(script), "{mode:?}");
+            let r = req(MessageType::Discover, pxe("PXEClient:Arch:00007", 7));
+            let m = reply(run(&cfg, &r, Some(&hw(true))));
+            assert_eq!(
+                m.fname_str().and_then(Result::ok),
+                Some("ipxe.efi"),
+                "{mode:?}"
+            );
         }
     }
 
