@@ -64,6 +64,7 @@ wait_for() {  # wait_for <limit s> <description> <command...>
 : > "$LAB_STATE/m4/nic-rom"   # m4: no iPXE ROM, OVMF's own PXE
 
 data="$LAB_STATE/appliance"; hookos="$LAB_STATE/hookos"; log="$LAB_STATE/serve.log"
+: > "$log"
 mkdir -p "$data" "$hookos"
 built=""
 for d in "${NETBOOT_HOOKOS_DIR:-}" "${CARGO_TARGET_DIR:-$repo/target}/hookos" "$repo/target/hookos"; do
