@@ -11,6 +11,9 @@ cargo test --workspace --locked "$@"
 hookos/test.sh
 # The QEMU + virtual-BMC lab harness (tests/lab/lab.sh): 2 machines driven over IPMI.
 tests/lab/test.sh
+# Netboot from `tinkerbell serve` alone (its DHCP, TFTP, iPXE HTTP, HookOS dir) in the lab:
+# BIOS, UEFI, and UEFI with OVMF's own PXE over TFTP, to the HookOS downloads.
+tests/lab/netboot.sh
 # Helm chart: render (deploy/helm/render.py) and validate every object; generated files fresh.
 python3 deploy/helm/test.py
 # Container images: static build, OCI layout, docker run as users run them (needs Docker).

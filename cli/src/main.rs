@@ -220,7 +220,7 @@ pub struct ServeArgs {
     )]
     pub enable_tink_controller: bool,
 
-    /// Port of the consolidated HTTP listener (metadata; 0 picks a free port).
+    /// Port of the consolidated HTTP listener (metadata, iPXE, HookOS; 0 picks a free port).
     #[arg(long, env = "TINKERBELL_HTTP_PORT", default_value_t = 7080)]
     pub http_port: u16,
 
@@ -312,6 +312,18 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub syslog: tinkerbell_boots::flags::SyslogArgs,
+
+    /// Serve the iPXE binaries over TFTP (boots). Off by default here: it binds UDP 69.
+    #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tftp_enabled: bool,
+
+    #[command(flatten)]
+    pub tftp: tinkerbell_boots::flags::TftpArgs,
+
+    /// iPXE binaries, scripts and HookOS (boots; on the consolidated HTTP port, always on).
+    #[command(flatten)]
+    pub ipxe: tinkerbell_boots::flags::IpxeArgs,
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,9 @@
 //! `tinkerbell serve`: open the embedded store and run every service on it in one process: the
-//! store API, the consolidated HTTP port (hegel's metadata, boots' logs and metrics), boots
-//! (DHCP and syslog, each off unless enabled, since they bind privileged ports), the tink gRPC
-//! server and controller, and the BMC controllers (rufio); run until a signal.
+//! store API, the consolidated HTTP port (hegel's metadata; boots' iPXE binaries, scripts and
+//! HookOS artifacts, logs and metrics), boots (DHCP, TFTP and syslog, each off unless enabled,
+//! since they bind privileged ports), the tink gRPC server and controller, and the BMC
+//! controllers (rufio); run until a signal. One process is enough to netboot a machine: the
+//! scripts' defaults point HookOS at this process (its HookOS directory, tink server, syslog).
 //!
 //! Supervision follows one pattern for every service that joins later: a root
 //! `CancellationToken`, one child token per service, every service started (and its sockets
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tinkerbell_boots::flags::IpxeContext;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::store::embedded::EmbeddedStore;
@@ -53,20 +56,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         ..tinkerbell_hegel::Config::default()
     };
     hegel_config.validate()?;
-    let boots_config = tinkerbell_boots::Config {
-        dhcp: match args.dhcp_enabled {
-            true => Some(
-                args.dhcp
-                    .to_config()
-                    .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?,
-            ),
-            false => None,
-        },
-        syslog: args.syslog_enabled.then(|| args.syslog.to_config()),
-    };
-    if let Some(s) = &boots_config.syslog {
-        s.validate()?;
-    }
+    // Boots' flags, validated with the configured HTTP port before anything is bound; built
+    // again below with the ports actually bound.
+    boots_config(args, &hegel_config, args.http_port, None, None)?;
 
     let root = CancellationToken::new();
     let store_for_controller = store.clone();
@@ -78,14 +70,80 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let store_for_tink = store.clone();
     let api =
         ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
-    let boots =
-        tinkerbell_boots::Boots::start(&boots_config, Arc::new(store.clone()), root.child_token())
-            .await?;
+    // One worker token key for the tink server (which checks tokens) and boots (whose
+    // scripts hand them to HookOS).
+    let key = if args.tink_server_worker_auth {
+        Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
+    } else {
+        None
+    };
+    // The tink gRPC server (42113), on the same store; its log readers use the store API
+    // token. Started before boots: the scripts' grpc_authority default is its bound port.
+    let tink = if args.enable_tink_server {
+        if key.is_none() {
+            tracing::warn!("tink server: worker authentication is off");
+        }
+        let config = tinkerbell_tink_server::Config {
+            listen: SocketAddr::new(
+                args.tink_server_bind_addr.unwrap_or(args.bind_address),
+                args.tink_server_bind_port,
+            ),
+            tls: match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => Some(tinkerbell_tink_server::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            auth: tinkerbell_tink_server::Auth {
+                key: key.clone(),
+                admin_token: Some(token.clone()),
+            },
+            shutdown_grace: GRACE,
+            timeline: Some(timeline.clone()),
+            ..tinkerbell_tink_server::Config::default()
+        };
+        let backend = Arc::new(store_for_tink);
+        let server =
+            tinkerbell_tink_server::start(config, backend.clone(), backend, root.child_token())
+                .await?;
+        let scheme = if args.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let grpc_url = format!("{scheme}://{}", server.local_addr());
+        write_file_atomic(&dir, crate::workflow::GRPC_URL_FILE, &grpc_url)?;
+        eprintln!("tinkerbell: tink gRPC server at {grpc_url}");
+        Some(server)
+    } else {
+        None
+    };
+    // The consolidated HTTP listener (upstream's --http-port), bound before boots starts so
+    // the DHCP iPXE URLs carry the port actually bound (--http-port 0 in tests).
+    let listener = tokio::net::TcpListener::bind(hegel_config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", hegel_config.listen))?;
+    let http_addr = listener.local_addr()?;
+    let boots_config = boots_config(
+        args,
+        &hegel_config,
+        http_addr.port(),
+        tink.as_ref().map(|t| t.local_addr().port()),
+        key,
+    )?;
+    let boots = tinkerbell_boots::Boots::start(
+        &boots_config,
+        Arc::new(store.clone()),
+        timeline.clone(),
+        root.child_token(),
+    )
+    .await?;
     for a in boots.local_addrs() {
         eprintln!("tinkerbell: boots listening on udp {a}");
     }
-    // The consolidated HTTP listener (upstream's --http-port), carrying hegel's routes and
-    // boots' logs (store API token required) and metrics.
+    // The listener carries boots' iPXE routes (binaries, scripts, HookOS), logs (store API
+    // token required) and metrics, the timeline, and hegel's metadata.
     let mut router = boots
         .router(Some(token.clone()))
         .merge(tinkerbell_core::timeline::router(
@@ -99,9 +157,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             &hegel_config,
         ));
     }
-    let http = HttpServer::start(hegel_config.listen, router, root.child_token(), GRACE).await?;
+    let http = HttpServer::serve(listener, router, root.child_token(), GRACE)?;
     eprintln!(
-        "tinkerbell: HTTP (metadata, logs) at http://{}",
+        "tinkerbell: HTTP (iPXE, HookOS, metadata, logs) at http://{}",
         http.local_addr()
     );
     write_file_atomic(
@@ -137,50 +195,6 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // The tink gRPC server (42113), on the same store; its log readers use the store API token.
-    let tink = if args.enable_tink_server {
-        let key = if args.tink_server_worker_auth {
-            Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
-        } else {
-            tracing::warn!("tink server: worker authentication is off");
-            None
-        };
-        let config = tinkerbell_tink_server::Config {
-            listen: SocketAddr::new(
-                args.tink_server_bind_addr.unwrap_or(args.bind_address),
-                args.tink_server_bind_port,
-            ),
-            tls: match (&args.tls_cert_file, &args.tls_key_file) {
-                (Some(cert), Some(key)) => Some(tinkerbell_tink_server::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
-                _ => None,
-            },
-            auth: tinkerbell_tink_server::Auth {
-                key,
-                admin_token: Some(token.clone()),
-            },
-            shutdown_grace: GRACE,
-            timeline: Some(timeline.clone()),
-            ..tinkerbell_tink_server::Config::default()
-        };
-        let backend = Arc::new(store_for_tink);
-        let server =
-            tinkerbell_tink_server::start(config, backend.clone(), backend, root.child_token())
-                .await?;
-        let scheme = if args.tls_cert_file.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let grpc_url = format!("{scheme}://{}", server.local_addr());
-        write_file_atomic(&dir, crate::workflow::GRPC_URL_FILE, &grpc_url)?;
-        eprintln!("tinkerbell: tink gRPC server at {grpc_url}");
-        Some(server)
-    } else {
-        None
-    };
     let url = format!("http://{}", api.local_addr());
     write_url_file(&dir, &url)?;
     eprintln!(
@@ -200,7 +214,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let mut services = JoinSet::new();
     services.spawn(async move { api.join().await.context("store API") });
     services.spawn(async move { http.join().await.context("HTTP listener") });
-    // With DHCP and syslog both off boots has nothing to run (its join returns at once).
+    // With DHCP, TFTP and syslog all off boots has no socket (its join returns at once).
     if !boots.local_addrs().is_empty() {
         services.spawn(async move { boots.join().await.context("boots") });
     }
@@ -223,6 +237,69 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     }
     signals.abort();
     result
+}
+
+/// Boots' configuration from serve's flags. `http_port` is the consolidated listener's
+/// (bound) port, `tink_port` the tink server's, `key` the worker token key.
+fn boots_config(
+    args: &ServeArgs,
+    hegel: &tinkerbell_hegel::Config,
+    http_port: u16,
+    tink_port: Option<u16>,
+    key: Option<WorkerTokenKey>,
+) -> anyhow::Result<tinkerbell_boots::Config> {
+    let mut problems = Vec::new();
+    let dhcp = if args.dhcp_enabled {
+        args.dhcp
+            .to_config(http_port)
+            .map_err(|p| problems.extend(p))
+            .ok()
+    } else {
+        None
+    };
+    let syslog = args.syslog_enabled.then(|| args.syslog.to_config());
+    if let Some(s) = &syslog
+        && let Err(e) = s.validate()
+    {
+        problems.push(e.to_string());
+    }
+    let ctx = IpxeContext {
+        // Before the tink server is bound: the configured port stands in for validation.
+        tink_server_port: match tink_port {
+            Some(p) => Some(p),
+            None => args
+                .enable_tink_server
+                .then_some(args.tink_server_bind_port),
+        },
+        tink_tls: args.tls_cert_file.is_some(),
+        syslog_host: args.dhcp.dhcp_syslog_ip,
+        syslog_local: args.syslog_enabled,
+        trusted_proxies: hegel.trusted_proxies.clone(),
+        static_script: args.dhcp.dhcp_mode == "auto-proxy",
+        worker_token_key: key,
+    };
+    let http = args
+        .ipxe
+        .to_config(ctx)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let tftp = match (args.tftp_enabled, args.ipxe.ipxe_dir()) {
+        (true, Ok(dir)) => args
+            .tftp
+            .to_config(dir)
+            .map_err(|p| problems.extend(p))
+            .ok(),
+        _ => None,
+    };
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    Ok(tinkerbell_boots::Config {
+        dhcp,
+        syslog,
+        tftp,
+        http,
+    })
 }
 
 /// Where `serve` writes the consolidated HTTP listener's URL (read by `tinkerbell logs`).

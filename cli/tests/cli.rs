@@ -406,3 +406,73 @@ fn serve_runs_the_tink_controller() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A plain HTTP/1.0 GET: (status, body).
+fn http_get(url: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, out[split + 4..].to_vec())
+}
+
+/// One process is enough to netboot: serve's HTTP port carries boots' iPXE routes, and the
+/// Hook script points at this very process — its HookOS directory, its tink server's bound
+/// port — with a `worker_token=` from the key the tink server checks.
+#[test]
+fn serve_scripts_point_at_itself() {
+    let (t, dir) = temp_dir();
+    let hookos = t.path().join("hookos");
+    std::fs::create_dir(&hookos).unwrap();
+    std::fs::write(hookos.join("vmlinuz-x86_64"), b"kernel").unwrap();
+    let _app = Appliance::start_with(
+        &dir,
+        &[
+            "--enable-tink-controller=false",
+            "--enable-rufio-controller=false",
+            "--hookos-dir",
+            &hookos.display().to_string(),
+        ],
+    );
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    let http = std::fs::read_to_string(dir.join("http-url")).unwrap();
+    let http = http.trim();
+    let grpc = std::fs::read_to_string(dir.join("tink-grpc-url")).unwrap();
+    let tink = grpc.trim().trim_start_matches("http://");
+    let (status, body) = http_get(&format!("{http}/ipxe/script/52:54:00:00:00:10/auto.ipxe"));
+    let script = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{script}");
+    assert!(
+        script.contains(&format!("set download-url {http}/hookos\n")),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!(" grpc_authority={tink} ")),
+        "{tink}: {script}"
+    );
+    let key = tinkerbell_core::worker_token::WorkerTokenKey::load(&dir).unwrap();
+    let token = key.token_for("52:54:00:00:00:10");
+    assert!(
+        script.contains(&format!(" worker_token={token} ")),
+        "{script}"
+    );
+    assert_eq!(
+        http_get(&format!("{http}/hookos/vmlinuz-x86_64")),
+        (200, b"kernel".to_vec())
+    );
+    let (_, metrics) = http_get(&format!("{http}/boots/metrics"));
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("boots_http_requests_total{route=\"Script\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+}

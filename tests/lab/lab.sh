@@ -78,6 +78,10 @@ start_vm() {
   [ "\$(cat \$D/boot 2>/dev/null)" = pxe ] && { nb=1; db=2; }
   # IPMI's boot override without "persistent" is for the next boot only.
   [ -f \$D/boot.persistent ] || echo default > \$D/boot
+  # nic-rom (optional): the virtio-net option ROM; an empty file disables QEMU's iPXE ROM,
+  # so UEFI boots through OVMF's own PXE client (DHCP + TFTP), as most real firmware does.
+  local rom=""
+  [ -f \$D/nic-rom ] && rom=",romfile=\$(cat \$D/nic-rom)"
   local fw=()
   if [ $fw = uefi ]; then
     fw=(-machine q35,graphics=off -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
@@ -90,7 +94,7 @@ start_vm() {
     -nodefaults -display none -monitor none \\
     -chardev file,id=con0,path=\$D/console.log,append=on -serial chardev:con0 \\
     -netdev tap,id=n0,ifname=tap$i,script=no,downscript=no \\
-    -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=\$nb \\
+    -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=\$nb\$rom \\
     -drive file=\$D/disk.raw,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0,bootindex=\$db \\
     -pidfile \$D/qemu.pid -daemonize 2>>\$D/qemu.err
 }

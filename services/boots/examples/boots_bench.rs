@@ -55,6 +55,7 @@ async fn serve(a: &[String]) -> anyhow::Result<()> {
             asset_dir: Some(a[1].clone().into()),
             ..tftp::Config::default()
         },
+        None,
         cancel.child_token(),
     )
     .await?;
@@ -68,6 +69,7 @@ async fn serve(a: &[String]) -> anyhow::Result<()> {
             ..http::Config::default()
         },
         Arc::new(store),
+        None,
         None,
         cancel.child_token(),
     )

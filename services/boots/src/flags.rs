@@ -1,12 +1,21 @@
-//! The DHCP and syslog flags, as clap argument groups both the `boots` binary and `tinkerbell
-//! serve` flatten, so the two accept the same upstream names (`TINKERBELL_DHCP_*`,
-//! `TINKERBELL_SYSLOG_*`) and turn them into a [`Config`](crate::Config) the same way. Only the
-//! on/off switches differ per binary (serve keeps DHCP off unless asked).
+//! The DHCP, TFTP, iPXE-over-HTTP and syslog flags, as clap argument groups both the `boots`
+//! binary and `tinkerbell serve` flatten, so the two accept the same upstream names
+//! (`TINKERBELL_DHCP_*`, `TINKERBELL_TFTP_*`, `TINKERBELL_IPXE_*`, `TINKERBELL_SYSLOG_*`) and
+//! turn them into a [`Config`](crate::Config) the same way. Only the on/off switches and the
+//! values that depend on the process (its HTTP port, the tink server next to it) differ per
+//! binary: serve keeps DHCP, TFTP and syslog off unless asked, as they bind privileged ports.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tinkerbell_core::worker_token::WorkerTokenKey;
+use tinkerbell_hegel::Cidr;
 
 use crate::dhcp::{self, MacFormat, Mode, UrlParts};
+use crate::http::{self, ScriptConfig};
 use crate::syslog;
+use crate::tftp::{self, files::DEBIAN_IPXE_DIR};
 
 /// DHCP flags (upstream Smee's names).
 #[derive(Debug, Clone, clap::Args)]
@@ -42,13 +51,9 @@ pub struct DhcpArgs {
     /// Host of the iPXE binary URL. Default: the address the request arrived on.
     #[arg(long, env = "TINKERBELL_DHCP_IPXE_HTTP_BINARY_HOST")]
     pub dhcp_ipxe_http_binary_host: Option<String>,
-    /// Port of the iPXE binary URL.
-    #[arg(
-        long,
-        env = "TINKERBELL_DHCP_IPXE_HTTP_BINARY_PORT",
-        default_value_t = 7080
-    )]
-    pub dhcp_ipxe_http_binary_port: u16,
+    /// Port of the iPXE binary URL. Default: the port of this process's HTTP listener.
+    #[arg(long, env = "TINKERBELL_DHCP_IPXE_HTTP_BINARY_PORT")]
+    pub dhcp_ipxe_http_binary_port: Option<u16>,
     /// Path of the iPXE binary URL.
     #[arg(
         long,
@@ -66,13 +71,9 @@ pub struct DhcpArgs {
     /// Host of the iPXE script URL. Default: the address the request arrived on.
     #[arg(long, env = "TINKERBELL_DHCP_IPXE_HTTP_SCRIPT_HOST")]
     pub dhcp_ipxe_http_script_host: Option<String>,
-    /// Port of the iPXE script URL.
-    #[arg(
-        long,
-        env = "TINKERBELL_DHCP_IPXE_HTTP_SCRIPT_PORT",
-        default_value_t = 7080
-    )]
-    pub dhcp_ipxe_http_script_port: u16,
+    /// Port of the iPXE script URL. Default: the port of this process's HTTP listener.
+    #[arg(long, env = "TINKERBELL_DHCP_IPXE_HTTP_SCRIPT_PORT")]
+    pub dhcp_ipxe_http_script_port: Option<u16>,
     /// Path of the iPXE script URL ("" for no script: clients get /no-ipxe-script-defined).
     #[arg(
         long,
@@ -105,6 +106,12 @@ pub struct DhcpArgs {
     /// A user class treated like "Tinkerbell" (your own iPXE build).
     #[arg(long, env = "TINKERBELL_DHCP_CUSTOM_USER_CLASS")]
     pub dhcp_custom_user_class: Option<String>,
+    /// The iPXE binaries are stock builds (Debian's, as served by default): iPXE clients get
+    /// the script URL right away. Set false when serving upstream's Tinkerbell iPXE builds
+    /// (whose embedded script re-asks as user class Tinkerbell) for upstream's exact rule.
+    #[arg(long, env = "TINKERBELL_DHCP_IPXE_STOCK_BINARIES", default_value_t = true,
+        num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dhcp_ipxe_stock_binaries: bool,
 
     /// Default for --dhcp-ip-for-packet and --dhcp-tftp-ip.
     #[arg(long, env = "TINKERBELL_PUBLIC_IPV4")]
@@ -131,9 +138,252 @@ fn parse_bind(s: &str) -> Result<SocketAddrV4, String> {
         .map_err(|_| format!("{s:?} is not an IPv4 address or address:port"))
 }
 
+/// TFTP flags (upstream Smee's names). The iPXE binaries come from [`IpxeArgs`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct TftpArgs {
+    /// TFTP listen address.
+    #[arg(
+        long,
+        env = "TINKERBELL_TFTP_SERVER_BIND_ADDR",
+        default_value = "0.0.0.0"
+    )]
+    pub tftp_server_bind_addr: IpAddr,
+    /// TFTP listen port.
+    #[arg(long, env = "TINKERBELL_TFTP_SERVER_BIND_PORT", default_value_t = 69)]
+    pub tftp_server_bind_port: u16,
+    /// Retransmission timeout when the client asks for none (500ms, 1s, 5s, or seconds).
+    #[arg(long, env = "TINKERBELL_TFTP_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub tftp_timeout: Duration,
+    /// The largest block size granted to a client that asks for one (RFC 2348; 8..=65464).
+    #[arg(long, env = "TINKERBELL_TFTP_BLOCK_SIZE", default_value_t = tftp::MAX_BLOCK_SIZE)]
+    pub tftp_block_size: u16,
+    /// Directory of further files served over TFTP (paths outside it are refused).
+    #[arg(long, env = "TINKERBELL_TFTP_ASSET_DIR")]
+    pub tftp_asset_dir: Option<PathBuf>,
+}
+
+/// iPXE flags: the binaries (TFTP and HTTP), the `auto.ipxe` script settings (upstream's
+/// `ipxe-http-script-*` and `ipxe-script-tink-server-*`) and the HookOS directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IpxeArgs {
+    /// Directory of iPXE binaries (undionly.kpxe, ipxe.efi, snponly.efi, ...). Default:
+    /// Debian's /usr/lib/ipxe when it exists, else none are served.
+    #[arg(long, env = "TINKERBELL_IPXE_BINARIES_DIR")]
+    pub ipxe_binaries_dir: Option<PathBuf>,
+    /// Directory served under /hookos/ (vmlinuz-x86_64, initramfs-x86_64, ...). The script's
+    /// download URL defaults to it when no OSIE URL is set.
+    #[arg(long, env = "TINKERBELL_HOOKOS_DIR")]
+    pub hookos_dir: Option<PathBuf>,
+    /// Where the scripts download HookOS from. Default: this listener's /hookos (with
+    /// --hookos-dir).
+    #[arg(long, env = "TINKERBELL_IPXE_HTTP_SCRIPT_OSIE_URL", default_value = "")]
+    pub ipxe_http_script_osie_url: String,
+    /// Extra kernel command-line arguments for HookOS, space separated.
+    #[arg(
+        long,
+        env = "TINKERBELL_IPXE_HTTP_SCRIPT_EXTRA_KERNEL_ARGS",
+        default_value = ""
+    )]
+    pub ipxe_http_script_extra_kernel_args: String,
+    /// Kernel file name before `-<arch>`.
+    #[arg(
+        long,
+        env = "TINKERBELL_IPXE_HTTP_SCRIPT_KERNEL_NAME",
+        default_value = "vmlinuz"
+    )]
+    pub ipxe_http_script_kernel_name: String,
+    /// Initrd file name before `-<arch>`.
+    #[arg(
+        long,
+        env = "TINKERBELL_IPXE_HTTP_SCRIPT_INITRD_NAME",
+        default_value = "initramfs"
+    )]
+    pub ipxe_http_script_initrd_name: String,
+    /// Extra attempts at kernel, initrd and boot.
+    #[arg(long, env = "TINKERBELL_IPXE_HTTP_SCRIPT_RETRIES", default_value_t = 1)]
+    pub ipxe_http_script_retries: u32,
+    /// Seconds between attempts.
+    #[arg(
+        long,
+        env = "TINKERBELL_IPXE_HTTP_SCRIPT_RETRY_DELAY",
+        default_value_t = 1
+    )]
+    pub ipxe_http_script_retry_delay: u32,
+    /// The tink server HookOS's worker connects to (grpc_authority, host:port). Default: the
+    /// address the script request was sent to, with the tink server port of this process.
+    #[arg(long, env = "TINKERBELL_IPXE_SCRIPT_TINK_SERVER_ADDR_PORT")]
+    pub ipxe_script_tink_server_addr_port: Option<String>,
+    /// The worker uses TLS to the tink server.
+    #[arg(long, env = "TINKERBELL_IPXE_SCRIPT_TINK_SERVER_USE_TLS", default_value_t = false,
+        num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ipxe_script_tink_server_use_tls: bool,
+    /// The worker does not verify the tink server's certificate.
+    #[arg(long, env = "TINKERBELL_IPXE_SCRIPT_TINK_SERVER_INSECURE_TLS", default_value_t = false,
+        num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ipxe_script_tink_server_insecure_tls: bool,
+}
+
+/// What the iPXE HTTP configuration takes from the process around it.
+#[derive(Debug, Clone, Default)]
+pub struct IpxeContext {
+    /// The port of the tink gRPC server running next to boots, for the `grpc_authority`
+    /// default (none: no default).
+    pub tink_server_port: Option<u16>,
+    /// Whether this process's tink server uses TLS (`tinkerbell_tls` default).
+    pub tink_tls: bool,
+    /// The syslog host handed out (`--dhcp-syslog-ip`), if any.
+    pub syslog_host: Option<Ipv4Addr>,
+    /// Whether this process receives syslog: then the syslog host defaults to the address the
+    /// script request was sent to.
+    pub syslog_local: bool,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Auto-proxy DHCP: unknown machines get the static script.
+    pub static_script: bool,
+    /// The key HookOS's `worker_token=` is derived from (the tink server's).
+    pub worker_token_key: Option<WorkerTokenKey>,
+}
+
+/// `500ms`, `5s`, `1m` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 5s, 1m)");
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
+}
+
+impl IpxeArgs {
+    /// The iPXE binaries directory: the flag (which must exist), else Debian's when present.
+    pub fn ipxe_dir(&self) -> Result<Option<PathBuf>, String> {
+        match &self.ipxe_binaries_dir {
+            Some(d) if d.is_dir() => Ok(Some(d.clone())),
+            Some(d) => Err(format!(
+                "--ipxe-binaries-dir {}: not a directory",
+                d.display()
+            )),
+            None => Ok(Path::new(DEBIAN_IPXE_DIR)
+                .is_dir()
+                .then(|| PathBuf::from(DEBIAN_IPXE_DIR))),
+        }
+    }
+
+    /// The iPXE HTTP configuration, or every problem with the flags.
+    pub fn to_config(&self, ctx: IpxeContext) -> Result<http::Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let ipxe_dir = self.ipxe_dir().unwrap_or_else(|e| {
+            problems.push(e);
+            None
+        });
+        if let Some(d) = &self.hookos_dir
+            && !d.is_dir()
+        {
+            problems.push(format!("--hookos-dir {}: not a directory", d.display()));
+        }
+        let osie = &self.ipxe_http_script_osie_url;
+        if !(osie.is_empty() || osie.starts_with("http://") || osie.starts_with("https://")) {
+            problems.push(format!(
+                "--ipxe-http-script-osie-url {:?}: not an http(s) URL",
+                self.ipxe_http_script_osie_url
+            ));
+        }
+        for (flag, v) in [
+            (
+                "--ipxe-http-script-kernel-name",
+                &self.ipxe_http_script_kernel_name,
+            ),
+            (
+                "--ipxe-http-script-initrd-name",
+                &self.ipxe_http_script_initrd_name,
+            ),
+        ] {
+            if v.is_empty() || v.contains(['/', ' ']) {
+                problems.push(format!("{flag} {v:?}: not a file name"));
+            }
+        }
+        if let Some(t) = &self.ipxe_script_tink_server_addr_port
+            && (t.is_empty() || t.contains(['/', ' ']))
+        {
+            problems.push(format!(
+                "--ipxe-script-tink-server-addr-port {t:?}: expected host:port"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(http::Config {
+            ipxe_dir,
+            hookos_dir: self.hookos_dir.clone(),
+            trusted_proxies: ctx.trusted_proxies,
+            script: ScriptConfig {
+                osie_url: self
+                    .ipxe_http_script_osie_url
+                    .trim_end_matches('/')
+                    .to_string(),
+                extra_kernel_args: self
+                    .ipxe_http_script_extra_kernel_args
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+                kernel_name: self.ipxe_http_script_kernel_name.clone(),
+                initrd_name: self.ipxe_http_script_initrd_name.clone(),
+                retries: self.ipxe_http_script_retries,
+                retry_delay: self.ipxe_http_script_retry_delay,
+                tink_server: self
+                    .ipxe_script_tink_server_addr_port
+                    .clone()
+                    .unwrap_or_default(),
+                tink_tls: self.ipxe_script_tink_server_use_tls || ctx.tink_tls,
+                tink_insecure_tls: self.ipxe_script_tink_server_insecure_tls,
+                syslog_host: ctx.syslog_host.map(|ip| ip.to_string()).unwrap_or_default(),
+                tink_server_port: ctx.tink_server_port,
+                syslog_local: ctx.syslog_local,
+            },
+            static_script: ctx.static_script,
+            worker_token_key: ctx.worker_token_key,
+            ..http::Config::default()
+        })
+    }
+}
+
+impl TftpArgs {
+    /// The TFTP configuration serving the binaries of `ipxe_dir`, or every problem.
+    pub fn to_config(&self, ipxe_dir: Option<PathBuf>) -> Result<tftp::Config, Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(d) = &self.tftp_asset_dir
+            && !d.is_dir()
+        {
+            problems.push(format!("--tftp-asset-dir {}: not a directory", d.display()));
+        }
+        let cfg = tftp::Config {
+            listen: SocketAddr::new(self.tftp_server_bind_addr, self.tftp_server_bind_port),
+            ipxe_dir,
+            asset_dir: self.tftp_asset_dir.clone(),
+            timeout: self.tftp_timeout,
+            max_block_size: self.tftp_block_size,
+            ..tftp::Config::default()
+        };
+        if let Err(tftp::TftpError::Config(p)) = cfg.validate() {
+            problems.extend(p.into_iter().map(|p| format!("TFTP: {p}")));
+        }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
 impl DhcpArgs {
-    /// The DHCP configuration, or every problem with the flags.
-    pub fn to_config(&self) -> Result<dhcp::Config, Vec<String>> {
+    /// The DHCP configuration, or every problem with the flags. `http_port` is the port of
+    /// this process's HTTP listener (the one actually bound), the default of the iPXE binary
+    /// and script URL ports.
+    pub fn to_config(&self, http_port: u16) -> Result<dhcp::Config, Vec<String>> {
         let mut problems = Vec::new();
         let mode = Mode::parse(&self.dhcp_mode).unwrap_or_else(|| {
             problems.push(format!(
@@ -162,7 +412,7 @@ impl DhcpArgs {
         let script_url = (!self.dhcp_ipxe_http_script_path.is_empty()).then(|| UrlParts {
             scheme: self.dhcp_ipxe_http_script_scheme.clone(),
             host: self.dhcp_ipxe_http_script_host.clone(),
-            port: self.dhcp_ipxe_http_script_port,
+            port: self.dhcp_ipxe_http_script_port.unwrap_or(http_port),
             path: self.dhcp_ipxe_http_script_path.clone(),
         });
         let cfg = dhcp::Config {
@@ -176,7 +426,7 @@ impl DhcpArgs {
             binary_url: UrlParts {
                 scheme: self.dhcp_ipxe_http_binary_scheme.clone(),
                 host: self.dhcp_ipxe_http_binary_host.clone(),
-                port: self.dhcp_ipxe_http_binary_port,
+                port: self.dhcp_ipxe_http_binary_port.unwrap_or(http_port),
                 path: self.dhcp_ipxe_http_binary_path.clone(),
             },
             script_url,
@@ -185,6 +435,7 @@ impl DhcpArgs {
             arch_overrides,
             mac_format,
             custom_user_class: self.dhcp_custom_user_class.clone(),
+            stock_ipxe: self.dhcp_ipxe_stock_binaries,
             ..dhcp::Config::default()
         };
         if let Err(e) = cfg.validate() {
@@ -224,8 +475,12 @@ mod tests {
     #[test]
     fn defaults_and_problems() {
         let t = T::try_parse_from(["t"]).unwrap();
-        let c = t.dhcp.to_config().unwrap();
+        let c = t.dhcp.to_config(7080).unwrap();
         assert_eq!(c.mode, Mode::Reservation);
+        assert_eq!(c.script_url.as_ref().map(|u| u.port), Some(7080));
+        let c = t.dhcp.to_config(41234).unwrap();
+        assert_eq!(c.script_url.as_ref().map(|u| u.port), Some(41234));
+        assert_eq!(c.binary_url.port, 41234);
         assert_eq!(c.bind, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67));
         assert_eq!(t.syslog.to_config().bind.port(), 514);
         let t = T::try_parse_from([
@@ -240,7 +495,7 @@ mod tests {
             "",
         ])
         .unwrap();
-        let c = t.dhcp.to_config().unwrap();
+        let c = t.dhcp.to_config(7080).unwrap();
         assert_eq!(c.mode, Mode::Proxy);
         assert_eq!(c.bind, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 67));
         assert_eq!(c.ip_for_packet, Some(Ipv4Addr::new(10, 0, 0, 9)));
@@ -260,6 +515,69 @@ mod tests {
             "ftp",
         ])
         .unwrap();
-        assert_eq!(t.dhcp.to_config().unwrap_err().len(), 5);
+        assert_eq!(t.dhcp.to_config(7080).unwrap_err().len(), 5);
+    }
+
+    #[derive(Debug, Parser)]
+    struct I {
+        #[command(flatten)]
+        tftp: TftpArgs,
+        #[command(flatten)]
+        ipxe: IpxeArgs,
+    }
+
+    #[test]
+    fn tftp_and_ipxe_flags() {
+        let dir = std::env::temp_dir();
+        let d = dir.to_str().unwrap();
+        let t = I::try_parse_from([
+            "t",
+            "--tftp-server-bind-port",
+            "6969",
+            "--tftp-timeout",
+            "500ms",
+            "--tftp-block-size",
+            "1468",
+            "--hookos-dir",
+            d,
+            "--ipxe-binaries-dir",
+            d,
+            "--ipxe-http-script-extra-kernel-args",
+            "a=1  b=2",
+        ])
+        .unwrap();
+        let c = t.tftp.to_config(None).unwrap();
+        assert_eq!(c.listen.port(), 6969);
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.max_block_size, 1468);
+        let ctx = IpxeContext {
+            tink_server_port: Some(42113),
+            syslog_local: true,
+            ..IpxeContext::default()
+        };
+        let h = t.ipxe.to_config(ctx.clone()).unwrap();
+        assert_eq!(h.hookos_dir.as_deref(), Some(dir.as_path()));
+        assert_eq!(h.script.extra_kernel_args, ["a=1", "b=2"]);
+        assert_eq!(h.script.tink_server, "");
+        assert_eq!(h.script.tink_server_port, Some(42113));
+        assert!(h.script.syslog_local);
+        let t = I::try_parse_from([
+            "t",
+            "--tftp-block-size",
+            "4",
+            "--tftp-asset-dir",
+            "/nonexistent/x",
+            "--hookos-dir",
+            "/nonexistent/y",
+            "--ipxe-binaries-dir",
+            "/nonexistent/z",
+            "--ipxe-http-script-osie-url",
+            "ftp://x",
+        ])
+        .unwrap();
+        assert_eq!(t.tftp.to_config(None).unwrap_err().len(), 2);
+        let e = t.ipxe.to_config(ctx).unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(I::try_parse_from(["t", "--tftp-timeout", "5x"]).is_err());
     }
 }

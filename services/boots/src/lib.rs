@@ -11,13 +11,19 @@
 //! * [`syslog`]: the syslog receiver, its per-machine store and its HTTP routes.
 //! * [`tftp`]: the TFTP server for the iPXE binaries (RFC 2347/2348/2349/7440).
 //! * [`http`]: iPXE binaries, `auto.ipxe` scripts and HookOS artifacts over HTTP.
+//! * [`record`]: every phase a machine passes through here (DHCP offer/ack, TFTP, iPXE
+//!   binary and script, HookOS kernel and initramfs) goes into the appliance's shared
+//!   [`Timeline`], keyed by its Hardware.
 //!
-//! [`Boots::start`] binds every socket before it returns; the handle has
+//! [`Boots::start`] binds every UDP socket (DHCP, TFTP, syslog) before it returns and builds
+//! the HTTP routes; the caller mounts [`Boots::router`] on its own HTTP listener (upstream
+//! serves iPXE binaries and scripts on the consolidated HTTP port too). The handle has
 //! [`Boots::local_addrs`] and [`Boots::join`], and stops when its `CancellationToken` fires.
 
 pub mod dhcp;
 pub mod flags;
 pub mod http;
+pub mod record;
 pub mod syslog;
 pub mod tftp;
 
@@ -26,12 +32,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use prometheus_client::registry::Registry;
 use tinkerbell_core::store::HardwareLookup;
+use tinkerbell_core::timeline::Timeline;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use dhcp::{DhcpError, DhcpMetrics, DhcpServer};
+use http::{HttpError, HttpMetrics};
+use record::Recorder;
 use syslog::{LogStore, SyslogError, SyslogMetrics, SyslogServer};
+use tftp::{Tftp, TftpError, TftpMetrics};
 
 /// What boots serves. A `None` part is switched off.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +51,11 @@ pub struct Config {
     pub dhcp: Option<dhcp::Config>,
     /// Syslog receiver; off when `None`.
     pub syslog: Option<syslog::Config>,
-    // TFTP and HTTP configs join here (`tftp: Option<tftp::Config>`, `http: …`).
+    /// TFTP server (`--tftp-enabled`); off when `None`.
+    pub tftp: Option<tftp::Config>,
+    /// The iPXE HTTP routes in [`Boots::router`] (binaries, scripts, HookOS); none when
+    /// `None`. Its `listen` and `shutdown_grace` are not used: the caller owns the listener.
+    pub http: Option<http::Config>,
 }
 
 /// Why boots could not start or stopped.
@@ -52,6 +67,12 @@ pub enum BootsError {
     /// Syslog.
     #[error("syslog")]
     Syslog(#[from] SyslogError),
+    /// TFTP.
+    #[error("TFTP")]
+    Tftp(#[from] TftpError),
+    /// The iPXE HTTP routes.
+    #[error("iPXE HTTP")]
+    Http(#[from] HttpError),
 }
 
 impl BootsError {
@@ -59,7 +80,13 @@ impl BootsError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            BootsError::Dhcp(DhcpError::Config(_)) | BootsError::Syslog(SyslogError::Config(_))
+            BootsError::Dhcp(DhcpError::Config(_))
+                | BootsError::Syslog(SyslogError::Config(_))
+                | BootsError::Tftp(TftpError::Config(_))
+                | BootsError::Tftp(TftpError::Binaries(_))
+                | BootsError::Tftp(TftpError::AssetDir { .. })
+                | BootsError::Http(HttpError::Binaries(_))
+                | BootsError::Http(HttpError::HookosDir(_))
         )
     }
 }
@@ -69,14 +96,20 @@ impl BootsError {
 pub struct Boots {
     dhcp: Option<DhcpServer>,
     syslog: Option<SyslogServer>,
+    tftp: Option<Tftp>,
+    http: Option<(Router, HttpMetrics)>,
+    recorder: Recorder,
 }
 
 impl Boots {
     /// Validate every part, then bind every socket and start serving. Nothing is bound when
-    /// any part's configuration is invalid; everything is bound when this returns.
+    /// any part's configuration is invalid (or the iPXE binaries or HookOS directory cannot be
+    /// read); every socket is bound when this returns. Phases are recorded into `timeline`
+    /// (`tinkerbell serve` passes the one every service shares).
     pub async fn start(
         config: &Config,
         lookup: Arc<dyn HardwareLookup>,
+        timeline: Arc<Timeline>,
         cancel: CancellationToken,
     ) -> Result<Boots, BootsError> {
         if let Some(c) = &config.dhcp {
@@ -85,15 +118,69 @@ impl Boots {
         if let Some(c) = &config.syslog {
             c.validate()?;
         }
+        if let Some(c) = &config.tftp {
+            c.validate()?;
+        }
+        let recorder = Recorder::new(timeline, lookup.clone());
+        // Building the routes reads the iPXE binaries and checks the HookOS directory: before
+        // any socket is bound.
+        let http = match &config.http {
+            Some(c) => {
+                let metrics = HttpMetrics::default();
+                let r = http::router(lookup.clone(), c, metrics.clone(), Some(recorder.clone()))?;
+                Some((r, metrics))
+            }
+            None => None,
+        };
         let dhcp = match &config.dhcp {
-            Some(c) => Some(DhcpServer::start(c, lookup.clone(), cancel.child_token()).await?),
+            Some(c) => Some(
+                DhcpServer::start(
+                    c,
+                    lookup.clone(),
+                    Some(recorder.clone()),
+                    cancel.child_token(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let tftp = match &config.tftp {
+            Some(c) => {
+                Some(Tftp::start(c.clone(), Some(recorder.clone()), cancel.child_token()).await?)
+            }
             None => None,
         };
         let syslog = match &config.syslog {
             Some(c) => Some(SyslogServer::start(c, lookup.clone(), cancel.child_token()).await?),
             None => None,
         };
-        Ok(Boots { dhcp, syslog })
+        Ok(Boots {
+            dhcp,
+            syslog,
+            tftp,
+            http,
+            recorder,
+        })
+    }
+
+    /// The timeline boots records into.
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        self.recorder.timeline()
+    }
+
+    /// The TFTP listener's address, when TFTP is on.
+    pub fn tftp_addr(&self) -> Option<SocketAddr> {
+        self.tftp.as_ref().map(Tftp::local_addr)
+    }
+
+    /// TFTP counters, when TFTP is on.
+    pub fn tftp_metrics(&self) -> Option<TftpMetrics> {
+        self.tftp.as_ref().map(|t| t.metrics().clone())
+    }
+
+    /// iPXE HTTP counters, when the routes are on.
+    pub fn http_metrics(&self) -> Option<HttpMetrics> {
+        self.http.as_ref().map(|(_, m)| m.clone())
     }
 
     /// The DHCP listener's address, when DHCP is on.
@@ -106,10 +193,11 @@ impl Boots {
         self.syslog.as_ref().map(SyslogServer::local_addr)
     }
 
-    /// Every bound address.
+    /// Every bound address (UDP: DHCP, TFTP, syslog).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.dhcp_addr()
             .into_iter()
+            .chain(self.tftp_addr())
             .chain(self.syslog_addr())
             .collect()
     }
@@ -124,24 +212,45 @@ impl Boots {
         self.syslog.as_ref().map(SyslogServer::store)
     }
 
-    /// HTTP routes for a listener the caller owns: `GET /tinkerbell/v1/logs[/{name}]` (with
-    /// `token` required when given) and `GET /boots/metrics` (Prometheus text, open).
+    /// HTTP routes for a listener the caller owns (it must serve them with connect info,
+    /// `into_make_service_with_connect_info::<SocketAddr>()`): the iPXE routes
+    /// (`/ipxe/binary/…`, `/ipxe/script/…/auto.ipxe`, `/hookos/…`) when configured,
+    /// `GET /tinkerbell/v1/logs[/{name}]` (with `token` required when given) and
+    /// `GET /boots/metrics` (Prometheus text of DHCP, TFTP, HTTP and syslog; open).
     pub fn router(&self, token: Option<String>) -> Router {
         let dhcp = self.dhcp_metrics();
         let sys: Option<(Arc<SyslogMetrics>, Arc<LogStore>)> =
             self.syslog.as_ref().map(|s| (s.metrics(), s.store()));
+        let mut registry = Registry::default();
+        if let Some(t) = self.tftp_metrics() {
+            t.register(&mut registry);
+        }
+        if let Some(h) = self.http_metrics() {
+            h.register(&mut registry);
+        }
+        let registry = Arc::new(registry);
         let metrics = get(move || {
             let dhcp = dhcp.clone();
             let sys = sys.clone();
+            let registry = registry.clone();
             async move {
                 let mut out = dhcp.map(|m| m.render()).unwrap_or_default();
                 if let Some((m, store)) = sys {
                     out.push_str(&m.render(&store));
                 }
+                let mut open = String::new();
+                if prometheus_client::encoding::text::encode(&mut open, &registry).is_ok() {
+                    // One exposition: the OpenMetrics end marker only at the very end.
+                    out.push_str(open.trim_end().trim_end_matches("# EOF").trim_end());
+                    out.push('\n');
+                }
                 out
             }
         });
         let mut r = Router::new().route("/boots/metrics", metrics);
+        if let Some((ipxe, _)) = &self.http {
+            r = r.merge(ipxe.clone());
+        }
         if let Some(store) = self.logs() {
             r = r.merge(syslog::http::router(store, token));
         }
@@ -156,6 +265,9 @@ impl Boots {
         }
         if let Some(s) = self.syslog {
             set.spawn(async move { s.join().await.map_err(BootsError::from) });
+        }
+        if let Some(t) = self.tftp {
+            set.spawn(async move { t.join().await.map_err(BootsError::from) });
         }
         let mut result = Ok(());
         while let Some(r) = set.join_next().await {

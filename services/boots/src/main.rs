@@ -2,9 +2,10 @@
 //!
 //! Parses flags and the environment (upstream Smee's `TINKERBELL_*` names where the feature
 //! exists), sets up logging and the runtime, connects the backend (the appliance's store API or
-//! Kubernetes) and runs [`tinkerbell_boots::Boots`] until SIGTERM/SIGINT. Its logs and metrics
-//! routes are served on `--bind-address`:`--http-port`. Exit codes: 2 usage or configuration,
-//! 1 failure.
+//! Kubernetes) and runs [`tinkerbell_boots::Boots`] until SIGTERM/SIGINT. Its HTTP routes
+//! (iPXE binaries and scripts, HookOS, logs, metrics) are served on
+//! `--bind-address`:`--http-port`, which is bound first so the DHCP iPXE URLs carry the port
+//! actually bound. Exit codes: 2 usage or configuration, 1 failure.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,13 +14,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_boots::flags::{DhcpArgs, SyslogArgs};
+use tinkerbell_boots::flags::{DhcpArgs, IpxeArgs, IpxeContext, SyslogArgs, TftpArgs};
 use tinkerbell_boots::{Boots, BootsError, Config};
 use tinkerbell_core::connect::{self, StoreConnection};
 use tinkerbell_core::store::HardwareLookup;
+use tinkerbell_core::timeline::Timeline;
+use tinkerbell_core::worker_token::WorkerTokenKey;
 use tokio_util::sync::CancellationToken;
 
-/// Network boot for Tinkerbell Hardware: DHCP, syslog (TFTP and iPXE over HTTP join later).
+/// Network boot for Tinkerbell Hardware: DHCP, TFTP, iPXE over HTTP, syslog.
 #[derive(Debug, Parser)]
 #[command(name = "boots", version, about)]
 struct Cli {
@@ -37,7 +40,28 @@ struct Cli {
     #[command(flatten)]
     syslog: SyslogArgs,
 
-    /// Address of the HTTP listener (logs and metrics routes).
+    /// Serve the iPXE binaries over TFTP.
+    #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = true, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    tftp_enabled: bool,
+    #[command(flatten)]
+    tftp: TftpArgs,
+    #[command(flatten)]
+    ipxe: IpxeArgs,
+    /// The tink server port for the scripts' `grpc_authority` default (the address the
+    /// script request was sent to, with this port), when
+    /// --ipxe-script-tink-server-addr-port is not given.
+    #[arg(
+        long,
+        env = "TINKERBELL_TINK_SERVER_BIND_PORT",
+        default_value_t = 42113
+    )]
+    tink_server_bind_port: u16,
+    /// Comma-separated CIDRs/IPs of proxies whose X-Forwarded-For is believed.
+    #[arg(long, env = "TINKERBELL_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
+
+    /// Address of the HTTP listener (iPXE, HookOS, logs and metrics routes).
     #[arg(long, env = "TINKERBELL_BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: IpAddr,
     /// Port of the HTTP listener (0 picks one).
@@ -70,18 +94,59 @@ struct Cli {
     log_level: String,
 }
 
-/// Build and validate the configuration; every problem is reported at once.
-fn config(cli: &Cli) -> Result<Config, String> {
+/// Build and validate the configuration; every problem is reported at once. `http_port` is
+/// the bound HTTP port; `key` the worker token key, when the appliance has one.
+fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Config, String> {
+    let mut problems = Vec::new();
     let dhcp = if cli.dhcp_enabled {
-        Some(cli.dhcp.to_config().map_err(|p| p.join("; "))?)
+        cli.dhcp
+            .to_config(http_port)
+            .map_err(|p| problems.extend(p))
+            .ok()
     } else {
         None
     };
     let syslog = cli.syslog_enabled.then(|| cli.syslog.to_config());
-    if let Some(s) = &syslog {
-        s.validate().map_err(|e| e.to_string())?;
+    if let Some(s) = &syslog
+        && let Err(e) = s.validate()
+    {
+        problems.push(e.to_string());
     }
-    Ok(Config { dhcp, syslog })
+    let trusted_proxies = tinkerbell_hegel::Cidr::parse_list(&cli.trusted_proxies)
+        .map_err(|errs| {
+            for e in errs {
+                problems.push(format!("--trusted-proxies: {e}"));
+            }
+        })
+        .unwrap_or_default();
+    let ctx = IpxeContext {
+        tink_server_port: Some(cli.tink_server_bind_port),
+        tink_tls: false,
+        syslog_host: cli.dhcp.dhcp_syslog_ip,
+        syslog_local: cli.syslog_enabled,
+        trusted_proxies,
+        static_script: cli.dhcp.dhcp_mode == "auto-proxy",
+        worker_token_key: key,
+    };
+    let http = cli.ipxe.to_config(ctx).map_err(|p| problems.extend(p)).ok();
+    let tftp = if cli.tftp_enabled {
+        match cli.ipxe.ipxe_dir() {
+            Ok(dir) => cli.tftp.to_config(dir).map_err(|p| problems.extend(p)).ok(),
+            // Already reported by the iPXE configuration.
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(Config {
+        dhcp,
+        syslog,
+        tftp,
+        http,
+    })
 }
 
 fn main() -> ExitCode {
@@ -93,13 +158,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     tinkerbell_core::store::remote::install_crypto_provider();
-    let config = match config(&cli) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Validate the flags before anything is bound (the real HTTP port comes later).
+    if let Err(e) = config(&cli, cli.http_port, None) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,7 +173,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(&cli, config)) {
+    match rt.block_on(run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e
@@ -126,7 +189,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
+async fn run(cli: &Cli) -> anyhow::Result<()> {
     let token = match &cli.logs_token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -137,25 +200,38 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let backend = connect(cli).await?;
-    let root = CancellationToken::new();
-    let boots = Boots::start(&config, backend, root.child_token()).await?;
+    // The worker token key the appliance's tink server created, if this host has one: then
+    // the scripts carry `worker_token=` the tink server accepts.
+    let key = match data_dir(cli) {
+        Ok(d) => WorkerTokenKey::load(&d).ok(),
+        Err(_) => None,
+    };
+    if key.is_none() {
+        tracing::info!("no worker token key in the data directory: scripts carry no worker_token");
+    }
     let listener = tokio::net::TcpListener::bind((cli.bind_address, cli.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", cli.bind_address, cli.http_port))?;
+    let http_addr = listener.local_addr()?;
+    let config = config(cli, http_addr.port(), key)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let root = CancellationToken::new();
+    let timeline = Arc::new(Timeline::new());
+    let boots = Boots::start(&config, backend, timeline, root.child_token()).await?;
     for a in boots.local_addrs() {
         eprintln!("boots: listening on udp {a}");
     }
-    eprintln!(
-        "boots: logs and metrics on http://{}",
-        listener.local_addr()?
-    );
+    eprintln!("boots: iPXE, HookOS, logs and metrics on http://{http_addr}");
     let router = boots.router(token);
     let http = tokio::spawn({
         let cancel = root.clone();
         async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
         }
     });
     let signals = tokio::spawn({

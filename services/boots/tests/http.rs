@@ -171,7 +171,7 @@ async fn lab(tweak: impl FnOnce(&mut Config)) -> Lab {
     // The metrics route needs the registry before the server starts: register a shared
     // HttpMetrics clone? Http::start makes its own, so scrape through a registry built after.
     let cancel = CancellationToken::new();
-    let http = Http::start(&config, Arc::new(store), None, cancel.child_token())
+    let http = Http::start(&config, Arc::new(store), None, None, cancel.child_token())
         .await
         .unwrap();
     let mut registry = Registry::default();

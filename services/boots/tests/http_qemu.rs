@@ -93,6 +93,7 @@ async fn qemu_netboots_through_tftp_and_http() {
             asset_dir: Some(assets.clone()),
             ..TftpConfig::default()
         },
+        None,
         cancel.child_token(),
     )
     .await
@@ -108,6 +109,7 @@ async fn qemu_netboots_through_tftp_and_http() {
             ..HttpConfig::default()
         },
         Arc::new(store),
+        None,
         None,
         cancel.child_token(),
     )

@@ -210,7 +210,7 @@ impl Server {
                 for h in hw {
                     store.create(Object::Hardware(Arc::new(h))).await.unwrap();
                 }
-                let server = DhcpServer::start(&cfg, Arc::new(store), c.clone())
+                let server = DhcpServer::start(&cfg, Arc::new(store), None, c.clone())
                     .await
                     .unwrap();
                 tx.send(server.metrics()).unwrap();
@@ -590,4 +590,79 @@ fn a_flood_of_unknown_macs_and_garbage_neither_stalls_nor_stops_the_server() {
         "{}",
         server.metrics.render()
     );
+}
+
+/// RFC 2131 §4.3.2 with a real client: ISC dhclient remembers a lease for an address that is
+/// not the machine's reservation and asks for it in INIT-REBOOT; boots answers DHCPNAK, and
+/// dhclient starts over with a DISCOVER and binds the reservation.
+#[test]
+fn dhclient_init_reboot_for_a_wrong_address_gets_a_nak() {
+    if !have_peers(&["/usr/sbin/dhclient", "/usr/sbin/ip"]) {
+        return;
+    }
+    let lab = Lab::new(MAC);
+    let server = Server::start(
+        &lab.srv,
+        dhcp::Config::default(),
+        vec![hardware("node1", MAC, "10.77.0.50", true)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let leases = dir.path().join("leases");
+    std::fs::write(
+        &leases,
+        "lease {\n  interface \"bc0\";\n  fixed-address 10.77.0.99;\n  option subnet-mask 255.255.255.0;\n  option dhcp-server-identifier 10.77.0.1;\n  renew 4 2037/12/31 00:00:00;\n  rebind 4 2037/12/31 00:00:00;\n  expire 4 2037/12/31 00:00:00;\n}\n",
+    )
+    .unwrap();
+    let events = dir.path().join("events");
+    let script = dir.path().join("script.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$reason $new_ip_address\" >> {}\nexit 0\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.cli,
+            "/usr/sbin/dhclient",
+            "-d",
+            "-v",
+            "-1",
+        ])
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(dir.path().join("pid"))
+        .arg("-sf")
+        .arg(&script)
+        .arg("bc0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dhclient");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bound = loop {
+        let seen = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(l) = seen
+            .lines()
+            .find(|l| l.starts_with("BOUND ") || l.starts_with("REBOOT "))
+        {
+            break l.to_string();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dhclient never bound; events: {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(bound, "BOUND 10.77.0.50", "the reservation, after a NAK");
+    assert_eq!(server.metrics.sent_count(MessageType::Nak), 1);
+    assert!(server.metrics.sent_count(MessageType::Ack) >= 1);
 }

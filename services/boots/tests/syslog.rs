@@ -65,8 +65,9 @@ async fn lines_from_logger_and_raw_senders_are_kept_per_machine() {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..syslog::Config::default()
         }),
+        ..Config::default()
     };
-    let boots = Boots::start(&config, Arc::new(store), cancel.clone())
+    let boots = Boots::start(&config, Arc::new(store), Default::default(), cancel.clone())
         .await
         .unwrap();
     let addr = boots.syslog_addr().unwrap();

@@ -63,7 +63,9 @@ async fn lab(tweak: impl FnOnce(&mut Config)) -> Lab {
     };
     tweak(&mut config);
     let cancel = CancellationToken::new();
-    let tftp = Tftp::start(config, cancel.child_token()).await.unwrap();
+    let tftp = Tftp::start(config, None, cancel.child_token())
+        .await
+        .unwrap();
     Lab {
         tftp,
         cancel,
@@ -431,6 +433,7 @@ async fn debian_ipxe_binaries_are_served_by_default() {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Config::default()
         },
+        None,
         cancel.child_token(),
     )
     .await

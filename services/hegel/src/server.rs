@@ -59,6 +59,17 @@ impl HttpServer {
                 addr: listen,
                 source,
             })?;
+        HttpServer::serve(listener, router, cancel, grace)
+    }
+
+    /// Serve `router` on a listener the caller bound (e.g. to learn the port of `:0` before
+    /// the routes are built); otherwise as [`HttpServer::start`].
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        router: Router,
+        cancel: CancellationToken,
+        grace: Duration,
+    ) -> Result<HttpServer, HegelError> {
         let local_addr = listener.local_addr().map_err(HegelError::Serve)?;
         let listener = listener.tap_io(|tcp| {
             // Small answers: do not wait for Nagle.

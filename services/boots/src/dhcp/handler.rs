@@ -238,6 +238,17 @@ fn reservation(
     {
         return Outcome::Silent(Reason::OtherServer);
     }
+    // RFC 2131 §4.3.2: a REQUEST in SELECTING (our server identifier) or INIT-REBOOT (no
+    // server identifier) state names the address it wants in option 50; when that is not the
+    // client's reservation, the client must hear so (DHCPNAK) and start over with a
+    // DISCOVER, instead of keeping an address no Hardware gives it.
+    if req.opts().msg_type() == Some(MessageType::Request)
+        && let Some(DhcpOption::RequestedIpAddress(want)) =
+            req.opts().get(OptionCode::RequestedIpAddress)
+        && *want != yiaddr
+    {
+        return Outcome::Reply(Box::new(nak(req, server_id, *want)));
+    }
 
     let mut m = reply_base(req);
     m.set_yiaddr(yiaddr).set_siaddr(server_id);
@@ -336,6 +347,19 @@ fn reservation(
     Outcome::Reply(Box::new(m))
 }
 
+/// A DHCPNAK for `req` (RFC 2131 table 3: no addresses, no lease, only the message type,
+/// the server identifier and a message).
+fn nak(req: &Message, server_id: Ipv4Addr, wanted: Ipv4Addr) -> Message {
+    let mut m = reply_base(req);
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(MessageType::Nak));
+    o.insert(DhcpOption::ServerIdentifier(server_id));
+    o.insert(DhcpOption::Message(format!(
+        "{wanted} is not this client's reserved address"
+    )));
+    m
+}
+
 /// The boot file and next server for an allowed netboot client, or `None` for an
 /// architecture with no binary.
 fn boot(
@@ -354,7 +378,11 @@ fn boot(
         &cfg.arch_overrides,
         ipxe.and_then(|x| non_empty(&x.binary)),
     )?;
-    let kind = netboot::classify(req, cfg.custom_user_class.as_deref());
+    let kind = match netboot::classify(req, cfg.custom_user_class.as_deref()) {
+        // Stock iPXE has no script of its own that would ask again as `Tinkerbell`.
+        ClientKind::Ipxe if cfg.stock_ipxe => ClientKind::Tinkerbell,
+        kind => kind,
+    };
     let src = sources(cfg, local_ip);
     Some((
         netboot::boot_info(
@@ -616,6 +644,75 @@ mod tests {
         );
     }
 
+    /// RFC 2131 §4.3.2: the REQUEST states and what each gets.
+    #[test]
+    fn request_states_ack_or_nak() {
+        let cfg = Config::default();
+        let h = hw(true);
+        let mine = Ipv4Addr::new(10, 0, 0, 50);
+        let wrong = Ipv4Addr::new(10, 0, 0, 77);
+        let sid = DhcpOption::ServerIdentifier(LOCAL);
+        let cases: Vec<(&str, Vec<DhcpOption>, Option<MessageType>)> = vec![
+            (
+                "selecting, our offer",
+                vec![sid.clone(), DhcpOption::RequestedIpAddress(mine)],
+                Some(MessageType::Ack),
+            ),
+            (
+                "selecting, wrong address",
+                vec![sid.clone(), DhcpOption::RequestedIpAddress(wrong)],
+                Some(MessageType::Nak),
+            ),
+            (
+                "init-reboot, the reservation",
+                vec![DhcpOption::RequestedIpAddress(mine)],
+                Some(MessageType::Ack),
+            ),
+            (
+                "init-reboot, an old address",
+                vec![DhcpOption::RequestedIpAddress(wrong)],
+                Some(MessageType::Nak),
+            ),
+            // Another server's offer: not ours to refuse.
+            (
+                "selecting another server",
+                vec![
+                    DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 2)),
+                    DhcpOption::RequestedIpAddress(wrong),
+                ],
+                None,
+            ),
+            // Renewing/rebinding (ciaddr, no option 50): the reservation is acknowledged.
+            ("renewing", vec![], Some(MessageType::Ack)),
+        ];
+        for (name, opts, want) in cases {
+            let r = req(MessageType::Request, opts);
+            match (run(&cfg, &r, Some(&h)), want) {
+                (Outcome::Reply(m), Some(MessageType::Nak)) => {
+                    assert_eq!(m.opts().msg_type(), Some(MessageType::Nak), "{name}");
+                    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED, "{name}");
+                    assert_eq!(m.siaddr(), Ipv4Addr::UNSPECIFIED, "{name}");
+                    assert_eq!(m.xid(), r.xid(), "{name}");
+                    assert_eq!(m.opts().get(OptionCode::ServerIdentifier), Some(&sid));
+                    assert!(m.opts().get(OptionCode::AddressLeaseTime).is_none());
+                    assert!(m.opts().get(OptionCode::Message).is_some());
+                }
+                (Outcome::Reply(m), Some(t)) => {
+                    assert_eq!(m.opts().msg_type(), Some(t), "{name}");
+                    assert_eq!(m.yiaddr(), mine, "{name}");
+                }
+                (Outcome::Silent(_), None) => {}
+                (got, want) => panic!("{name}: {got:?}, want {want:?}"),
+            }
+        }
+        // Unknown MACs stay silent even when asking for an address: not ours to refuse.
+        let r = req(
+            MessageType::Request,
+            vec![DhcpOption::RequestedIpAddress(wrong)],
+        );
+        assert_eq!(run(&cfg, &r, None), Outcome::Silent(Reason::UnknownMac));
+    }
+
     #[test]
     fn silence_table() {
         let res = Config::default();
@@ -783,6 +880,35 @@ mod tests {
                 _ => None,
             };
             assert_eq!(got_class, class, "{name}");
+        }
+    }
+
+    /// With stock iPXE binaries (the default of the binaries), an iPXE client gets the script
+    /// URL at once instead of a binary it would chainload forever; PXE ROMs still get the
+    /// binary, in both reservation and proxy mode.
+    #[test]
+    fn stock_ipxe_gets_the_script() {
+        let ipxe = DhcpOption::UserClass(b"iPXE".to_vec());
+        let script = "http://10.0.0.1:7080/ipxe/script/52:54:00:aa:bb:cc/auto.ipxe";
+        for mode in [Mode::Reservation, Mode::Proxy] {
+            let cfg = Config {
+                stock_ipxe: true,
+                mode,
+                ..Config::default()
+            };
+            let r = req(
+                MessageType::Discover,
+                [pxe("PXEClient", 7), vec![ipxe.clone()]].concat(),
+            );
+            let m = reply(run(&cfg, &r, Some(&hw(true))));
+            assert_eq!(m.fname_str().and_then(Result::ok), Some(script), "{mode:?}");
+            let r = req(MessageType::Discover, pxe("PXEClient:Arch:00007", 7));
+            let m = reply(run(&cfg, &r, Some(&hw(true))));
+            assert_eq!(
+                m.fname_str().and_then(Result::ok),
+                Some("ipxe.efi"),
+                "{mode:?}"
+            );
         }
     }
 

@@ -114,6 +114,11 @@ pub struct Config {
     pub mac_format: MacFormat,
     /// A user class treated like `Tinkerbell` (the operator's own iPXE build).
     pub custom_user_class: Option<String>,
+    /// The iPXE binaries served are stock builds (Debian's `ipxe`, QEMU's ROMs), which carry no
+    /// embedded script setting user class `Tinkerbell`: an iPXE client (user class `iPXE`) then
+    /// gets the script URL instead of an iPXE binary it would chainload forever. Off: upstream's
+    /// rule (iPXE → Tinkerbell's own iPXE binary over TFTP, whose script asks again).
+    pub stock_ipxe: bool,
     /// Requests whose Hardware lookup has not finished at once are handled by spawned tasks;
     /// at most this many at a time, the rest are dropped and counted.
     pub max_in_flight: usize,
@@ -148,6 +153,7 @@ impl Default for Config {
             arch_overrides: BTreeMap::new(),
             mac_format: MacFormat::Colon,
             custom_user_class: None,
+            stock_ipxe: false,
             max_in_flight: 1024,
             lookup_timeout: Duration::from_secs(2),
         }

@@ -35,6 +35,8 @@ use super::handler::{self, Outcome};
 use super::metrics::{DhcpMetrics, Drop};
 use super::netboot::mac_string;
 use super::{Config, ConfigError, wire};
+use crate::record::Recorder;
+use tinkerbell_core::timeline::Phase;
 
 /// Largest datagram read (upstream reads 4096 bytes; DHCP messages are ≤ 576 unless option
 /// 57 says more).
@@ -81,6 +83,7 @@ struct Shared {
     metrics: Arc<DhcpMetrics>,
     sock: UdpSocket,
     in_flight: Arc<Semaphore>,
+    recorder: Option<Recorder>,
 }
 
 /// A running DHCP server.
@@ -109,10 +112,13 @@ fn bind_socket(cfg: &Config) -> io::Result<std::net::UdpSocket> {
 
 impl DhcpServer {
     /// Validate `cfg`, bind the socket and start serving. The socket is bound when this
-    /// returns; the server stops when `cancel` fires.
+    /// returns; the server stops when `cancel` fires. With a `recorder`, every OFFER and ACK
+    /// sent to a known Hardware is recorded in the timeline (detail: the address given, or
+    /// the boot file in the proxy modes).
     pub async fn start(
         cfg: &Config,
         lookup: Arc<dyn HardwareLookup>,
+        recorder: Option<Recorder>,
         cancel: CancellationToken,
     ) -> Result<DhcpServer, DhcpError> {
         cfg.validate()?;
@@ -131,6 +137,7 @@ impl DhcpServer {
             metrics: metrics.clone(),
             sock,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            recorder,
         });
         tracing::info!(addr = %local_addr, mode = ?cfg.mode, iface = ?cfg.bind_interface, "DHCP listening");
         let task = tokio::spawn(serve(shared, cancel));
@@ -287,7 +294,15 @@ fn finish(shared: &Shared, req: &Message, mac: &[u8; 6], rx: Received, result: L
             tracing::debug!(mac = %mac_string(mac), xid = req.xid(), ?reason, "not answered");
         }
         Outcome::Reply(reply) => {
-            let (dest, broadcast) = destination(req, rx.peer);
+            let (dest, broadcast) = if reply.opts().msg_type() == Some(MessageType::Nak)
+                && req.giaddr().is_unspecified()
+            {
+                // RFC 2131 §4.1: without a relay, a DHCPNAK is always broadcast (the client
+                // may not hold the address it asked for).
+                (SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT), true)
+            } else {
+                destination(req, rx.peer)
+            };
             let Some(bytes) = wire::encode(&reply) else {
                 m.dropped(Drop::SendError);
                 return;
@@ -296,6 +311,9 @@ fn finish(shared: &Shared, req: &Message, mac: &[u8; 6], rx: Received, result: L
             match send(&shared.sock, &bytes, dest, ifindex, local) {
                 Ok(_) => {
                     m.sent(reply.opts().msg_type());
+                    if let (Some(rec), Some(hw)) = (&shared.recorder, &hw) {
+                        record(rec, hw, &reply);
+                    }
                     tracing::debug!(mac = %mac_string(mac), xid = req.xid(), %dest, yiaddr = %reply.yiaddr(),
                         file = ?reply.fname_str(), "replied");
                 }
@@ -306,6 +324,25 @@ fn finish(shared: &Shared, req: &Message, mac: &[u8; 6], rx: Received, result: L
             }
         }
     }
+}
+
+/// The timeline event for a reply sent to a known Hardware.
+fn record(rec: &Recorder, hw: &Hardware, reply: &Message) {
+    let phase = match reply.opts().msg_type() {
+        Some(MessageType::Offer) => Phase::DhcpOffer,
+        Some(MessageType::Ack) => Phase::DhcpAck,
+        _ => return,
+    };
+    let detail = if reply.yiaddr().is_unspecified() {
+        reply
+            .fname_str()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        reply.yiaddr().to_string()
+    };
+    rec.hardware(hw, phase, detail);
 }
 
 /// Where a reply goes (RFC 2131 §4.1) and whether it is a broadcast:

@@ -36,6 +36,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 
+use tinkerbell_core::timeline::Phase;
+
+use crate::record::Recorder;
 use crate::tftp::files::{BinariesError, DEBIAN_IPXE_DIR};
 use crate::tftp::{IpxeBinaries, parse_mac};
 pub use metrics::{HttpMetrics, Route};
@@ -111,14 +114,18 @@ struct AppState {
     binaries: IpxeBinaries,
     config: Config,
     metrics: HttpMetrics,
+    recorder: Option<Recorder>,
 }
 
 /// Build the routes. Loads the iPXE binaries (once) and checks the HookOS directory. The
-/// router needs connect info (`into_make_service_with_connect_info::<SocketAddr>()`).
+/// router needs connect info (`into_make_service_with_connect_info::<SocketAddr>()`). With a
+/// `recorder`, the binaries, scripts and HookOS kernel/initramfs served to a known Hardware
+/// are recorded in the timeline.
 pub fn router(
     backend: Arc<dyn HardwareLookup>,
     config: &Config,
     metrics: HttpMetrics,
+    recorder: Option<Recorder>,
 ) -> Result<Router, HttpError> {
     let binaries = match &config.ipxe_dir {
         Some(d) => IpxeBinaries::load(d)?,
@@ -129,6 +136,7 @@ pub fn router(
         binaries,
         config: config.clone(),
         metrics,
+        recorder,
     });
     let mut r = Router::new()
         .route("/ipxe/binary/{*path}", get(binary))
@@ -172,12 +180,44 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
 }
 
 async fn count_hookos(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical().to_string());
+    // Nested under /hookos: the path here is the file's, e.g. `/vmlinuz-x86_64`.
+    let file = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let get = req.method() == http::Method::GET;
     let resp = next.run(req).await;
     st.metrics.record(Route::Hookos, resp.status().as_u16());
+    let ok = matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT);
+    if let (true, true, Some(rec)) = (ok, get, &st.recorder) {
+        let phase = if file.starts_with(&st.config.script.kernel_name) {
+            Some(Phase::Kernel)
+        } else if file.starts_with(&st.config.script.initrd_name) {
+            Some(Phase::Initramfs)
+        } else {
+            None
+        };
+        if let Some(phase) = phase {
+            let detail = format!("{HOOKOS_PREFIX}/{file}");
+            rec.by_mac_or_ip(None, peer.as_deref(), phase, detail, true)
+                .await;
+        }
+    }
     resp
 }
 
-async fn binary(State(st): State<Arc<AppState>>, Path(path): Path<String>) -> Response {
+async fn binary(
+    State(st): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    ext: Extensions,
+) -> Response {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let name = match parts.as_slice() {
         [name] => Some(*name),
@@ -193,6 +233,23 @@ async fn binary(State(st): State<Arc<AppState>>, Path(path): Path<String>) -> Re
         None => (StatusCode::NOT_FOUND, "no such iPXE binary\n").into_response(),
     };
     st.metrics.record(Route::Binary, resp.status().as_u16());
+    if let (StatusCode::OK, Some(rec), Some(name)) = (resp.status(), &st.recorder, name) {
+        let mac = match parts.as_slice() {
+            [mac, _] => parse_mac(mac),
+            _ => None,
+        };
+        let peer = ext
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical().to_string());
+        rec.by_mac_or_ip(
+            mac.as_deref(),
+            peer.as_deref(),
+            Phase::IpxeBinary,
+            name,
+            false,
+        )
+        .await;
+    }
     resp
 }
 
@@ -276,7 +333,7 @@ async fn script_response(
                 return text(
                     StatusCode::OK,
                     script::static_script(
-                        &st.config.script,
+                        &st.config.script.for_host(request_host(headers).as_deref()),
                         &effective_osie(st, headers),
                         token.as_deref(),
                     ),
@@ -315,7 +372,16 @@ async fn script_response(
     let contents = ipxe.contents.unwrap_or_default();
     if !url.is_empty() || !contents.is_empty() {
         return match script::custom(&url, &contents) {
-            Ok(s) => text(StatusCode::OK, s),
+            Ok(s) => {
+                if let Some(rec) = &st.recorder {
+                    rec.hardware(
+                        &hw,
+                        Phase::IpxeScript,
+                        format!("/ipxe/script/{path} (custom)"),
+                    );
+                }
+                text(StatusCode::OK, s)
+            }
             Err(e) => {
                 tracing::warn!(%client, error = %e, "ipxe script: bad custom script");
                 text(
@@ -362,10 +428,22 @@ async fn script_response(
         kernel_params: osie.kernel_params.unwrap_or_default(),
     };
     tracing::info!(%client, hardware = ?hw.metadata.name, "ipxe script: hook");
+    if let Some(rec) = &st.recorder {
+        rec.hardware(&hw, Phase::IpxeScript, format!("/ipxe/script/{path}"));
+    }
+    let script_config = st.config.script.for_host(request_host(headers).as_deref());
     text(
         StatusCode::OK,
-        script::hook(&st.config.script, &machine, &own_hookos_url(st, headers)),
+        script::hook(&script_config, &machine, &own_hookos_url(st, headers)),
     )
+}
+
+/// The host part of the `Host` header (the address the client sent the request to).
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let auth: http::uri::Authority = host.parse().ok()?;
+    let h = auth.host();
+    Some(h.trim_start_matches('[').trim_end_matches(']').to_string())
 }
 
 fn effective_osie(st: &AppState, headers: &HeaderMap) -> String {
@@ -418,10 +496,11 @@ impl Http {
         config: &Config,
         backend: Arc<dyn HardwareLookup>,
         extra: Option<Router>,
+        recorder: Option<Recorder>,
         cancel: CancellationToken,
     ) -> Result<Http, HttpError> {
         let metrics = HttpMetrics::default();
-        let mut app = router(backend, config, metrics.clone())?;
+        let mut app = router(backend, config, metrics.clone(), recorder)?;
         if let Some(extra) = extra {
             app = app.merge(extra);
         }

@@ -35,8 +35,42 @@ pub struct ScriptConfig {
     pub tink_tls: bool,
     /// `tinkerbell_insecure_tls` (`ipxe-script-tink-server-insecure-tls`).
     pub tink_insecure_tls: bool,
-    /// `syslog_host`, and iPXE's own syslog target (`dhcp-syslog-ip`). Empty: none.
+    /// `syslog_host`, and iPXE's own syslog target (`dhcp-syslog-ip`). Empty: none, or see
+    /// `syslog_local`.
     pub syslog_host: String,
+    /// With `tink_server` empty: `grpc_authority` is the host the script request was sent to
+    /// with this port (`tinkerbell serve` runs the tink server next to boots).
+    pub tink_server_port: Option<u16>,
+    /// With `syslog_host` empty: the host the script request was sent to (boots' own syslog
+    /// receiver runs in the same process).
+    pub syslog_local: bool,
+}
+
+impl ScriptConfig {
+    /// The settings for one request sent to `host` (the `Host` header without its port):
+    /// the tink server and syslog defaults filled in where they depend on it.
+    pub fn for_host(&self, host: Option<&str>) -> std::borrow::Cow<'_, ScriptConfig> {
+        let Some(host) = host.filter(|h| !h.is_empty()) else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let tink = self.tink_server.is_empty() && self.tink_server_port.is_some();
+        let syslog = self.syslog_host.is_empty() && self.syslog_local;
+        if !tink && !syslog {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut c = self.clone();
+        if let (true, Some(port)) = (tink, self.tink_server_port) {
+            c.tink_server = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+        }
+        if syslog {
+            c.syslog_host = host.to_string();
+        }
+        std::borrow::Cow::Owned(c)
+    }
 }
 
 impl Default for ScriptConfig {
@@ -52,6 +86,8 @@ impl Default for ScriptConfig {
             tink_tls: false,
             tink_insecure_tls: false,
             syslog_host: String::new(),
+            tink_server_port: None,
+            syslog_local: false,
         }
     }
 }
@@ -324,6 +360,34 @@ mod tests {
         assert_eq!(custom("invalid", ""), Err(BadChainUrl));
         assert_eq!(custom("http://invalid.:123.com", ""), Err(BadChainUrl));
         assert_eq!(custom("tftp://1.2.3.4/x", ""), Err(BadChainUrl));
+    }
+
+    #[test]
+    fn defaults_from_the_request_host() {
+        let cfg = ScriptConfig {
+            tink_server_port: Some(42113),
+            syslog_local: true,
+            ..ScriptConfig::default()
+        };
+        let c = cfg.for_host(Some("10.99.0.1"));
+        assert_eq!(c.tink_server, "10.99.0.1:42113");
+        assert_eq!(c.syslog_host, "10.99.0.1");
+        assert_eq!(cfg.for_host(Some("fd99::1")).tink_server, "[fd99::1]:42113");
+        assert_eq!(cfg.for_host(None).tink_server, "");
+        // Configured values win.
+        let set = ScriptConfig {
+            tink_server: "tink.example:42113".into(),
+            syslog_host: "10.0.0.9".into(),
+            ..cfg.clone()
+        };
+        let c = set.for_host(Some("10.99.0.1"));
+        assert_eq!(
+            (c.tink_server.as_str(), c.syslog_host.as_str()),
+            ("tink.example:42113", "10.0.0.9")
+        );
+        // Neither default asked for: untouched.
+        let plain = ScriptConfig::default();
+        assert_eq!(plain.for_host(Some("10.99.0.1")).syslog_host, "");
     }
 
     #[test]

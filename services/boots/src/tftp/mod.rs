@@ -35,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 pub use files::{AssetRoot, IpxeBinaries, parse_mac};
 pub use metrics::TftpMetrics;
 
+use crate::record::Recorder;
+
 use metrics::DropReason;
 use packet::{ErrorCode, Packet};
 
@@ -143,6 +145,7 @@ pub(crate) struct Shared {
     pub(crate) binaries: IpxeBinaries,
     pub(crate) assets: Option<AssetRoot>,
     pub(crate) metrics: TftpMetrics,
+    pub(crate) recorder: Option<Recorder>,
 }
 
 /// A running TFTP server.
@@ -156,8 +159,13 @@ pub struct Tftp {
 impl Tftp {
     /// Validate `config`, load the binaries, open the asset directory and bind the request
     /// port; the socket is bound when this returns. Serves until `cancel` fires; transfers in
-    /// flight are then stopped.
-    pub async fn start(config: Config, cancel: CancellationToken) -> Result<Tftp, TftpError> {
+    /// flight are then stopped. With a `recorder`, every completed transfer is recorded in the
+    /// timeline for the Hardware of the MAC in the path, else of the client's address.
+    pub async fn start(
+        config: Config,
+        recorder: Option<Recorder>,
+        cancel: CancellationToken,
+    ) -> Result<Tftp, TftpError> {
         config.validate()?;
         let binaries = match &config.ipxe_dir {
             Some(dir) => IpxeBinaries::load(dir)?,
@@ -192,6 +200,7 @@ impl Tftp {
             binaries,
             assets,
             metrics: metrics.clone(),
+            recorder,
         });
         let task = tokio::spawn(serve(socket, shared, cancel));
         Ok(Tftp {

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use tinkerbell_core::timeline::Phase;
+
 use super::Shared;
 use super::files::{self, OpenError, Resolved};
 use super::metrics::Outcome;
@@ -67,6 +69,23 @@ pub(crate) async fn run(
     };
     shared.metrics.active().dec();
     shared.metrics.outcome(outcome);
+    if outcome == Outcome::Completed
+        && let Some(rec) = &shared.recorder
+    {
+        let mac = match files::resolve(&req.filename, &shared.binaries) {
+            Ok(Resolved::Binary { mac, .. }) => mac,
+            _ => None,
+        };
+        let ip = peer.ip().to_canonical().to_string();
+        rec.by_mac_or_ip(
+            mac.as_deref(),
+            Some(&ip),
+            Phase::Tftp,
+            req.filename.clone(),
+            false,
+        )
+        .await;
+    }
     span.in_scope(|| tracing::debug!(?outcome, "tftp transfer ended"));
 }
 
