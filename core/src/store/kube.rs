@@ -323,24 +323,10 @@ impl KubeStore {
         path: Option<&Path>,
         namespace: &str,
     ) -> Result<KubeStore, StoreError> {
-        super::remote::install_crypto_provider();
-        let config = match path {
-            Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p)
-                    .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?;
-                kube::Config::from_custom_kubeconfig(
-                    kc,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
-        };
-        let client = Client::try_from(config).map_err(StoreError::Kube)?;
-        Ok(KubeStore::new(client, namespace))
+        Ok(KubeStore::new(
+            client_from_kubeconfig(path).await?,
+            namespace,
+        ))
     }
 
     /// How long a lookup (or a Hardware write, which checks identities) waits for the index's
@@ -707,6 +693,25 @@ struct Plan {
     write_spec: bool,
     /// Whether the status must be written.
     write_status: bool,
+}
+
+/// A Kubernetes client from a kubeconfig file, or (with `None`) from the environment:
+/// `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
+pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, StoreError> {
+    super::remote::install_crypto_provider();
+    let config = match path {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
+    };
+    Client::try_from(config).map_err(StoreError::Kube)
 }
 
 fn scoped_api<K: KubeKind>(client: &Client, ns: &str) -> Api<K> {
