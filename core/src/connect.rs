@@ -4,6 +4,12 @@
 //! * [`StoreConnection`]: the appliance's store API (found through the data directory's
 //!   `api-url` and `api-token`, as `tinkerbell serve` writes them) or Kubernetes
 //!   (`--backend kube`, upstream's `TINKERBELL_BACKEND_KUBE_*`).
+//! * [`StoreArgs`] and [`LogArgs`] (feature `cli`): the backend and logging flags, defined once
+//!   so `boots`, `hegel`, `rufio`, `tink-server` and `tink-controller` accept the same names
+//!   (`--backend` / `TINKERBELL_BACKEND`, `TINKERBELL_BACKEND_KUBE_CONFIG`,
+//!   `TINKERBELL_BACKEND_KUBE_NAMESPACE`, `TINKERBELL_SERVER`, `TINKERBELL_TOKEN_FILE`,
+//!   `TINKERBELL_DATA_DIR`, `TINKERBELL_LOG_LEVEL`) and a deployment can swap one binary for
+//!   another without relearning them; [`init_tracing`] sets up their logs the same way.
 //! * [`default_data_dir`], [`shutdown_signal`], [`error_chain`].
 
 use std::path::{Path, PathBuf};
@@ -58,9 +64,199 @@ pub struct StoreConnection {
     pub kube_namespace: String,
 }
 
+/// The backend flags every service binary shares (flatten into the binary's clap parser).
+///
+/// Env names are upstream Tinkerbell's where the setting exists (`TINKERBELL_BACKEND`,
+/// `TINKERBELL_BACKEND_KUBE_CONFIG`, `TINKERBELL_BACKEND_KUBE_NAMESPACE`); the embedded-backend
+/// ones (`TINKERBELL_SERVER`, `TINKERBELL_TOKEN_FILE`, `TINKERBELL_DATA_DIR`) are ours.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Where objects come from: the appliance's store API (`embedded`), or Kubernetes (`kube`).
+    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
+    pub backend: BackendKind,
+
+    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
+    #[arg(long, env = "TINKERBELL_SERVER")]
+    pub server: Option<String>,
+
+    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
+    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The appliance's data directory, for the defaults above (and tink-server's worker token
+    /// key). Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
+    #[arg(long, env = "TINKERBELL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Kubeconfig for `--backend kube` (default: $KUBECONFIG, ~/.kube/config, else the
+    /// in-cluster service account).
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
+    pub backend_kube_config: Option<PathBuf>,
+
+    /// Namespace the kube backend reads and reconciles (all namespaces when empty).
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
+    pub backend_kube_namespace: String,
+}
+
+#[cfg(feature = "cli")]
+impl StoreArgs {
+    /// The data directory: `--data-dir`, else [`default_data_dir`].
+    pub fn data_dir(&self) -> Result<PathBuf, ConnectError> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => default_data_dir().ok_or(ConnectError::NoDataDir),
+        }
+    }
+
+    /// The namespace a controller reconciles: `None` for every namespace.
+    pub fn namespace(&self) -> Option<String> {
+        Some(self.backend_kube_namespace.clone()).filter(|n| !n.is_empty())
+    }
+
+    /// What [`StoreConnection::connect`] needs. The data directory is only required by the
+    /// embedded backend; with `kube` a missing one is not an error.
+    pub fn connection(&self) -> Result<StoreConnection, ConnectError> {
+        let data_dir = match self.backend {
+            BackendKind::Embedded => self.data_dir()?,
+            BackendKind::Kube => self.data_dir().unwrap_or_default(),
+        };
+        Ok(StoreConnection {
+            backend: self.backend,
+            data_dir,
+            server: self.server.clone(),
+            token_file: self.token_file.clone(),
+            kube_config: self.backend_kube_config.clone(),
+            kube_namespace: self.backend_kube_namespace.clone(),
+        })
+    }
+
+    /// Connect to the backend these flags name.
+    pub async fn connect(&self) -> Result<Arc<dyn Backend>, ConnectError> {
+        self.connection()?.connect().await
+    }
+}
+
+/// Take the controller's Lease (`lease`, e.g. `tink-controller`) in `namespace` (default:
+/// the kube backend's namespace, else the kubeconfig's / service account's) before
+/// reconciling, waiting while another replica holds it; `None` when `cancel` fires first.
+/// Leader election needs `--backend kube`: the embedded store has one writer process anyway.
+/// The identity is the pod name (`HOSTNAME`) plus a random suffix, so a restarted pod is a
+/// new candidate.
+#[cfg(feature = "cli")]
+pub async fn acquire_leadership(
+    store: &StoreArgs,
+    lease: &str,
+    namespace: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<crate::store::kube_lease::Leadership>, ConnectError> {
+    use crate::store::kube_lease::{LeaderElector, LeaseConfig};
+    if store.backend != BackendKind::Kube {
+        return Err(ConnectError::LeaderNeedsKube);
+    }
+    let client = crate::store::kube::client_from_kubeconfig(store.backend_kube_config.as_deref())
+        .await
+        .map_err(ConnectError::Kube)?;
+    let namespace = [namespace, store.backend_kube_namespace.as_str()]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .map_or_else(|| client.default_namespace().to_string(), str::to_string);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| lease.to_string());
+    let identity = format!("{host}_{}", uuid::Uuid::new_v4());
+    let elector = LeaderElector::new(client, LeaseConfig::new(&namespace, lease, &identity))
+        .map_err(ConnectError::LeaderElection)?;
+    tracing::info!(%namespace, %lease, %identity, "leader election: acquiring");
+    elector
+        .acquire(cancel)
+        .await
+        .map_err(ConnectError::LeaderElection)
+}
+
+/// Wait for `join` (a started controller's join future). When `leadership` is lost first,
+/// cancel `root`, wait for the controller to stop, and fail with
+/// [`ConnectError::LeadershipLost`]: a controller that no longer holds the Lease must stop
+/// reconciling before another replica's lease begins (the process then exits and restarts as
+/// a candidate, as controller-runtime's do).
+#[cfg(feature = "cli")]
+pub async fn while_leading<R>(
+    leadership: Option<&crate::store::kube_lease::Leadership>,
+    root: &tokio_util::sync::CancellationToken,
+    join: impl std::future::Future<Output = R>,
+) -> Result<R, ConnectError> {
+    let mut join = std::pin::pin!(join);
+    let lost = async {
+        match leadership {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = &mut join => Ok(r),
+        () = lost => {
+            root.cancel();
+            let _ = join.await;
+            Err(ConnectError::LeadershipLost)
+        }
+    }
+}
+
+/// The logging flag every service binary shares.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log filter (tracing env-filter syntax: `info`, `debug,hyper=warn`, ...).
+    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Why logging could not be set up.
+#[cfg(feature = "cli")]
+#[derive(Debug, thiserror::Error)]
+#[error("--log-level (TINKERBELL_LOG_LEVEL) {filter:?} is not a tracing filter")]
+pub struct LogLevelError {
+    /// The filter given.
+    pub filter: String,
+    /// Why it does not parse.
+    #[source]
+    pub source: tracing_subscriber::filter::ParseError,
+}
+
+/// Human-readable logs on stderr filtered by `filter` (tracing env-filter syntax), and the
+/// process-wide rustls crypto provider every TLS client and server of ours uses. A filter that
+/// does not parse is refused (a usage error), not silently replaced.
+#[cfg(feature = "cli")]
+pub fn init_tracing(filter: &str) -> Result<(), LogLevelError> {
+    let env_filter =
+        tracing_subscriber::EnvFilter::try_new(filter).map_err(|source| LogLevelError {
+            filter: filter.to_string(),
+            source,
+        })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .init();
+    crate::store::remote::install_crypto_provider();
+    Ok(())
+}
+
 /// Why the store could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// Leader election was asked for on a backend that has no Leases.
+    #[error("leader election needs --backend kube (TINKERBELL_BACKEND=kube)")]
+    LeaderNeedsKube,
+    /// The Lease could not be renewed in time, or another replica took it.
+    #[error("leadership lost; stopped reconciling")]
+    LeadershipLost,
+    /// Leader election failed.
+    #[error("leader election")]
+    LeaderElection(#[source] crate::store::kube_lease::LeaseError),
+    /// No data directory given and none to default to.
+    #[error("HOME is not set and not running as root; pass --data-dir (TINKERBELL_DATA_DIR)")]
+    NoDataDir,
     /// The Kubernetes client could not be set up.
     #[error("connecting to Kubernetes")]
     Kube(#[source] StoreError),

@@ -403,11 +403,13 @@ fn with_handoff(o: &Object, value: Option<&str>) -> Object {
     o
 }
 
-/// Content hash: canonical JSON (sorted keys) of the object without what a store assigns
-/// (resourceVersion, uid, creationTimestamp, generation, managedFields) and without the
-/// handoff annotation.
+/// Content hash: canonical JSON (sorted keys) of the object as an API server stores it (CRD
+/// schema defaults filled in, a Secret's `stringData` folded into `data`), without what a
+/// store assigns (resourceVersion, uid, creationTimestamp, generation, managedFields) and
+/// without the handoff annotation. So an object and its copy on Kubernetes hash the same even
+/// though the server added `port: 623` to the copy.
 pub fn digest(o: &Object) -> String {
-    let mut v = with_handoff(o, None).to_json();
+    let mut v = crate::store::kube::server_view(&with_handoff(o, None));
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
             "resourceVersion",

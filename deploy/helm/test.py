@@ -8,8 +8,12 @@ templates the chart keeps to), for each way it is deployed, and every rendered o
 - cross-references: each Deployment's ServiceAccount exists, each Service selects a pod
   template and its targetPorts are named container ports, each binding's roleRef exists;
 - the contract: Service ports (42113, 7171, 7172, 67/69/514 UDP), TINKERBELL_* env names,
-  hostNetwork / relay switch, leader election + maxConcurrentReconciles env, RBAC rules
-  exactly as pinned below, non-root where possible;
+  hostNetwork / relay switch, leader election + concurrency env, RBAC rules exactly as pinned
+  below, non-root where possible;
+- every env name the chart sets on a container is one its binary accepts: the names are read
+  from `<binary> --help` (clap prints `[env: NAME=]`) of the built binaries (TINKERBELL_BIN_DIR,
+  else target/debug or the static release dir); without them the check fails under CI=true and
+  is skipped otherwise;
 - the chart's CRDs equal deploy/crds, and the example objects of core/tests/fixtures validate
   against those CRDs' openAPIV3Schema;
 - generated files (manifests, README values table) are fresh; every value is documented.
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import subprocess
 import sys
 import traceback
 
@@ -85,7 +91,7 @@ CASES = {
         "boots": {"dhcpRelay": {"enabled": True, "interface": "eno1", "address": "10.0.0.5/24"}},
         "service": {"type": "LoadBalancer", "loadBalancerIP": "10.0.0.5",
                     "loadBalancerClass": "kube-vip.io/kube-vip-class"},
-        "tinkController": {"maxConcurrentReconciles": 5}, "rufio": {"maxConcurrentReconciles": 10},
+        "tinkController": {"leaderElection": True}, "rufio": {"maxConcurrent": 10},
         "watchNamespace": "eksa-system", "trustedProxies": "192.168.0.0/16",
     },
     "host-network": {"publicIP": "10.0.0.5", "boots": {"hostNetwork": True}},
@@ -237,8 +243,68 @@ def controllers(objs, values):
         v = generate_merge(defaults, values.get(key, {}))
         env = {e["name"]: e["value"] for e in deps[f"tinkerbell-{c}"]["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env[f"TINKERBELL_{prefix}_ENABLE_LEADER_ELECTION"] == str(v["leaderElection"]).lower()
-        assert env[f"TINKERBELL_{prefix}_MAX_CONCURRENT_RECONCILES"] == str(v["maxConcurrentReconciles"])
         assert env[f"TINKERBELL_{prefix}_LEADER_ELECTION_NAMESPACE"] == "tinkerbell"
+        if c == "rufio":
+            assert env["TINKERBELL_RUFIO_MAX_CONCURRENT"] == str(v["maxConcurrent"])
+
+
+# Container name -> binary.
+BINARIES = {"boots": "boots", "hegel": "hegel", "tink-server": "tink-server",
+            "tink-controller": "tink-controller", "rufio": "rufio"}
+# Env names the chart sets for flags another branch is adding to a binary (name -> why). The
+# check fails once the binary accepts one of them, so this list cannot go stale.
+PENDING = {
+    "boots": {
+        "TINKERBELL_IPXE_SCRIPT_TINK_SERVER_ADDR_PORT": "boots iPXE HTTP flags (h/boots)",
+        "TINKERBELL_TRUSTED_PROXIES": "boots iPXE HTTP flags (h/boots)",
+    },
+}
+_accepted = {}
+
+
+def bin_dir():
+    """Where the built service binaries are, or None."""
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    dirs = [os.environ.get("TINKERBELL_BIN_DIR")] + [
+        os.path.join(target, d) for d in ("debug", "x86_64-unknown-linux-gnu/release", "release")]
+    for d in dirs:
+        if d and all(os.access(os.path.join(d, b), os.X_OK) for b in BINARIES.values()):
+            return d
+    return None
+
+
+def accepted_env(binary):
+    """The env names `<binary> --help` lists (run with an empty environment, so no values)."""
+    if binary not in _accepted:
+        out = subprocess.run([os.path.join(bin_dir(), binary), "--help"], env={},
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        _accepted[binary] = set(re.findall(r"\[env: ([A-Za-z0-9_]+)", out))
+        assert _accepted[binary], f"{binary} --help lists no env names"
+    return _accepted[binary]
+
+
+def env_names_accepted(objs, values):
+    """Every env name a container gets from the chart is one its binary reads."""
+    wrong = []
+    for dep in by_kind(objs, "Deployment").values():
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            binary = BINARIES[c["name"]]
+            extra = {e["name"] for e in values.get(
+                {"tink-server": "tinkServer", "tink-controller": "tinkController"}.get(c["name"], c["name"]),
+                {}).get("extraEnv", [])}
+            ok = accepted_env(binary)
+            pending = PENDING.get(binary, {})
+            for e in c.get("env", []):
+                name = e["name"]
+                if name in extra:
+                    continue  # the user's own
+                if name in pending:
+                    if name in ok:
+                        wrong.append(f"{binary} now accepts {name}: remove it from PENDING")
+                    continue
+                if name not in ok:
+                    wrong.append(f"{c['name']}: {name} is not a {binary} env name")
+    assert not wrong, "; ".join(sorted(set(wrong)))
 
 
 def generate_merge(a, b):
@@ -371,6 +437,13 @@ def main():
         check(f"{case}: RBAC exactly as pinned", rbac_exact, objs, values)
         check(f"{case}: boots network mode", boots_shape, objs, values)
         check(f"{case}: leader election env", controllers, objs, values)
+        if bin_dir():
+            check(f"{case}: env names are the binaries' ({bin_dir()})", env_names_accepted, objs, values)
+        elif os.environ.get("CI") == "true":
+            check(f"{case}: env names are the binaries'", lambda: (_ for _ in ()).throw(
+                AssertionError("no built service binaries (cargo build; or set TINKERBELL_BIN_DIR)")))
+        else:
+            print(f"skip {case}: env names vs binaries (no built binaries; set TINKERBELL_BIN_DIR)")
         if case == "extras":
             check(f"{case}: extraEnv and resources", extras, objs, values)
     for name in ("tinkerbell.yaml", "bootstrap.yaml", "crds.yaml"):

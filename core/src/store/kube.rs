@@ -323,24 +323,10 @@ impl KubeStore {
         path: Option<&Path>,
         namespace: &str,
     ) -> Result<KubeStore, StoreError> {
-        super::remote::install_crypto_provider();
-        let config = match path {
-            Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p)
-                    .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?;
-                kube::Config::from_custom_kubeconfig(
-                    kc,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
-        };
-        let client = Client::try_from(config).map_err(StoreError::Kube)?;
-        Ok(KubeStore::new(client, namespace))
+        Ok(KubeStore::new(
+            client_from_kubeconfig(path).await?,
+            namespace,
+        ))
     }
 
     /// How long a lookup (or a Hardware write, which checks identities) waits for the index's
@@ -647,14 +633,34 @@ impl KubeStore {
             move |e| api_err(e, K::KIND, Some(&key), rv.as_deref())
         };
         let earlier = written.get(&key).cloned();
-        let (mut result, applied) = match (&plan.current, earlier) {
-            (None, None) => {
-                let created = api
-                    .create(&pp, &K::from_object(plan.desired.clone()))
-                    .await
-                    .map_err(err(None))?;
-                (created.into_object(), Applied::Created)
-            }
+        let mut write_status = plan.write_status;
+        let (mut result, mut applied) = match (&plan.current, earlier) {
+            (None, None) => match api
+                .create(&pp, &K::from_object(plan.desired.clone()))
+                .await
+                .map_err(err(None))
+            {
+                Ok(created) => (created.into_object(), Applied::Created),
+                // Created since phase 1: by another writer, or by an earlier run of this batch
+                // whose response was lost. The same content is not an error (and not a
+                // duplicate); other content is replaced at the version found.
+                Err(StoreError::AlreadyExists(_)) => {
+                    let cur = api.get(&key.name).await.map_err(err(None))?.into_object();
+                    write_status = !plan.status.is_null() && plan.status != cur.status_json();
+                    if comparable(&plan.desired) == comparable(&cur) {
+                        (cur, Applied::Unchanged)
+                    } else {
+                        let desired = carry_over(plan.desired.clone(), &cur);
+                        let rv = desired.resource_version().map(str::to_string);
+                        let replaced = api
+                            .replace(&key.name, &pp, &K::from_object(desired))
+                            .await
+                            .map_err(err(rv.as_deref()))?;
+                        (replaced.into_object(), Applied::Configured)
+                    }
+                }
+                Err(e) => return Err(e),
+            },
             (_, Some(rv)) => {
                 let mut desired = plan.desired.clone();
                 desired.meta_mut().resource_version = Some(rv.clone());
@@ -677,7 +683,10 @@ impl KubeStore {
                 (replaced.into_object(), Applied::Configured)
             }
         };
-        if plan.write_status {
+        if write_status {
+            if applied == Applied::Unchanged {
+                applied = Applied::Configured;
+            }
             // Status is a subresource: written separately, at the version just written.
             let with = result.with_status_json(plan.status.clone())?;
             let rv = with.resource_version().map(str::to_string);
@@ -707,6 +716,25 @@ struct Plan {
     write_spec: bool,
     /// Whether the status must be written.
     write_status: bool,
+}
+
+/// A Kubernetes client from a kubeconfig file, or (with `None`) from the environment:
+/// `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
+pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, StoreError> {
+    super::remote::install_crypto_provider();
+    let config = match path {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| StoreError::Kube(kube::Error::InferKubeconfig(e)))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
+    };
+    Client::try_from(config).map_err(StoreError::Kube)
 }
 
 fn scoped_api<K: KubeKind>(client: &Client, ns: &str) -> Api<K> {
@@ -803,11 +831,13 @@ fn carry_over(obj: Object, cur: &Object) -> Object {
     obj
 }
 
-/// What `apply_all` compares to decide Unchanged: everything but status and server-set
-/// metadata. Secrets are compared as the server stores them (stringData folded into data,
-/// type defaulted).
-fn comparable(obj: &Object) -> Value {
-    let obj = match obj {
+/// The object as an API server stores it, in JSON: Secrets with `stringData` folded into
+/// `data` and `type` defaulted to `Opaque`; custom resources with their CRD's schema defaults
+/// filled in (a Machine written without `port` reads back with 623). Comparing two objects
+/// through this view tells whether writing one over the other would change anything, whichever
+/// backend they came from (the mover's content hash and `apply_all`'s Unchanged both use it).
+pub(crate) fn server_view(obj: &Object) -> Value {
+    match obj {
         Object::Secret(s) => {
             let mut s = (**s).clone();
             if let Some(sd) = s.string_data.take() {
@@ -817,11 +847,69 @@ fn comparable(obj: &Object) -> Value {
                 }
             }
             s.type_.get_or_insert_with(|| "Opaque".to_string());
-            Object::Secret(Arc::new(s))
+            Object::Secret(Arc::new(s)).to_json()
         }
-        other => other.clone(),
-    };
-    let mut v = obj.to_json();
+        other => {
+            let mut v = other.to_json();
+            if let Some(schema) = crd_schema(other.kind()) {
+                apply_schema_defaults(schema, &mut v);
+            }
+            v
+        }
+    }
+}
+
+/// The openAPIV3Schema of `kind`'s CRD (None for Secrets).
+fn crd_schema(kind: Kind) -> Option<&'static Value> {
+    static SCHEMAS: std::sync::OnceLock<HashMap<String, Value>> = std::sync::OnceLock::new();
+    SCHEMAS
+        .get_or_init(|| {
+            crate::model::all_crds()
+                .into_iter()
+                .filter_map(|crd| {
+                    let schema = crd.spec.versions.first()?.schema.as_ref()?;
+                    let v = serde_json::to_value(schema.open_api_v3_schema.as_ref()?).ok()?;
+                    Some((crd.spec.names.kind, v))
+                })
+                .collect()
+        })
+        .get(kind.as_str())
+}
+
+/// Structural-schema defaulting as the API server does it on every write: inside each object
+/// that is present, a missing property whose schema has a `default` gets it.
+fn apply_schema_defaults(schema: &Value, v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (name, sub) in props {
+                if !map.contains_key(name)
+                    && let Some(d) = sub.get("default")
+                {
+                    map.insert(name.clone(), d.clone());
+                }
+                if let Some(child) = map.get_mut(name) {
+                    apply_schema_defaults(sub, child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for item in items {
+                    apply_schema_defaults(sub, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What `apply_all` compares to decide Unchanged: the [`server_view`] without status and
+/// server-set metadata.
+fn comparable(obj: &Object) -> Value {
+    let mut v = server_view(obj);
     if let Value::Object(map) = &mut v {
         map.remove("status");
         let meta = map.remove("metadata").unwrap_or(Value::Null);

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 use tinkerbell_boots::flags::{DhcpArgs, IpxeArgs, IpxeContext, SyslogArgs, TftpArgs};
 use tinkerbell_boots::{Boots, BootsError, Config};
-use tinkerbell_core::connect::{self, StoreConnection};
+use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::WorkerTokenKey;
@@ -71,27 +71,11 @@ struct Cli {
     #[arg(long, env = "TINKERBELL_LOGS_TOKEN_FILE")]
     logs_token_file: Option<PathBuf>,
 
-    /// Where Hardware comes from: the appliance's store API, or Kubernetes.
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
-    backend: connect::BackendKind,
-    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
-    server: Option<String>,
-    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// The appliance's data directory, for the defaults above.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Kubeconfig for `--backend kube`.
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
-    backend_kube_config: Option<PathBuf>,
-    /// Namespace the kube backend reads (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
-    backend_kube_namespace: String,
-    /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    store: connect::StoreArgs,
+
+    #[command(flatten)]
+    log: connect::LogArgs,
 }
 
 /// Build and validate the configuration; every problem is reported at once. `http_port` is
@@ -151,12 +135,10 @@ fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Conf
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     tinkerbell_core::store::remote::install_crypto_provider();
     // Validate the flags before anything is bound (the real HTTP port comes later).
     if let Err(e) = config(&cli, cli.http_port, None) {
@@ -202,7 +184,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let backend = connect(cli).await?;
     // The worker token key the appliance's tink server created, if this host has one: then
     // the scripts carry `worker_token=` the tink server accepts.
-    let key = match data_dir(cli) {
+    let key = match cli.store.data_dir() {
         Ok(d) => WorkerTokenKey::load(&d).ok(),
         Err(_) => None,
     };
@@ -249,22 +231,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     result.context("boots")
 }
 
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    match &cli.data_dir {
-        Some(d) => Ok(d.clone()),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
-    }
-}
-
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
-    let conn = StoreConnection {
-        backend: cli.backend,
-        data_dir: data_dir(cli)?,
-        server: cli.server.clone(),
-        token_file: cli.token_file.clone(),
-        kube_config: cli.backend_kube_config.clone(),
-        kube_namespace: cli.backend_kube_namespace.clone(),
-    };
-    let backend: Arc<dyn HardwareLookup> = conn.connect().await?;
+    let backend: Arc<dyn HardwareLookup> = cli.store.connect().await?;
     Ok(backend)
 }

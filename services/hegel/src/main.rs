@@ -6,14 +6,13 @@
 //! until SIGTERM/SIGINT. Exit codes: 2 usage or configuration, 1 failure.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect::{self, StoreConnection};
+use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_hegel::{Cidr, Config, Hegel, HegelError};
 use tokio_util::sync::CancellationToken;
@@ -54,34 +53,11 @@ struct Cli {
     )]
     token_ttl_max: u64,
 
-    /// Where Hardware comes from: the appliance's store API, or Kubernetes.
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
-    backend: connect::BackendKind,
+    #[command(flatten)]
+    store: connect::StoreArgs,
 
-    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
-    server: Option<String>,
-
-    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-
-    /// The appliance's data directory, for the defaults above.
-    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
-    backend_kube_config: Option<PathBuf>,
-
-    /// Namespace the kube backend reads (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
-    backend_kube_namespace: String,
-
-    /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: connect::LogArgs,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -96,13 +72,10 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tinkerbell_core::store::remote::install_crypto_provider();
+    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
 
     let config = match config(&cli) {
         Ok(c) => c,
@@ -178,22 +151,7 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
     result.context("hegel")
 }
 
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    match &cli.data_dir {
-        Some(d) => Ok(d.clone()),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
-    }
-}
-
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
-    let conn = StoreConnection {
-        backend: cli.backend,
-        data_dir: data_dir(cli)?,
-        server: cli.server.clone(),
-        token_file: cli.token_file.clone(),
-        kube_config: cli.backend_kube_config.clone(),
-        kube_namespace: cli.backend_kube_namespace.clone(),
-    };
-    let backend: Arc<dyn HardwareLookup> = conn.connect().await?;
+    let backend: Arc<dyn HardwareLookup> = cli.store.connect().await?;
     Ok(backend)
 }

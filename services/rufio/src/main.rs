@@ -6,14 +6,13 @@
 //! [`tinkerbell_rufio::Controllers`] until SIGTERM/SIGINT. Exit codes: 2 usage or
 //! configuration, 1 failure.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect::{self, StoreConnection};
+use tinkerbell_core::connect;
 use tinkerbell_core::store::Store;
 use tinkerbell_rufio::controller::{self, Config, parse_duration};
 use tinkerbell_rufio::{ControllerError, Controllers};
@@ -45,48 +44,50 @@ struct Cli {
     #[arg(long, env = "TINKERBELL_RUFIO_MAX_CONCURRENT", default_value_t = 32)]
     rufio_max_concurrent: usize,
 
-    /// Where the bmc objects live: the appliance's store API, or Kubernetes.
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
-    backend: connect::BackendKind,
+    /// Take the `rufio` Lease before reconciling, so only one replica does (needs
+    /// `--backend kube`).
+    #[arg(
+        long,
+        env = "TINKERBELL_RUFIO_ENABLE_LEADER_ELECTION",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    rufio_enable_leader_election: bool,
 
-    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
-    server: Option<String>,
+    /// Namespace of the Lease (default: --backend-kube-namespace, else the kubeconfig's or
+    /// the service account's namespace).
+    #[arg(
+        long,
+        env = "TINKERBELL_RUFIO_LEADER_ELECTION_NAMESPACE",
+        default_value = ""
+    )]
+    rufio_leader_election_namespace: String,
 
-    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    store: connect::StoreArgs,
 
-    /// The appliance's data directory, for the defaults above.
-    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
-    backend_kube_config: Option<PathBuf>,
-
-    /// Namespace to reconcile (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
-    backend_kube_namespace: String,
-
-    /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: connect::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tinkerbell_core::store::remote::install_crypto_provider();
+    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
 
+    if cli.rufio_enable_leader_election && cli.store.backend != connect::BackendKind::Kube {
+        eprintln!(
+            "error: --rufio-enable-leader-election: {}",
+            connect::ConnectError::LeaderNeedsKube
+        );
+        return ExitCode::from(2);
+    }
     let config = Config {
-        namespace: Some(cli.backend_kube_namespace.clone()).filter(|n| !n.is_empty()),
+        namespace: cli.store.namespace(),
         power_check_interval: cli.rufio_power_check_interval,
         bmc_timeout: cli.rufio_bmc_connect_timeout,
         max_concurrent_bmc: cli.rufio_max_concurrent,
@@ -126,8 +127,6 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli, config: controller::Config) -> anyhow::Result<()> {
     let store = connect(cli).await?;
     let root = CancellationToken::new();
-    let controllers = Controllers::start(config, store, root.child_token())?;
-    eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
     let signals = tokio::spawn({
         let root = root.clone();
         async move {
@@ -136,24 +135,30 @@ async fn run(cli: &Cli, config: controller::Config) -> anyhow::Result<()> {
             root.cancel();
         }
     });
-    let result = controllers.join().await;
+    let leadership = if cli.rufio_enable_leader_election {
+        let lease = "rufio";
+        let ns = &cli.rufio_leader_election_namespace;
+        match connect::acquire_leadership(&cli.store, lease, ns, &root).await? {
+            Some(l) => Some(l),
+            None => {
+                signals.abort();
+                return Ok(()); // stopped while waiting for the lease
+            }
+        }
+    } else {
+        None
+    };
+    let controllers = Controllers::start(config, store, root.child_token())?;
+    eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
+    let result = connect::while_leading(leadership.as_ref(), &root, controllers.join()).await;
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     signals.abort();
-    result.context("rufio controllers")
+    result?.context("rufio controllers")
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
-    let data_dir = match &cli.data_dir {
-        Some(d) => d.clone(),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir")?,
-    };
-    let conn = StoreConnection {
-        backend: cli.backend,
-        data_dir,
-        server: cli.server.clone(),
-        token_file: cli.token_file.clone(),
-        kube_config: cli.backend_kube_config.clone(),
-        kube_namespace: cli.backend_kube_namespace.clone(),
-    };
-    let store: Arc<dyn Store> = conn.connect().await?;
+    let store: Arc<dyn Store> = cli.store.connect().await?;
     Ok(store)
 }

@@ -5,14 +5,13 @@
 //! [`tinkerbell_tink_controller::Controller`] until SIGTERM/SIGINT. Exit codes: 2 usage or
 //! configuration, 1 failure.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect::{self, StoreConnection};
+use tinkerbell_core::connect;
 use tinkerbell_core::store::Store;
 use tinkerbell_tink_controller::{Config, Controller, ControllerError};
 use tokio_util::sync::CancellationToken;
@@ -29,52 +28,56 @@ struct Cli {
     )]
     resync_seconds: u64,
 
-    /// Where objects come from: the appliance's store API, or Kubernetes.
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
-    backend: connect::BackendKind,
+    /// Take the `tink-controller` Lease before reconciling, so only one replica does (needs
+    /// `--backend kube`).
+    #[arg(
+        long,
+        env = "TINKERBELL_TINK_CONTROLLER_ENABLE_LEADER_ELECTION",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    tink_controller_enable_leader_election: bool,
 
-    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
-    server: Option<String>,
+    /// Namespace of the Lease (default: --backend-kube-namespace, else the kubeconfig's or
+    /// the service account's namespace).
+    #[arg(
+        long,
+        env = "TINKERBELL_TINK_CONTROLLER_LEADER_ELECTION_NAMESPACE",
+        default_value = ""
+    )]
+    tink_controller_leader_election_namespace: String,
 
-    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    store: connect::StoreArgs,
 
-    /// The appliance's data directory, for the defaults above.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
-    backend_kube_config: Option<PathBuf>,
-
-    /// Namespace to reconcile (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
-    backend_kube_namespace: String,
-
-    /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: connect::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tinkerbell_core::store::remote::install_crypto_provider();
+    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
 
     if cli.resync_seconds == 0 {
         eprintln!("error: --resync-seconds must be > 0");
         return ExitCode::from(2);
     }
+    if cli.tink_controller_enable_leader_election && cli.store.backend != connect::BackendKind::Kube
+    {
+        eprintln!(
+            "error: --tink-controller-enable-leader-election: {}",
+            connect::ConnectError::LeaderNeedsKube
+        );
+        return ExitCode::from(2);
+    }
     let config = Config {
         resync: Duration::from_secs(cli.resync_seconds),
-        namespace: Some(cli.backend_kube_namespace.clone()).filter(|n| !n.is_empty()),
+        namespace: cli.store.namespace(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -104,22 +107,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
-    let data_dir = match &cli.data_dir {
-        Some(d) => d.clone(),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir")?,
-    };
-    let conn = StoreConnection {
-        backend: cli.backend,
-        data_dir,
-        server: cli.server.clone(),
-        token_file: cli.token_file.clone(),
-        kube_config: cli.backend_kube_config.clone(),
-        kube_namespace: cli.backend_kube_namespace.clone(),
-    };
-    let store: Arc<dyn Store> = conn.connect().await?;
+    let store: Arc<dyn Store> = cli.store.connect().await?;
     let root = CancellationToken::new();
-    let controller = Controller::start(config, store, root.child_token()).await?;
-    eprintln!("tink-controller: reconciling workflows");
     let signals = tokio::spawn({
         let root = root.clone();
         async move {
@@ -128,7 +117,25 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
             root.cancel();
         }
     });
-    let result = controller.join().await;
+    let leadership = if cli.tink_controller_enable_leader_election {
+        let lease = "tink-controller";
+        let ns = &cli.tink_controller_leader_election_namespace;
+        match connect::acquire_leadership(&cli.store, lease, ns, &root).await? {
+            Some(l) => Some(l),
+            None => {
+                signals.abort();
+                return Ok(()); // stopped while waiting for the lease
+            }
+        }
+    } else {
+        None
+    };
+    let controller = Controller::start(config, store, root.child_token()).await?;
+    eprintln!("tink-controller: reconciling workflows");
+    let result = connect::while_leading(leadership.as_ref(), &root, controller.join()).await;
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     signals.abort();
-    result.context("tink controller")
+    result?.context("tink controller")
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect::{self, StoreConnection};
+use tinkerbell_core::connect;
 use tinkerbell_core::store::{HardwareLookup, Store};
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_tink_server::{Auth, Config, TinkError, TlsFiles};
@@ -68,34 +68,11 @@ struct Cli {
     #[arg(long, env = "TINKERBELL_TINK_SERVER_LOGS_TOKEN_FILE")]
     logs_token_file: Option<PathBuf>,
 
-    /// Where workflows come from: the appliance's store API, or Kubernetes.
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
-    backend: connect::BackendKind,
+    #[command(flatten)]
+    store: connect::StoreArgs,
 
-    /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
-    server: Option<String>,
-
-    /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-
-    /// The appliance's data directory (store API defaults, `worker-token-key`).
-    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
-    backend_kube_config: Option<PathBuf>,
-
-    /// Namespace the kube backend reads (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
-    backend_kube_namespace: String,
-
-    /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "TINKERBELL_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: connect::LogArgs,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -110,13 +87,10 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tinkerbell_core::store::remote::install_crypto_provider();
+    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,34 +118,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    match &cli.data_dir {
-        Some(d) => Ok(d.clone()),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
-    }
+/// A token file's trimmed content; `None` when it is empty.
+fn read_token(path: &std::path::Path) -> anyhow::Result<Option<String>> {
+    let t = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("reading {}", path.display())))?;
+    Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let dir = data_dir(cli)?;
+    // The data directory holds the worker token key and the default admin token. On the kube
+    // backend a pod may have none (no HOME, read-only root): only worker auth then needs one.
+    let dir = cli.store.data_dir();
     let key = if cli.worker_auth {
-        Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
+        let dir = dir
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("worker token key: {e}"))?;
+        Some(WorkerTokenKey::load_or_create(dir).context("worker token key")?)
     } else {
         tracing::warn!(
             "worker authentication is off: any client may fetch and report any workflow"
         );
         None
     };
-    let admin_file = cli
-        .logs_token_file
-        .clone()
-        .unwrap_or_else(|| dir.join(tinkerbell_core::api::token::FILE_NAME));
-    let admin_token = match std::fs::read_to_string(&admin_file) {
-        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-        Ok(_) => None,
-        Err(e) if cli.logs_token_file.is_none() && e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("reading {}", admin_file.display())));
-        }
+    // Explicit file: must be readable. Default (<data-dir>/api-token): used when present.
+    let admin_token = match (&cli.logs_token_file, &dir) {
+        (Some(f), _) => read_token(f)?,
+        (None, Ok(d)) => match read_token(&d.join(tinkerbell_core::api::token::FILE_NAME)) {
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                None
+            }
+            other => other?,
+        },
+        (None, Err(_)) => None,
     };
     let config = Config {
         listen: cli.grpc_authority.unwrap_or(SocketAddr::new(
@@ -188,15 +169,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         auth: Auth { key, admin_token },
         ..Config::default()
     };
-    let conn = StoreConnection {
-        backend: cli.backend,
-        data_dir: dir,
-        server: cli.server.clone(),
-        token_file: cli.token_file.clone(),
-        kube_config: cli.backend_kube_config.clone(),
-        kube_namespace: cli.backend_kube_namespace.clone(),
-    };
-    let backend = conn.connect().await?;
+    let backend = cli.store.connect().await?;
     let store: Arc<dyn Store> = backend.clone();
     let lookup: Arc<dyn HardwareLookup> = backend;
     let root = CancellationToken::new();
