@@ -446,7 +446,7 @@ struct Received {
     hop_limit: Option<u8>,
 }
 
-fn recv_one(fd: i32, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<Received> {
+fn recv_one(fd: i32, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = socket::recvmsg::<SockaddrIn6>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
         .map_err(io::Error::from)?;
