@@ -112,7 +112,7 @@ pub enum RaError {
     #[error("invalid IPv6 RA configuration: {0}")]
     Config(String),
     /// The interface does not exist.
-    #[error("IPv6 RA: no interface {interface:?}")]
+    #[error("no interface {interface:?}")]
     Interface {
         /// Interface name.
         interface: String,
@@ -122,7 +122,7 @@ pub enum RaError {
     },
     /// The raw ICMPv6 socket could not be opened or set up (needs CAP_NET_RAW, and IPv6 on
     /// the interface).
-    #[error("IPv6 RA: cannot open a raw ICMPv6 socket on {interface}")]
+    #[error("cannot open a raw ICMPv6 socket on {interface}")]
     Socket {
         /// Interface name.
         interface: String,
@@ -131,7 +131,7 @@ pub enum RaError {
         source: io::Error,
     },
     /// Reading the socket failed for good.
-    #[error("IPv6 RA: reading the ICMPv6 socket on {interface}")]
+    #[error("reading the ICMPv6 socket on {interface} failed")]
     Receive {
         /// Interface name.
         interface: String,
