@@ -26,6 +26,7 @@ apt_packages=(
   tftpd-hpa        # bench/tftp.sh reference server (in.tftpd run by hand, never as a service)
   isc-dhcp-client  # dhclient, a second DHCP client for manual checks
   kea-admin        # perfdhcp (services/boots/tests/netns.rs, bench/dhcp.sh)
+  ndisc6           # rdisc6: the IPv6 Router Solicitation peer of the boots RA responder test
   kea-dhcp4-server # bench/dhcp.sh reference server (run in a namespace, never as a service)
   dnsmasq-base     # bench/dhcp.sh reference server (the binary only, no init script)
   e2fsprogs        # mkfs.ext4/debugfs: ext4 partitions for the worker's writefile/archive2disk/cexec tests

@@ -14,6 +14,9 @@ tests/lab/test.sh
 # Netboot from `tinkerbell serve` alone (its DHCP, TFTP, iPXE HTTP, HookOS dir) in the lab:
 # BIOS, UEFI, and UEFI with OVMF's own PXE over TFTP, to the HookOS downloads.
 tests/lab/netboot.sh
+# End to end: workflows with --netboot provision a BIOS and a UEFI lab machine (rufio power-on,
+# PXE, HookOS, image2disk, writefile, reboot) and the installed OS reads its metadata.
+tests/lab/e2e.sh
 # Helm chart: render (deploy/helm/render.py) and validate every object; generated files fresh.
 python3 deploy/helm/test.py
 # Container images: static build, OCI layout, docker run as users run them (needs Docker).

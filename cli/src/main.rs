@@ -313,6 +313,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub syslog: tinkerbell_boots::flags::SyslogArgs,
 
+    /// IPv6 RA responder (boots; off by default, needs --dhcp-bind-interface).
+    #[command(flatten)]
+    pub ra: tinkerbell_boots::flags::RaArgs,
+
     /// Serve the iPXE binaries over TFTP (boots). Off by default here: it binds UDP 69.
     #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = false, num_args = 0..=1,
         default_missing_value = "true", action = clap::ArgAction::Set)]

@@ -214,8 +214,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let mut services = JoinSet::new();
     services.spawn(async move { api.join().await.context("store API") });
     services.spawn(async move { http.join().await.context("HTTP listener") });
-    // With DHCP, TFTP and syslog all off boots has no socket (its join returns at once).
-    if !boots.local_addrs().is_empty() {
+    // With DHCP, TFTP, syslog and the RA responder all off boots has no task (its join
+    // returns at once).
+    if boots.serves_anything() {
         services.spawn(async move { boots.join().await.context("boots") });
     }
     if let Some(tink) = tink {
@@ -291,6 +292,12 @@ fn boots_config(
             .ok(),
         _ => None,
     };
+    let ra = args
+        .ra
+        .to_config(args.dhcp.dhcp_bind_interface.as_deref())
+        .map_err(|p| problems.extend(p))
+        .ok()
+        .flatten();
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("; "));
     }
@@ -299,6 +306,7 @@ fn boots_config(
         syslog,
         tftp,
         http,
+        ra,
     })
 }
 

@@ -56,7 +56,7 @@ cli="$repo/target/debug/tinkerbell"
 "$here/osimage.sh" --kernel "$E/os/vmlinuz-x86_64" --initrd "$E/os/initramfs-x86_64" --out "$E/os/disk.raw"
 build_id=$(grep -ao 'e2e_build=[0-9a-f]*' "$E/os/disk.raw" | head -n1 | cut -d= -f2)
 zstd -q -f -T0 "$E/os/disk.raw" -o "$E/www/os.raw.zst"
-img_sha=$(sha256sum < "$E/os/disk.raw" | cut -d' ' -f1)
+img_sha=$(sha256sum < "$E/www/os.raw.zst" | cut -d' ' -f1)   # image2disk checks the file as served
 
 # --- the lab and the appliance -----------------------------------------------------------------
 say "lab up: $n machines"

@@ -85,10 +85,14 @@ else
   echo "HookOS stand-in: kernel ${kernel:-ipxe.lkrn (BIOS only)}, random initramfs"
 fi
 
-echo "appliance:"
+# Stock iPXE waits ~16 s for an IPv6 router after its DHCP unless a Router Advertisement
+# answers its solicitation: serve answers on br0 (NETBOOT_IPV6_RA=0 measures without it).
+ra_flags=()
+[ "${NETBOOT_IPV6_RA:-1}" = 1 ] && ra_flags=(--ipv6-ra-enabled --dhcp-bind-interface "$LAB_BRIDGE")
+echo "appliance: IPv6 RA responder ${ra_flags[*]:-off}"
 NO_COLOR=1 ip netns exec "$LAB_NS" "$cli" --data-dir "$data" --log-level "info,tinkerbell_boots::record=debug" \
   serve --bind-address "$LAB_APPLIANCE_IP" --http-port 7080 \
-  --dhcp-enabled --tftp-enabled --syslog-enabled --hookos-dir "$hookos" \
+  --dhcp-enabled --tftp-enabled --syslog-enabled --hookos-dir "$hookos" "${ra_flags[@]}" \
   --enable-rufio-controller=false > "$log" 2>&1 &
 serve_pid=$!
 wait_for 60 "tinkerbell serve is up in $LAB_NS" grep -q "store API at" "$log"
@@ -122,6 +126,9 @@ metrics=$(ip netns exec "$LAB_NS" curl -sf "http://$LAB_APPLIANCE_IP:7080/boots/
 check "DHCP acks sent" grep -q 'boots_dhcp_sent_total{type="ack"}' <<<"$metrics"
 check "TFTP transfers completed" grep -q 'boots_tftp_transfers_total{outcome="Completed"}' <<<"$metrics"
 check "HookOS served" grep -q 'boots_http_requests_total{route="Hookos",status="200"}' <<<"$metrics"
+if [ ${#ra_flags[@]} -gt 0 ]; then
+  check "IPv6 router solicitations answered" grep -Eq '^boots_ra_advertisements_total [1-9]' <<<"$metrics"
+fi
 
 # Seconds from each machine's (last) power-on to each of its phases, from the timestamps of
 # the console marker and serve's log.

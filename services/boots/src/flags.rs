@@ -1,4 +1,4 @@
-//! The DHCP, TFTP, iPXE-over-HTTP and syslog flags, as clap argument groups both the `boots`
+//! The DHCP, TFTP, iPXE-over-HTTP, syslog and IPv6 RA flags, as clap argument groups both the `boots`
 //! binary and `tinkerbell serve` flatten, so the two accept the same upstream names
 //! (`TINKERBELL_DHCP_*`, `TINKERBELL_TFTP_*`, `TINKERBELL_IPXE_*`, `TINKERBELL_SYSLOG_*`) and
 //! turn them into a [`Config`](crate::Config) the same way. Only the on/off switches and the
@@ -14,6 +14,7 @@ use tinkerbell_hegel::Cidr;
 
 use crate::dhcp::{self, MacFormat, Mode, UrlParts};
 use crate::http::{self, ScriptConfig};
+use crate::ra;
 use crate::syslog;
 use crate::tftp::{self, files::DEBIAN_IPXE_DIR};
 
@@ -116,6 +117,39 @@ pub struct DhcpArgs {
     /// Default for --dhcp-ip-for-packet and --dhcp-tftp-ip.
     #[arg(long, env = "TINKERBELL_PUBLIC_IPV4")]
     pub public_ipv4: Option<Ipv4Addr>,
+}
+
+/// The IPv6 Router Advertisement responder's flag (not an upstream feature; see [`ra`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RaArgs {
+    /// Answer IPv6 Router Solicitations on --dhcp-bind-interface with a Router Advertisement
+    /// that configures nothing (lifetime 0, no prefixes), so stock iPXE's IPv6
+    /// autoconfiguration ends at once instead of waiting ~16 s. Off by default: on a link with
+    /// a real IPv6 router it is an extra voice an operator must choose to add.
+    #[arg(long, env = "TINKERBELL_IPV6_RA_ENABLED", default_value_t = false, num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ipv6_ra_enabled: bool,
+}
+
+impl RaArgs {
+    /// The responder's configuration (`None` when off) on `interface`
+    /// (`--dhcp-bind-interface`), which is required when on.
+    pub fn to_config(&self, interface: Option<&str>) -> Result<Option<ra::Config>, Vec<String>> {
+        if !self.ipv6_ra_enabled {
+            return Ok(None);
+        }
+        let Some(interface) = interface else {
+            return Err(vec![
+                "--ipv6-ra-enabled needs --dhcp-bind-interface (the interface to answer on)"
+                    .to_string(),
+            ]);
+        };
+        let cfg = ra::Config::new(interface);
+        match cfg.validate() {
+            Ok(()) => Ok(Some(cfg)),
+            Err(e) => Err(vec![format!("--dhcp-bind-interface: {e}")]),
+        }
+    }
 }
 
 /// Syslog receiver flags.
@@ -470,6 +504,27 @@ mod tests {
         dhcp: DhcpArgs,
         #[command(flatten)]
         syslog: SyslogArgs,
+        #[command(flatten)]
+        ra: RaArgs,
+    }
+
+    #[test]
+    fn ra_flag() {
+        let t = T::try_parse_from(["t"]).unwrap();
+        assert!(t.ra.to_config(Some("br0")).unwrap().is_none());
+        let t = T::try_parse_from(["t", "--ipv6-ra-enabled"]).unwrap();
+        let e = t.ra.to_config(None).unwrap_err();
+        assert!(e[0].contains("--dhcp-bind-interface"), "{e:?}");
+        let e = t.ra.to_config(Some("no/such")).unwrap_err();
+        assert!(e[0].contains("not an interface name"), "{e:?}");
+        let t =
+            T::try_parse_from(["t", "--ipv6-ra-enabled", "--dhcp-bind-interface", "br0"]).unwrap();
+        let c =
+            t.ra.to_config(t.dhcp.dhcp_bind_interface.as_deref())
+                .unwrap()
+                .unwrap();
+        assert_eq!(c.interface, "br0");
+        assert_eq!(c.min_delay_between_ras, ra::MIN_DELAY_BETWEEN_RAS);
     }
 
     #[test]

@@ -11,11 +11,14 @@
 //! * [`syslog`]: the syslog receiver, its per-machine store and its HTTP routes.
 //! * [`tftp`]: the TFTP server for the iPXE binaries (RFC 2347/2348/2349/7440).
 //! * [`http`]: iPXE binaries, `auto.ipxe` scripts and HookOS artifacts over HTTP.
+//! * [`ra`]: an opt-in IPv6 Router Advertisement responder (lifetime 0, no prefixes) so stock
+//!   iPXE's IPv6 autoconfiguration ends at once instead of waiting ~16 s for a router.
 //! * [`record`]: every phase a machine passes through here (DHCP offer/ack, TFTP, iPXE
 //!   binary and script, HookOS kernel and initramfs) goes into the appliance's shared
 //!   [`Timeline`], keyed by its Hardware.
 //!
-//! [`Boots::start`] binds every UDP socket (DHCP, TFTP, syslog) before it returns and builds
+//! [`Boots::start`] binds every UDP socket (DHCP, TFTP, syslog) and the RA responder's raw
+//! ICMPv6 socket before it returns and builds
 //! the HTTP routes; the caller mounts [`Boots::router`] on its own HTTP listener (upstream
 //! serves iPXE binaries and scripts on the consolidated HTTP port too). The handle has
 //! [`Boots::local_addrs`] and [`Boots::join`], and stops when its `CancellationToken` fires.
@@ -23,6 +26,7 @@
 pub mod dhcp;
 pub mod flags;
 pub mod http;
+pub mod ra;
 pub mod record;
 pub mod syslog;
 pub mod tftp;
@@ -40,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use dhcp::{DhcpError, DhcpMetrics, DhcpServer};
 use http::{HttpError, HttpMetrics};
+use ra::{RaError, RaMetrics, RaResponder};
 use record::Recorder;
 use syslog::{LogStore, SyslogError, SyslogMetrics, SyslogServer};
 use tftp::{Tftp, TftpError, TftpMetrics};
@@ -56,6 +61,8 @@ pub struct Config {
     /// The iPXE HTTP routes in [`Boots::router`] (binaries, scripts, HookOS); none when
     /// `None`. Its `listen` and `shutdown_grace` are not used: the caller owns the listener.
     pub http: Option<http::Config>,
+    /// IPv6 Router Advertisement responder (`--ipv6-ra-enabled`); off when `None`.
+    pub ra: Option<ra::Config>,
 }
 
 /// Why boots could not start or stopped.
@@ -73,6 +80,9 @@ pub enum BootsError {
     /// The iPXE HTTP routes.
     #[error("iPXE HTTP")]
     Http(#[from] HttpError),
+    /// The IPv6 Router Advertisement responder.
+    #[error("IPv6 RA")]
+    Ra(#[from] RaError),
 }
 
 impl BootsError {
@@ -87,6 +97,8 @@ impl BootsError {
                 | BootsError::Tftp(TftpError::AssetDir { .. })
                 | BootsError::Http(HttpError::Binaries(_))
                 | BootsError::Http(HttpError::HookosDir(_))
+                | BootsError::Ra(RaError::Config(_))
+                | BootsError::Ra(RaError::Interface { .. })
         )
     }
 }
@@ -98,6 +110,7 @@ pub struct Boots {
     syslog: Option<SyslogServer>,
     tftp: Option<Tftp>,
     http: Option<(Router, HttpMetrics)>,
+    ra: Option<RaResponder>,
     recorder: Recorder,
 }
 
@@ -119,6 +132,9 @@ impl Boots {
             c.validate()?;
         }
         if let Some(c) = &config.tftp {
+            c.validate()?;
+        }
+        if let Some(c) = &config.ra {
             c.validate()?;
         }
         let recorder = Recorder::new(timeline, lookup.clone());
@@ -154,11 +170,16 @@ impl Boots {
             Some(c) => Some(SyslogServer::start(c, lookup.clone(), cancel.child_token()).await?),
             None => None,
         };
+        let ra = match &config.ra {
+            Some(c) => Some(RaResponder::start(c, cancel.child_token())?),
+            None => None,
+        };
         Ok(Boots {
             dhcp,
             syslog,
             tftp,
             http,
+            ra,
             recorder,
         })
     }
@@ -202,6 +223,17 @@ impl Boots {
             .collect()
     }
 
+    /// IPv6 RA responder counters, when it is on.
+    pub fn ra_metrics(&self) -> Option<RaMetrics> {
+        self.ra.as_ref().map(RaResponder::metrics)
+    }
+
+    /// Whether any part runs a task (a UDP listener or the RA responder): when none does,
+    /// [`Boots::join`] returns at once.
+    pub fn serves_anything(&self) -> bool {
+        !self.local_addrs().is_empty() || self.ra.is_some()
+    }
+
     /// DHCP counters, when DHCP is on.
     pub fn dhcp_metrics(&self) -> Option<Arc<DhcpMetrics>> {
         self.dhcp.as_ref().map(DhcpServer::metrics)
@@ -216,7 +248,8 @@ impl Boots {
     /// `into_make_service_with_connect_info::<SocketAddr>()`): the iPXE routes
     /// (`/ipxe/binary/…`, `/ipxe/script/…/auto.ipxe`, `/hookos/…`) when configured,
     /// `GET /tinkerbell/v1/logs[/{name}]` (with `token` required when given) and
-    /// `GET /boots/metrics` (Prometheus text of DHCP, TFTP, HTTP and syslog; open).
+    /// `GET /boots/metrics` (Prometheus text of DHCP, TFTP, HTTP, syslog and the RA
+    /// responder; open).
     pub fn router(&self, token: Option<String>) -> Router {
         let dhcp = self.dhcp_metrics();
         let sys: Option<(Arc<SyslogMetrics>, Arc<LogStore>)> =
@@ -227,6 +260,9 @@ impl Boots {
         }
         if let Some(h) = self.http_metrics() {
             h.register(&mut registry);
+        }
+        if let Some(r) = self.ra_metrics() {
+            r.register(&mut registry);
         }
         let registry = Arc::new(registry);
         let metrics = get(move || {
@@ -268,6 +304,9 @@ impl Boots {
         }
         if let Some(t) = self.tftp {
             set.spawn(async move { t.join().await.map_err(BootsError::from) });
+        }
+        if let Some(r) = self.ra {
+            set.spawn(async move { r.join().await.map_err(BootsError::from) });
         }
         let mut result = Ok(());
         while let Some(r) = set.join_next().await {

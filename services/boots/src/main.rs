@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_boots::flags::{DhcpArgs, IpxeArgs, IpxeContext, SyslogArgs, TftpArgs};
+use tinkerbell_boots::flags::{DhcpArgs, IpxeArgs, IpxeContext, RaArgs, SyslogArgs, TftpArgs};
 use tinkerbell_boots::{Boots, BootsError, Config};
 use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
@@ -39,6 +39,8 @@ struct Cli {
     syslog_enabled: bool,
     #[command(flatten)]
     syslog: SyslogArgs,
+    #[command(flatten)]
+    ra: RaArgs,
 
     /// Serve the iPXE binaries over TFTP.
     #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = true, num_args = 0..=1,
@@ -122,6 +124,12 @@ fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Conf
     } else {
         None
     };
+    let ra = cli
+        .ra
+        .to_config(cli.dhcp.dhcp_bind_interface.as_deref())
+        .map_err(|p| problems.extend(p))
+        .ok()
+        .flatten();
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
@@ -130,6 +138,7 @@ fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Conf
         syslog,
         tftp,
         http,
+        ra,
     })
 }
 

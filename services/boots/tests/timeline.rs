@@ -112,6 +112,7 @@ async fn dhcp_tftp_script_and_hookos_are_recorded() {
             ..http::Config::default()
         }),
         syslog: None,
+        ra: None,
     };
     let timeline = Arc::new(Timeline::new());
     let cancel = CancellationToken::new();
