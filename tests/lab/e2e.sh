@@ -85,7 +85,7 @@ nsx python3 -m http.server 8090 --bind "$A" --directory "$E/www" > "$E/logs/www.
 nsx "$cli" --data-dir "$E/data" serve \
   --bind-address "$A" --http-port 7080 --store-api-addr "$A:7081" \
   --dhcp-enabled --dhcp-bind-interface br0 \
-  --tftp-enabled --syslog-enabled \
+  --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
   --hookos-dir "$E/hookos" \
   > "$E/logs/serve.log" 2>&1 &
 for _ in $(seq 300); do [ -f "$E/data/http-url" ] && [ -f "$E/data/tink-grpc-url" ] && break; sleep 0.1; done
@@ -170,7 +170,7 @@ for i in $(seq 1 "$n"); do
   grep -qa "e2e-os\[.*writefile: metadata-url=http://$A:7080" "$c" \
     || { echo "e2e: lab-m$i: writefile's metadata-url not seen" >&2; exit 1; }
   case $ok in
-    *"hostname=lab-m$i local-ipv4=$LAB_NET.$((100 + i)) "*) ;;
+    *"hostname=lab-m$i ipv4=$LAB_NET.$((100 + i)) "*) ;;
     *) echo "e2e: lab-m$i: wrong metadata: $ok" >&2; exit 1 ;;
   esac
   say "lab-m$i: ${ok#*E2E-OK }"
