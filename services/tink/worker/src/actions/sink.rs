@@ -356,7 +356,10 @@ mod tests {
             for (k, chunk) in img.chunks(128 << 10).enumerate() {
                 s.write_at((k * (128 << 10)) as u64, chunk).unwrap();
             }
-            assert!(s.write_behind, "{name}: sync_file_range refused on this filesystem");
+            assert!(
+                s.write_behind,
+                "{name}: sync_file_range refused on this filesystem"
+            );
             assert!(s.wb_started >= 3 * WRITE_BEHIND, "{name}: windows started");
             let st = s.finish().unwrap();
             assert_eq!(st.size, len as u64);
