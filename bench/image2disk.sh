@@ -6,11 +6,14 @@
 #             default SPARSE=true: zero blocks skipped)
 #   pipeline: curl -s URL | <decompressor> -d | dd of=TARGET bs=4M   (as the issue states, and
 #             with conv=fsync, since image2disk always fsyncs)
-# in the same run, one after the other. Prints seconds, MB/s of image written, peak RSS
-# (/usr/bin/time -v, max over the processes) and the ratios ours/pipeline.
+# in the same run, RUNS times (default 3) interleaved. Prints the median seconds, MB/s of image
+# written, peak RSS (/usr/bin/time -v, max over the processes and runs) and the ratios
+# ours/pipeline of the medians. BASELINE_BIN=path adds another tink-worker (e.g. an older
+# build) as base-full/base-sparse to the same interleaving; FORMATS="zstd gzip xz" picks formats.
 # xz uses XZ_SIZE_MIB (default 512) because compressing 2 GiB of random data with xz takes
-# minutes on 2 cores (GZ_SIZE_MIB likewise for gzip). Usage: bench/image2disk.sh   (env: SIZE_MIB, XZ_SIZE_MIB, PORT, WORK,
-# TINK_WORKER_BIN to use an existing binary)
+# minutes on 2 cores (GZ_SIZE_MIB likewise for gzip). Usage: bench/image2disk.sh   (env: SIZE_MIB,
+# XZ_SIZE_MIB, PORT, WORK, RUNS, FORMATS, BASELINE_BIN, TINK_WORKER_BIN to use an existing binary
+# instead of building the release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${SIZE_MIB:-2048}
@@ -81,44 +84,68 @@ NGX
 cat "$work/www/"* > /dev/null
 
 target="$work/target.img"
+runs=${RUNS:-3}
 declare -A secs rss
-run() { # name, expected sha, command...
+run() { # name, expected sha, command...  (appends this run's seconds to secs[name])
   local name=$1 sum=$2; shift 2
   rm -f "$target"; sync
-  local t0 t1
+  local t0 t1 r
   t0=$(date +%s.%N)
   /usr/bin/time -v -o "$work/time.txt" "$@" > /dev/null 2> "$work/err.txt" || { cat "$work/err.txt" >&2; exit 1; }
   t1=$(date +%s.%N)
-  secs[$name]=$(echo "$t1 - $t0" | bc -l)
-  rss[$name]=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
+  secs[$name]="${secs[$name]:-} $(echo "$t1 - $t0" | bc -l)"
+  r=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
+  [ "${rss[$name]:-0}" -ge "$r" ] || rss[$name]=$r
   local got; got=$(sha256sum < "$target" | cut -d' ' -f1)
   [ "$got" = "$sum" ] || { echo "$name: output differs from the image" >&2; exit 1; }
 }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
-report() { # format, MiB, decompressor
-  local f=$1 mib=$2
+report() { # format, MiB, names...
+  local f=$1 mib=$2 n; shift 2
   local mb; mb=$(echo "$mib * 1.048576" | bc -l)
-  printf '%-28s %8s %9s %10s\n' "[$f, $mib MiB]" seconds "MB/s" "peakRSS"
-  for n in "pipe-$f" "pipe-fsync-$f" "ours-full-$f" "ours-sparse-$f"; do
-    printf '%-28s %8.2f %9.0f %8d KiB\n' "$n" "${secs[$n]}" "$(echo "$mb / ${secs[$n]}" | bc -l)" "${rss[$n]}"
+  declare -A med
+  printf '%-28s %8s %9s %10s   %s\n' "[$f, $mib MiB]" "median s" "MB/s" "peakRSS" "runs (s)"
+  for n in "$@"; do
+    med[$n]=$(median "${secs[$n]}")
+    printf '%-28s %8.2f %9.0f %8d KiB  %s\n' "$n" "${med[$n]}" "$(echo "$mb / ${med[$n]}" | bc -l)" "${rss[$n]}" "${secs[$n]}"
   done
-  echo "  ratio ours(full)/pipeline        $(ratio "${secs[pipe-$f]}" "${secs[ours-full-$f]}")x  (vs conv=fsync: $(ratio "${secs[pipe-fsync-$f]}" "${secs[ours-full-$f]}")x)"
-  echo "  ratio ours(zero-skip)/pipeline   $(ratio "${secs[pipe-$f]}" "${secs[ours-sparse-$f]}")x  (vs conv=fsync: $(ratio "${secs[pipe-fsync-$f]}" "${secs[ours-sparse-$f]}")x)"
+  for n in "$@"; do
+    case $n in ours-*|base-*) ;; *) continue ;; esac
+    echo "  ratio $n/pipeline  $(ratio "${med[pipe-$f]}" "${med[$n]}")x  (vs conv=fsync: $(ratio "${med[pipe-fsync-$f]}" "${med[$n]}")x)"
+  done
 }
 
 bench_format() { # format, file, decompress command, MiB, sha
-  local f=$1 file=$2 dec=$3 mib=$4 sum=$5 url="http://127.0.0.1:$port/$2"
-  run "pipe-$f" "$sum" sh -c "curl -s $url | $dec | dd of=$target bs=4M status=none"
-  run "ours-full-$f" "$sum" "$bin" --log-level warn --run-action image2disk --env "IMG_URL=$url" \
-    --env "DEST_DISK=$target" --env COMPRESSED=true --env SPARSE=false
-  run "pipe-fsync-$f" "$sum" sh -c "curl -s $url | $dec | dd of=$target bs=4M conv=fsync status=none"
-  run "ours-sparse-$f" "$sum" "$bin" --log-level warn --run-action image2disk --env "IMG_URL=$url" \
-    --env "DEST_DISK=$target" --env COMPRESSED=true
-  report "$f" "$mib"
+  local f=$1 file=$2 dec=$3 mib=$4 sum=$5 url="http://127.0.0.1:$port/$2" i b names
+  names=("pipe-$f" "pipe-fsync-$f" "ours-full-$f" "ours-sparse-$f")
+  [ -z "${BASELINE_BIN:-}" ] || names+=("base-full-$f" "base-sparse-$f")
+  for ((i = 0; i < runs; i++)); do
+    run "pipe-$f" "$sum" sh -c "curl -s $url | $dec | dd of=$target bs=4M status=none"
+    run "ours-full-$f" "$sum" "$bin" --log-level warn --run-action image2disk --env "IMG_URL=$url" \
+      --env "DEST_DISK=$target" --env COMPRESSED=true --env SPARSE=false
+    run "pipe-fsync-$f" "$sum" sh -c "curl -s $url | $dec | dd of=$target bs=4M conv=fsync status=none"
+    run "ours-sparse-$f" "$sum" "$bin" --log-level warn --run-action image2disk --env "IMG_URL=$url" \
+      --env "DEST_DISK=$target" --env COMPRESSED=true
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      for b in full sparse; do
+        run "base-$b-$f" "$sum" "$BASELINE_BIN" --log-level warn --run-action image2disk \
+          --env "IMG_URL=$url" --env "DEST_DISK=$target" --env COMPRESSED=true \
+          --env "SPARSE=$([ $b = full ] && echo false || echo true)"
+      done
+    fi
+  done
+  report "$f" "$mib" "${names[@]}"
 }
 
-echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-bench_format zstd "img-$size.raw.zst" "zstd -d -c" "$size" "$sum_zst"
-bench_format gzip "img-$gz_size.raw.gz" "gzip -d -c" "$gz_size" "$sum_gz"
-bench_format xz "img-$xz_size.raw.xz" "xz -d -c" "$xz_size" "$sum_xz"
+echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $runs runs per side, interleaved"
+for f in ${FORMATS:-zstd gzip xz}; do
+  case $f in
+    zstd) bench_format zstd "img-$size.raw.zst" "zstd -d -c" "$size" "$sum_zst" ;;
+    gzip) bench_format gzip "img-$gz_size.raw.gz" "gzip -d -c" "$gz_size" "$sum_gz" ;;
+    xz) bench_format xz "img-$xz_size.raw.xz" "xz -d -c" "$xz_size" "$sum_xz" ;;
+    *) echo "unknown format $f" >&2; exit 2 ;;
+  esac
+done
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,6 +6,15 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 fi
+# The static tink-worker in an empty root (services/tink/worker/tests/static_root.rs) needs the
+# static release build that hookos/build.sh makes anyway (same flags and target, so it is built
+# once) and root for `unshare --root`; elsewhere that test says SKIP.
+if [ "$(id -u)" = 0 ]; then
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" cargo build -q --release --locked \
+    -p tinkerbell-tink-worker --bin tink-worker --target x86_64-unknown-linux-gnu
+  export TINK_WORKER_STATIC_BIN
+  TINK_WORKER_STATIC_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/tink-worker"
+fi
 cargo test --workspace --locked "$@"
 # HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
 hookos/test.sh

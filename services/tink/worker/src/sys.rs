@@ -1,5 +1,5 @@
 //! The few Linux syscalls the actions need that std and nix's safe API do not cover: block
-//! device ioctls (BLKRRPART, BLKZEROOUT, BLKGETSIZE64) and kexec_file_load. Every `unsafe` of
+//! device ioctls (BLKRRPART, BLKZEROOUT, BLKGETSIZE64), sync_file_range and kexec_file_load. Every `unsafe` of
 //! the crate lives here, each with its `SAFETY:` note.
 #![allow(unsafe_code)]
 
@@ -42,6 +42,39 @@ pub fn zero_out(dev: &File, offset: u64, len: u64) -> io::Result<()> {
     unsafe { ioctls::blkzeroout(dev.as_raw_fd(), &range) }
         .map(drop)
         .map_err(io::Error::from)
+}
+
+/// Start writeback of the dirty pages of `[offset, offset + len)` of `f` without waiting for
+/// it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Works on regular files and block devices.
+pub fn start_writeback(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    sync_file_range(f, offset, len, libc::SYNC_FILE_RANGE_WRITE)
+}
+
+/// Wait until the pages of `[offset, offset + len)` of `f` that were dirty are on their way to
+/// the device or written (`WAIT_BEFORE | WRITE | WAIT_AFTER`). Not a durability barrier (no
+/// metadata, no device cache flush): the writer still ends with fsync.
+pub fn wait_writeback(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    sync_file_range(
+        f,
+        offset,
+        len,
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    )
+}
+
+fn sync_file_range(f: &File, offset: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain syscall on an open fd with integer arguments; no memory is passed.
+    let rc = unsafe { libc::sync_file_range(f.as_raw_fd(), off, n, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Load `kernel` (and `initrd`) with `cmdline` as the kernel to boot on the next

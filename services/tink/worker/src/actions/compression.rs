@@ -2,7 +2,7 @@
 //! does (`.gz`, `.xz`, `.bz2`/`.bzip2`, `.zs`/`.zst`), then confirmed by the stream's magic
 //! bytes so a mislabelled file fails with a clear message instead of writing garbage.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 /// A compression format (or none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +60,15 @@ impl Compression {
         }
     }
 
-    /// Wrap `r` in this format's streaming decoder.
-    pub fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+    /// Wrap `r` in this format's streaming decoder. The decoders read `r`'s buffer in place
+    /// (no second input buffer) and decompress straight into the caller's buffer.
+    pub fn decoder<'a, R: BufRead + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
-            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
+            Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
         })
     }
 }

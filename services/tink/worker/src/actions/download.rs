@@ -9,12 +9,12 @@
 //! bytes than `Content-Length` — is an error, never an end of file.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use sha2::Digest;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -312,9 +312,13 @@ impl BodyReader {
 
     /// Read and discard the rest of the body (so the digest covers all of it).
     pub fn drain(&mut self) -> io::Result<()> {
-        let mut buf = [0u8; 16 * 1024];
-        while self.read(&mut buf)? > 0 {}
-        Ok(())
+        loop {
+            let n = self.fill_buf()?.len();
+            if n == 0 {
+                return Ok(());
+            }
+            self.consume(n);
+        }
     }
 
     /// The digest state, once the body is fully read.
@@ -323,14 +327,16 @@ impl BodyReader {
     }
 }
 
-impl Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl BufRead for BodyReader {
+    /// The rest of the current body chunk, without copying it: the decoders read straight
+    /// out of hyper's buffers.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.cancel.is_cancelled() {
             return Err(io::Error::other("cancelled"));
         }
         while self.cur.is_empty() {
             if self.done {
-                return Ok(0);
+                return Ok(&[]);
             }
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.cur = b,
@@ -348,18 +354,31 @@ impl Read for BodyReader {
                         ));
                     }
                     self.done = true;
-                    return Ok(0);
+                    return Ok(&[]);
                 }
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
+        Ok(&self.cur)
+    }
+
+    /// Count and hash what the reader took.
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.cur.len());
         if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+            h.update(&self.cur[..n]);
         }
-        self.cur = self.cur.slice(n..);
+        self.cur.advance(n);
         self.count += n as u64;
         self.counter.store(self.count, Ordering::Relaxed);
+    }
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

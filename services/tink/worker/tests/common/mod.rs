@@ -3,6 +3,8 @@
 //! tests that need root.
 #![allow(dead_code)]
 
+pub mod tink;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
