@@ -175,32 +175,58 @@ pub async fn acquire_leadership(
         .map_err(ConnectError::LeaderElection)
 }
 
-/// Wait for `join` (a started controller's join future). When `leadership` is lost first,
-/// cancel `root`, wait for the controller to stop, and fail with
-/// [`ConnectError::LeadershipLost`]: a controller that no longer holds the Lease must stop
-/// reconciling before another replica's lease begins (the process then exits and restarts as
-/// a candidate, as controller-runtime's do).
+/// Which Lease a controller takes before it reconciles.
 #[cfg(feature = "cli")]
-pub async fn while_leading<R>(
-    leadership: Option<&crate::store::kube_lease::Leadership>,
+#[derive(Debug, Clone, Copy)]
+pub struct Election<'a> {
+    /// Name of the Lease (`tink-controller`, `rufio`).
+    pub lease: &'a str,
+    /// Its namespace; empty: see [`acquire_leadership`].
+    pub namespace: &'a str,
+}
+
+/// Run a controller — `run` starts it and waits for it — under leader election when
+/// `election` is given: the Lease is taken first (`Ok(None)` when `root` is cancelled while
+/// waiting for it, and `run` never starts). When leadership is lost before `run` ends, `root`
+/// is cancelled, the controller is let stop, and the result is
+/// [`ConnectError::LeadershipLost`]: a controller that no longer holds the Lease must stop
+/// reconciling before another replica's lease begins (the process then exits and restarts as a
+/// candidate, as controller-runtime's do). The Lease is released on the way out.
+#[cfg(feature = "cli")]
+pub async fn run_elected<R>(
+    store: &StoreArgs,
+    election: Option<Election<'_>>,
     root: &tokio_util::sync::CancellationToken,
-    join: impl std::future::Future<Output = R>,
-) -> Result<R, ConnectError> {
-    let mut join = std::pin::pin!(join);
-    let lost = async {
-        match leadership {
-            Some(l) => l.lost().await,
-            None => std::future::pending().await,
+    run: impl std::future::Future<Output = R>,
+) -> Result<Option<R>, ConnectError> {
+    let leadership = match election {
+        None => None,
+        Some(e) => match acquire_leadership(store, e.lease, e.namespace, root).await? {
+            Some(l) => Some(l),
+            None => return Ok(None),
+        },
+    };
+    let result = {
+        let mut run = std::pin::pin!(run);
+        let lost = async {
+            match &leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut run => Ok(Some(r)),
+            () = lost => {
+                root.cancel();
+                let _ = run.await;
+                Err(ConnectError::LeadershipLost)
+            }
         }
     };
-    tokio::select! {
-        r = &mut join => Ok(r),
-        () = lost => {
-            root.cancel();
-            let _ = join.await;
-            Err(ConnectError::LeadershipLost)
-        }
+    if let Some(l) = leadership {
+        l.release().await;
     }
+    result
 }
 
 /// The logging flag every service binary shares.

@@ -15,15 +15,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# One line per image: binary  cargo-package  numeric-user  exposed-ports (comma-separated).
-# User 0 only where the binary must bind privileged ports (DHCP 67, TFTP 69, syslog 514) on the
-# host network; everything else runs as 65532 (nonroot).
+# One line per image: binary  cargo-package  numeric-user  exposed-ports (comma-separated, `-`
+# for none). User 0 only where the binary must bind privileged ports (DHCP 67, TFTP 69, syslog
+# 514) on the host network or, for tink-worker, write block devices and kexec; everything else
+# runs as 65532 (nonroot). Every binary is built by the one cargo invocation below (the static
+# release build is the slow part; one invocation shares it).
 IMAGES=(
-  "tinkerbell      tinkerbell        0      7080/tcp,7081/tcp,42113/tcp,67/udp,69/udp,514/udp"
-  "hegel           tinkerbell-hegel  65532  50061/tcp"
-  # The lead adds the others as they land, e.g.:
-  # "boots           tinkerbell-boots  0      67/udp,69/udp,514/udp,7171/tcp"
-  # "tink-server     tinkerbell-tink-server 65532 42113/tcp"
+  "tinkerbell      tinkerbell                  0      7080/tcp,7081/tcp,42113/tcp,67/udp,69/udp,514/udp"
+  "boots           tinkerbell-boots            0      67/udp,69/udp,514/udp,7080/tcp"
+  "hegel           tinkerbell-hegel            65532  50061/tcp"
+  "tink-server     tinkerbell-tink-server      65532  42113/tcp"
+  "tink-controller tinkerbell-tink-controller  65532  -"
+  "rufio           tinkerbell-rufio            65532  -"
+  "tink-worker     tinkerbell-tink-worker      0      -"
 )
 
 TARGET=x86_64-unknown-linux-gnu
@@ -71,7 +75,7 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_INCREMENTAL=0 \
   cargo build --locked --profile "$PROFILE" --target "$TARGET" "${pkgs[@]}"
 echo "build.sh: cargo build ($PROFILE, static) took $(( $(date +%s) - start ))s" >&2
 
-bindir=target/$TARGET/$PROFILE
+bindir=${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE
 mkdir -p "$OUT"
 for line in "${selected[@]}"; do
   read -r bin _ user ports <<<"$line"
@@ -87,8 +91,10 @@ for line in "${selected[@]}"; do
     exit 1
   fi
   port_args=()
-  IFS=, read -r -a plist <<<"$ports"
-  for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+  if [ "$ports" != - ]; then
+    IFS=, read -r -a plist <<<"$ports"
+    for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+  fi
   python3 deploy/images/oci.py build --binary "$exe" --name "$bin" --tag "$TAG" \
     --user "$user" "${port_args[@]}" --out "$OUT/$bin.oci.tar"
 done
@@ -97,8 +103,10 @@ if [ "$use_docker" = build ]; then
   for line in "${selected[@]}"; do
     read -r bin _ user ports <<<"$line"
     port_args=()
-    IFS=, read -r -a plist <<<"$ports"
-    for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+    if [ "$ports" != - ]; then
+      IFS=, read -r -a plist <<<"$ports"
+      for p in "${plist[@]}"; do port_args+=(--port "$p"); done
+    fi
     python3 deploy/images/oci.py context --binary "$bindir/$bin" --name "$bin" --user "$user" \
       "${port_args[@]}" --out "$OUT/$bin.context.tar"
     "$DOCKER" build -q -t "tinkerbell-rs/$bin:$TAG" - <"$OUT/$bin.context.tar"

@@ -5,10 +5,15 @@
 #    digest of the layouts (oci.py verify), `docker load` them.
 # 2. Admin machine: `docker run --network host` of `tinkerbell serve` with a data-dir volume;
 #    the CLI on the host imports a hardware.csv through the store API and gets it back.
-# 3. Services on a private Docker network: the appliance's store API in one container, `hegel`
-#    in another reaching it by container name; a metadata request made from a third network
-#    namespace on that network (another container) is answered for the Hardware holding that
-#    container's address.
+# 3. Services on a private Docker network, each in its own container and pointed at the
+#    appliance's store API by name (`--backend embedded --server http://<store>:7081
+#    --token-file`): the store API alone (`tinkerbell serve` with every service off),
+#    tink-server, tink-controller, hegel, rufio and a tink-worker. A Secret, bmc Machine,
+#    Hardware, Template and Workflow applied with the CLI: the tink-controller container renders
+#    the workflow, the worker container gets the action from the tink-server container and runs
+#    it (image2disk of a URL served by the hegel container: the worker's own metadata, which
+#    hegel finds by the worker's address) into a file, and the workflow ends SUCCESS; the rufio
+#    container marks the Machine, whose BMC does not answer, Contactable=False.
 #
 # Without a Docker engine: skips (exit 0) with a message, unless CI=true (then fails).
 # Network traffic stays on loopback and on the Docker network this test creates.
@@ -29,6 +34,7 @@ for tool in curl nsenter file python3; do
 done
 
 TAG=test-$$
+IMAGES=(tinkerbell boots hegel tink-server tink-controller rufio tink-worker)
 OUT=$(mktemp -d /tmp/tb-images.XXXXXX)
 ID=tbimg$$
 NET=$ID-net
@@ -38,7 +44,7 @@ containers=()
 cleanup() {
   for c in "${containers[@]}"; do "$DOCKER" rm -f "$c" >/dev/null 2>&1 || true; done
   "$DOCKER" network rm "$NET" >/dev/null 2>&1 || true
-  for img in "tinkerbell:$TAG" "hegel:$TAG" "hegel:$TAG-built"; do
+  for img in "${IMAGES[@]/%/:$TAG}" "hegel:$TAG-built"; do
     "$DOCKER" rmi -f "tinkerbell-rs/$img" >/dev/null 2>&1 || true
   done
   rm -rf "$OUT"
@@ -57,12 +63,13 @@ wait_for() {
 }
 
 t0=$(date +%s)
-OUT=$OUT TAG=$TAG deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" tinkerbell hegel
+# Every image, from the one cargo invocation in build.sh.
+OUT=$OUT TAG=$TAG deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" "${IMAGES[@]}"
 t_build=$(( $(date +%s) - t0 ))
-BIN=target/x86_64-unknown-linux-gnu/${CARGO_PROFILE_FOR_IMAGES:-release}
+BIN=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/${CARGO_PROFILE_FOR_IMAGES:-release}
 TB=$BIN/tinkerbell
 
-for img in tinkerbell hegel; do
+for img in "${IMAGES[@]}"; do
   if python3 deploy/images/oci.py verify "$OUT/archives/$img.oci.tar"; then ok "$img: OCI layout digests verify"; else fail "$img: OCI layout"; fi
   user=$("$DOCKER" image inspect -f '{{.Config.User}}' "tinkerbell-rs/$img:$TAG")
   [ -n "$user" ] && ok "$img: loaded, USER $user" || fail "$img: not loaded"
@@ -108,51 +115,156 @@ else
   fail "tinkerbell serve in a container did not come up"; "$DOCKER" logs "$ID-admin" >&2 || true
 fi
 
-# --- 3. private network: store API container + hegel container by name --------------------
+# --- 3. private network: the store API and every service in its own container ----------
 "$DOCKER" network create "$NET" >/dev/null
 STORE=$OUT/store
 mkdir -p "$STORE"
 "$DOCKER" run -d --name "$ID-store" --network "$NET" -v "$STORE:/var/lib/tinkerbell" \
-  "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 >/dev/null
+  "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 --enable-tootles=false \
+  --enable-tink-server=false --enable-tink-controller=false --enable-rufio-controller=false >/dev/null
 containers+=("$ID-store")
 wait_for 30 test -s "$STORE/api-token" || fail "store container wrote no api-token"
-# hegel runs as 65532 and, like every client, refuses a token file others can read: give it a
-# 0600 copy of its own.
-mkdir -p "$OUT/hegel-secret"
-install -m 0600 -o 65532 -g 65532 "$STORE/api-token" "$OUT/hegel-secret/api-token"
-chown 65532:65532 "$OUT/hegel-secret"
-"$DOCKER" run -d --name "$ID-hegel" --network "$NET" -v "$OUT/hegel-secret:/secret:ro" \
-  -e TINKERBELL_SERVER="http://$ID-store:7081" -e TINKERBELL_TOKEN_FILE=/secret/api-token \
-  "tinkerbell-rs/hegel:$TAG" >/dev/null
-containers+=("$ID-hegel")
-# The client: a container on the same network. Its address goes into the Hardware.
-# Any long-running process will do; the request is made from its network namespace.
-"$DOCKER" run -d --name "$ID-client" --network "$NET" "tinkerbell-rs/tinkerbell:$TAG" serve >/dev/null
-containers+=("$ID-client")
-client_ip=$("$DOCKER" inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$ID-client")
-hegel_ip=$("$DOCKER" inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$ID-hegel")
-client_pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$ID-client")
-cat >"$STORE/hw.yaml" <<EOF
+# The services run as 65532 and, like every client, refuse a token file others can read: they
+# get a 0600 copy they own. tink-server keeps its worker token key in its own data dir.
+mkdir -p "$OUT/secret" "$OUT/tink-data"
+install -m 0600 -o 65532 -g 65532 "$STORE/api-token" "$OUT/secret/api-token"
+chown 65532:65532 "$OUT/secret" "$OUT/tink-data"
+store_args=(--backend embedded --server "http://$ID-store:7081" --token-file /secret/api-token)
+svc() { # NAME [docker args...] -- [service args...]; the image is tinkerbell-rs/NAME
+  local name=$1
+  shift
+  local dargs=()
+  while [ "$1" != -- ]; do dargs+=("$1"); shift; done
+  shift
+  "$DOCKER" run -d --name "$ID-$name" --network "$NET" -v "$OUT/secret:/secret:ro" "${dargs[@]}" \
+    "tinkerbell-rs/$name:$TAG" "$@" "${store_args[@]}" >/dev/null
+  containers+=("$ID-$name")
+}
+svc tink-server -v "$OUT/tink-data:/data" -- --data-dir /data
+svc tink-controller -- --resync-seconds 1
+svc hegel --
+svc rufio -- --rufio-bmc-connect-timeout 2s --rufio-power-check-interval 30s
+wait_for 30 test -s "$OUT/tink-data/worker-token-key" || fail "tink-server wrote no worker-token-key"
+
+# The worker: its ID is a MAC; its token is derived from tink-server's key, as boots does.
+MAC=02:42:0a:00:00:99
+token=$(python3 -c 'import hmac,hashlib,sys; k=open(sys.argv[1]).read().strip().encode(); print(hmac.new(k, b"tinkerbell-worker-token-v1\0"+sys.argv[2].lower().encode(), hashlib.sha256).hexdigest())' \
+  "$OUT/tink-data/worker-token-key" "$MAC")
+"$DOCKER" run -d --name "$ID-worker" --network "$NET" "tinkerbell-rs/tink-worker:$TAG" \
+  --id "$MAC" --tinkerbell-grpc-authority "$ID-tink-server:42113" --tinkerbell-tls false \
+  --worker-token "$token" --retry-interval 1s >/dev/null
+containers+=("$ID-worker")
+ip_of() { "$DOCKER" inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$ID-$1"; }
+worker_ip=$(ip_of worker)
+hegel_ip=$(ip_of hegel)
+store_ip=$(ip_of store)
+cat >"$STORE/objects.yaml" <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: bmc-worker-auth, namespace: default}
+stringData: {username: admin, password: secret}
+---
+apiVersion: bmc.tinkerbell.org/v1alpha1
+kind: Machine
+metadata: {name: bmc-worker, namespace: default}
+spec:
+  connection:
+    # The store container's address: nothing answers IPMI (623/udp) there.
+    host: "$store_ip"
+    port: 623
+    insecureTLS: true
+    authSecretRef: {name: bmc-worker-auth, namespace: default}
+---
 apiVersion: tinkerbell.org/v1alpha1
 kind: Hardware
-metadata: {name: docker-client, namespace: default}
+metadata: {name: worker, namespace: default}
 spec:
   interfaces:
-    - dhcp: {mac: "02:42:00:00:00:01", ip: {address: "$client_ip", netmask: 255.255.0.0}}
+    - dhcp: {mac: "$MAC", ip: {address: "$worker_ip", netmask: 255.255.0.0}}
+      netboot: {allowPXE: true, allowWorkflow: true}
   metadata:
-    instance: {id: "i-docker-client", hostname: docker-client}
-EOF
+    instance: {id: "i-docker-worker", hostname: docker-worker}
+---
+apiVersion: tinkerbell.org/v1alpha1
+kind: Template
+metadata: {name: fetch, namespace: default}
+spec:
+  data: |
+    version: "0.1"
+    name: fetch
+    global_timeout: 120
+    tasks:
+      - name: "fetch"
+        worker: "{{.device_1}}"
+        actions:
+          - name: "metadata-to-disk"
+            image: quay.io/tinkerbell/actions/image2disk:latest
+            timeout: 60
+            environment:
+              IMG_URL: "http://$hegel_ip:50061/2009-04-04/meta-data/hostname"
+              DEST_DISK: /tmp/disk.img
+              SPARSE: false
+---
+apiVersion: tinkerbell.org/v1alpha1
+kind: Workflow
+metadata: {name: fetch-worker, namespace: default}
+spec:
+  templateRef: fetch
+  hardwareRef: worker
+  hardwareMap: {device_1: "$MAC"}
+YAML
 # The CLI in a container on the network, reaching the store API by name.
 "$DOCKER" run --rm --network "$NET" -v "$STORE:/store:ro" "tinkerbell-rs/tinkerbell:$TAG" \
-  --server "http://$ID-store:7081" --token-file /store/api-token apply -f /store/hw.yaml
-meta() { nsenter -t "$client_pid" -n curl -sf "http://$hegel_ip:50061/2009-04-04/meta-data/$1"; }
-if wait_for 30 meta instance-id && [ "$(meta instance-id)" = i-docker-client ] \
-  && [ "$(meta hostname)" = docker-client ]; then
+  --server "http://$ID-store:7081" --token-file /store/api-token apply -f /store/objects.yaml
+cli() { "$TB" --server "http://$store_ip:7081" --token-file "$STORE/api-token" "$@"; }
+wf_state() {
+  cli get workflow fetch-worker -o json \
+    | python3 -c 'import json,sys; print((json.load(sys.stdin).get("status") or {}).get("state",""))'
+}
+wf_done() { case "$(wf_state)" in SUCCESS|FAILED|TIMEOUT) return 0 ;; *) return 1 ;; esac; }
+t_wf=$(date +%s)
+if wait_for 90 wf_done && [ "$(wf_state)" = SUCCESS ]; then
+  ok "workflow rendered by the tink-controller container, run by the worker container through the tink-server container: SUCCESS in $(( $(date +%s) - t_wf ))s"
+else
+  fail "workflow state '$(wf_state)'"
+  cli get workflow fetch-worker -o yaml >&2 || true
+  for c in tink-controller tink-server worker; do echo "--- $c" >&2; "$DOCKER" logs "$ID-$c" 2>&1 | tail -20 >&2; done
+fi
+got=$("$DOCKER" cp "$ID-worker:/tmp/disk.img" - 2>/dev/null | tar -xO 2>/dev/null || true)
+if [ "$got" = docker-worker ]; then
+  ok "the action wrote the worker's own metadata, served by the hegel container"
+else
+  fail "disk.img holds '$got'"
+  "$DOCKER" logs "$ID-hegel" 2>&1 | tail -20 >&2
+fi
+contactable() {
+  cli get machine bmc-worker -o json | python3 -c '
+import json,sys
+c=[c for c in (json.load(sys.stdin).get("status") or {}).get("conditions") or [] if c["type"]=="Contactable"]
+sys.exit(0 if c and c[0]["status"]=="False" else 1)'
+}
+if wait_for 30 contactable; then
+  ok "rufio container reconciled the Machine (BMC not answering: Contactable=False)"
+else
+  fail "rufio: $(cli get machine bmc-worker -o json 2>&1 | tr -d '\n' | cut -c1-400)"
+  "$DOCKER" logs "$ID-rufio" 2>&1 | tail -20 >&2
+fi
+# hegel, asked from the worker's network namespace, answers for the worker's Hardware.
+worker_pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$ID-worker")
+meta() { nsenter -t "$worker_pid" -n curl -sf "http://$hegel_ip:50061/2009-04-04/meta-data/$1"; }
+if [ "$(meta instance-id)" = i-docker-worker ]; then
   ok "hegel container (store by name) answers a metadata request from another container"
 else
-  fail "metadata from $client_ip via hegel $hegel_ip: '$(meta instance-id || true)'"
-  "$DOCKER" logs "$ID-hegel" >&2 || true
+  fail "metadata from $worker_ip via hegel $hegel_ip: '$(meta instance-id || true)'"
 fi
+for c in tink-server tink-controller hegel rufio; do
+  if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$ID-$c")" = true ]; then
+    ok "$c container still running"
+  else
+    fail "$c container exited"
+    "$DOCKER" logs "$ID-$c" 2>&1 | tail -20 >&2
+  fi
+done
 
 echo "deploy/images/test.sh: build ${t_build}s, total $(( $(date +%s) - t0 ))s"
 echo "$passed passed, $failed failed"

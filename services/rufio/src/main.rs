@@ -135,27 +135,19 @@ async fn run(cli: &Cli, config: controller::Config) -> anyhow::Result<()> {
             root.cancel();
         }
     });
-    let leadership = if cli.rufio_enable_leader_election {
-        let lease = "rufio";
-        let ns = &cli.rufio_leader_election_namespace;
-        match connect::acquire_leadership(&cli.store, lease, ns, &root).await? {
-            Some(l) => Some(l),
-            None => {
-                signals.abort();
-                return Ok(()); // stopped while waiting for the lease
-            }
-        }
-    } else {
-        None
-    };
-    let controllers = Controllers::start(config, store, root.child_token())?;
-    eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
-    let result = connect::while_leading(leadership.as_ref(), &root, controllers.join()).await;
-    if let Some(l) = leadership {
-        l.release().await;
-    }
+    let election = cli.rufio_enable_leader_election.then(|| connect::Election {
+        lease: "rufio",
+        namespace: &cli.rufio_leader_election_namespace,
+    });
+    let result = connect::run_elected(&cli.store, election, &root, async {
+        let controllers = Controllers::start(config, store, root.child_token())?;
+        eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
+        controllers.join().await.context("rufio controllers")
+    })
+    .await;
     signals.abort();
-    result?.context("rufio controllers")
+    // None: stopped while waiting for the Lease.
+    result?.unwrap_or(Ok(()))
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {

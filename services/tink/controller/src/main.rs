@@ -117,25 +117,19 @@ async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
             root.cancel();
         }
     });
-    let leadership = if cli.tink_controller_enable_leader_election {
-        let lease = "tink-controller";
-        let ns = &cli.tink_controller_leader_election_namespace;
-        match connect::acquire_leadership(&cli.store, lease, ns, &root).await? {
-            Some(l) => Some(l),
-            None => {
-                signals.abort();
-                return Ok(()); // stopped while waiting for the lease
-            }
-        }
-    } else {
-        None
-    };
-    let controller = Controller::start(config, store, root.child_token()).await?;
-    eprintln!("tink-controller: reconciling workflows");
-    let result = connect::while_leading(leadership.as_ref(), &root, controller.join()).await;
-    if let Some(l) = leadership {
-        l.release().await;
-    }
+    let election = cli
+        .tink_controller_enable_leader_election
+        .then(|| connect::Election {
+            lease: "tink-controller",
+            namespace: &cli.tink_controller_leader_election_namespace,
+        });
+    let result = connect::run_elected(&cli.store, election, &root, async {
+        let controller = Controller::start(config, store, root.child_token()).await?;
+        eprintln!("tink-controller: reconciling workflows");
+        controller.join().await.context("tink controller")
+    })
+    .await;
     signals.abort();
-    result?.context("tink controller")
+    // None: stopped while waiting for the Lease.
+    result?.unwrap_or(Ok(()))
 }
