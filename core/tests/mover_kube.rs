@@ -449,42 +449,43 @@ async fn embedded_to_kube_makes_exactly_these_calls_and_keeps_everything() {
         format!("PUT {h}/node-1?dryRun"),
         format!("PUT {h}/node-1"),
     ];
-    let c = cluster.lock().unwrap();
-    assert_eq!(c.log, expected);
+    {
+        let c = cluster.lock().unwrap();
+        assert_eq!(c.log, expected);
 
-    assert_eq!(report.source_digest, report.target_digest);
-    assert_eq!(report.handed_over, 1);
-    for kind in [Kind::Secret, Kind::Machine, Kind::Hardware] {
-        assert_eq!(report.counts[&kind].created, 1, "{kind}");
+        assert_eq!(report.source_digest, report.target_digest);
+        assert_eq!(report.handed_over, 1);
+        for kind in [Kind::Secret, Kind::Machine, Kind::Hardware] {
+            assert_eq!(report.counts[&kind].created, 1, "{kind}");
+        }
+
+        let hw = &c.objects[&format!("{h}/node-1")];
+        assert_eq!(
+            hw["metadata"]["labels"]["v1alpha1.tinkerbell.org/ownerName"],
+            "cluster-md-1"
+        );
+        assert_eq!(
+            hw["metadata"]["labels"]["v1alpha1.tinkerbell.org/ownerNamespace"],
+            NS
+        );
+        assert_eq!(
+            hw["metadata"]["annotations"],
+            json!({"v1alpha1.tinkerbell.org/provisioned": "true"})
+        );
+        assert_eq!(hw["spec"]["userData"], "#cloud-config\nhostname: node-1\n");
+        assert_eq!(hw["spec"]["interfaces"][0]["netboot"]["allowPXE"], true);
+        assert_eq!(hw["status"]["state"], "Ready");
+        let bmc = &c.objects[&format!("{m}/bmc-node-1")];
+        assert_eq!(bmc["status"]["powerState"], "on");
+        assert_eq!(
+            bmc["spec"]["connection"]["port"], 623,
+            "the server's default"
+        );
+        let secret = &c.objects[&format!("{s}/bmc-node-1-auth")];
+        assert_eq!(secret["data"]["password"], "c2VjcmV0");
+        assert_eq!(secret["type"], "kubernetes.io/basic-auth");
+        assert_eq!(c.objects.len(), 3);
     }
-
-    let hw = &c.objects[&format!("{h}/node-1")];
-    assert_eq!(
-        hw["metadata"]["labels"]["v1alpha1.tinkerbell.org/ownerName"],
-        "cluster-md-1"
-    );
-    assert_eq!(
-        hw["metadata"]["labels"]["v1alpha1.tinkerbell.org/ownerNamespace"],
-        NS
-    );
-    assert_eq!(
-        hw["metadata"]["annotations"],
-        json!({"v1alpha1.tinkerbell.org/provisioned": "true"})
-    );
-    assert_eq!(hw["spec"]["userData"], "#cloud-config\nhostname: node-1\n");
-    assert_eq!(hw["spec"]["interfaces"][0]["netboot"]["allowPXE"], true);
-    assert_eq!(hw["status"]["state"], "Ready");
-    let bmc = &c.objects[&format!("{m}/bmc-node-1")];
-    assert_eq!(bmc["status"]["powerState"], "on");
-    assert_eq!(
-        bmc["spec"]["connection"]["port"], 623,
-        "the server's default"
-    );
-    let secret = &c.objects[&format!("{s}/bmc-node-1-auth")];
-    assert_eq!(secret["data"]["password"], "c2VjcmV0");
-    assert_eq!(secret["type"], "kubernetes.io/basic-auth");
-    assert_eq!(c.objects.len(), 3);
-    drop(c);
 
     // The source no longer answers DHCP for the moved machine.
     let on_src = src.get(Kind::Hardware, NS, "node-1").await.unwrap();

@@ -253,12 +253,7 @@ BINARIES = {"boots": "boots", "hegel": "hegel", "tink-server": "tink-server",
             "tink-controller": "tink-controller", "rufio": "rufio"}
 # Env names the chart sets for flags another branch is adding to a binary (name -> why). The
 # check fails once the binary accepts one of them, so this list cannot go stale.
-PENDING = {
-    "boots": {
-        "TINKERBELL_IPXE_SCRIPT_TINK_SERVER_ADDR_PORT": "boots iPXE HTTP flags (h/boots)",
-        "TINKERBELL_TRUSTED_PROXIES": "boots iPXE HTTP flags (h/boots)",
-    },
-}
+PENDING = {}
 _accepted = {}
 
 
