@@ -10,7 +10,9 @@
 //!   `TINKERBELL_BACKEND_KUBE_NAMESPACE`, `TINKERBELL_SERVER`, `TINKERBELL_TOKEN_FILE`,
 //!   `TINKERBELL_DATA_DIR`, `TINKERBELL_LOG_LEVEL`) and a deployment can swap one binary for
 //!   another without relearning them; [`init_tracing`] sets up their logs the same way.
-//! * [`default_data_dir`], [`shutdown_signal`], [`error_chain`].
+//! * [`service_main`] (feature `cli`): logging, the runtime and the exit code (2 for a
+//!   [`UsageError`]) around a service binary's body, the same in every binary.
+//! * [`default_data_dir`], [`shutdown_signal`], [`cancel_on_shutdown`], [`error_chain`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,6 +185,93 @@ pub struct Election<'a> {
     pub lease: &'a str,
     /// Its namespace; empty: see [`acquire_leadership`].
     pub namespace: &'a str,
+}
+
+#[cfg(feature = "cli")]
+impl StoreArgs {
+    /// The [`Election`] a controller binary asked for with `flag` (`enabled`), checked
+    /// against the backend: leader election needs `--backend kube`, and asking for it
+    /// elsewhere is a usage error naming the flag.
+    pub fn election<'a>(
+        &self,
+        flag: &str,
+        enabled: bool,
+        lease: &'a str,
+        namespace: &'a str,
+    ) -> Result<Option<Election<'a>>, UsageError> {
+        if !enabled {
+            return Ok(None);
+        }
+        if self.backend != BackendKind::Kube {
+            return Err(UsageError(format!(
+                "{flag}: {}",
+                ConnectError::LeaderNeedsKube
+            )));
+        }
+        Ok(Some(Election { lease, namespace }))
+    }
+}
+
+/// A usage or configuration problem a binary found in its flags: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The `main` of every binary: logs as `log_level` (`--log-level`) says, then `body` on a multi-threaded
+/// runtime. Exit code 0 when `body` succeeds; 2 for a bad `--log-level`, a [`UsageError`] or
+/// an error `is_usage` calls one (anywhere in the error's chain); 1 for any other failure.
+/// Errors print on stderr as `error: ` and their [`error_chain`].
+#[cfg(feature = "cli")]
+pub fn service_main<E>(
+    log_level: &str,
+    is_usage: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+    body: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode
+where
+    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+{
+    use std::process::ExitCode;
+    if let Err(e) = init_tracing(log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let e: &(dyn std::error::Error + 'static) = &*e;
+            eprintln!("error: {}", error_chain(e));
+            let usage = std::iter::successors(Some(e), |e| e.source())
+                .any(|e| e.is::<UsageError>() || is_usage(e));
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Cancels `root` on SIGTERM or SIGINT (see [`shutdown_signal`]). The task ends then; abort
+/// it when the service stops first.
+pub fn cancel_on_shutdown(
+    root: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let root = root.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        root.cancel();
+    })
 }
 
 /// Run a controller — `run` starts it and waits for it — under leader election when
@@ -362,6 +451,18 @@ pub fn default_data_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share/tinkerbell"))
 }
 
+/// A listen address as upstream's flags write it: `host:port`, or `:port` for every IPv4
+/// address.
+pub fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address:port (or :port)"))
+}
+
 /// Resolves when the process gets SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -397,4 +498,27 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_in_upstream_forms() {
+        assert_eq!(
+            parse_listen_addr(":50061").unwrap(),
+            "0.0.0.0:50061".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("10.0.0.1:42113").unwrap(),
+            "10.0.0.1:42113".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        let e = parse_listen_addr("localhost").unwrap_err();
+        assert!(e.contains("\"localhost\""), "{e}");
+    }
 }

@@ -17,13 +17,26 @@
 //!
 //! Services never depend on a concrete backend: they take an `Arc<dyn Store>` or
 //! `Arc<dyn HardwareLookup>` (the same shape as upstream's `BackendReader`).
+//!
+//! Everything but [`model`] is behind the default feature `store`; without it the crate is the
+//! resource model alone, with no async runtime or Kubernetes client (what the fuzz targets
+//! need).
 
-pub mod api;
-pub mod apply;
-pub mod connect;
-pub mod csv;
 pub mod model;
+
+#[cfg(feature = "store")]
+pub mod api;
+#[cfg(feature = "store")]
+pub mod apply;
+#[cfg(feature = "store")]
+pub mod connect;
+#[cfg(feature = "store")]
+pub mod csv;
+#[cfg(feature = "store")]
 pub mod mover;
+#[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "store")]
 pub mod timeline;
+#[cfg(feature = "store")]
 pub mod worker_token;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "hegel", version, about)]
 struct Cli {
     /// Listen address; `:PORT` listens on every IPv4 address (upstream's form).
-    #[arg(long, env = "HEGEL_HTTP_ADDR", default_value = ":50061", value_parser = parse_addr)]
+    #[arg(long, env = "HEGEL_HTTP_ADDR", default_value = ":50061", value_parser = connect::parse_listen_addr)]
     http_addr: SocketAddr,
 
     /// Comma-separated CIDRs/IPs of proxies whose X-Forwarded-For is believed.
@@ -60,52 +60,13 @@ struct Cli {
     log: connect::LogArgs,
 }
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .map_err(|_| format!("{s:?} is not an address:port (or :port)"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-
-    let config = match config(&cli) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli, config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(e.downcast_ref::<HegelError>(), Some(HegelError::Config(_)));
-            eprintln!("error: {}", connect::error_chain(e.as_ref()));
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+    connect::service_main(
+        &cli.log.log_level,
+        |e| matches!(e.downcast_ref::<HegelError>(), Some(HegelError::Config(_))),
+        run(&cli),
+    )
 }
 
 /// Build and validate the configuration; every problem is reported at once.
@@ -133,19 +94,13 @@ fn config(cli: &Cli) -> Result<Config, String> {
     }
 }
 
-async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let config = config(cli).map_err(connect::UsageError)?;
     let backend = connect(cli).await?;
     let root = CancellationToken::new();
     let hegel = Hegel::start(&config, backend, root.child_token()).await?;
     eprintln!("hegel: serving metadata on http://{}", hegel.local_addr());
-    let signals = tokio::spawn({
-        let root = root.clone();
-        async move {
-            connect::shutdown_signal().await;
-            tracing::info!("shutting down");
-            root.cancel();
-        }
-    });
+    let signals = connect::cancel_on_shutdown(&root);
     let result = hegel.join().await;
     signals.abort();
     result.context("hegel")

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use tinkerbell_core::connect;
 use tinkerbell_core::store::Store;
-use tinkerbell_rufio::controller::{self, Config, parse_duration};
+use tinkerbell_rufio::controller::{Config, parse_duration};
 use tinkerbell_rufio::{ControllerError, Controllers};
 use tokio_util::sync::CancellationToken;
 
@@ -74,18 +74,23 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    connect::service_main(
+        &cli.log.log_level,
+        |e| {
+            e.downcast_ref::<ControllerError>()
+                .is_some_and(ControllerError::is_config)
+        },
+        run(&cli),
+    )
+}
 
-    if cli.rufio_enable_leader_election && cli.store.backend != connect::BackendKind::Kube {
-        eprintln!(
-            "error: --rufio-enable-leader-election: {}",
-            connect::ConnectError::LeaderNeedsKube
-        );
-        return ExitCode::from(2);
-    }
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let election = cli.store.election(
+        "--rufio-enable-leader-election",
+        cli.rufio_enable_leader_election,
+        "rufio",
+        &cli.rufio_leader_election_namespace,
+    )?;
     let config = Config {
         namespace: cli.store.namespace(),
         power_check_interval: cli.rufio_power_check_interval,
@@ -93,52 +98,10 @@ fn main() -> ExitCode {
         max_concurrent_bmc: cli.rufio_max_concurrent,
         ..Config::default()
     };
-    if let Err(e) = config.validate() {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli, config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(
-                e.downcast_ref::<ControllerError>(),
-                Some(ControllerError::Config(_))
-            );
-            eprintln!("error: {}", connect::error_chain(e.as_ref()));
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
-}
-
-async fn run(cli: &Cli, config: controller::Config) -> anyhow::Result<()> {
-    let store = connect(cli).await?;
+    config.validate()?;
+    let store: Arc<dyn Store> = cli.store.connect().await?;
     let root = CancellationToken::new();
-    let signals = tokio::spawn({
-        let root = root.clone();
-        async move {
-            connect::shutdown_signal().await;
-            tracing::info!("shutting down");
-            root.cancel();
-        }
-    });
-    let election = cli.rufio_enable_leader_election.then(|| connect::Election {
-        lease: "rufio",
-        namespace: &cli.rufio_leader_election_namespace,
-    });
+    let signals = connect::cancel_on_shutdown(&root);
     let result = connect::run_elected(&cli.store, election, &root, async {
         let controllers = Controllers::start(config, store, root.child_token())?;
         eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
@@ -148,9 +111,4 @@ async fn run(cli: &Cli, config: controller::Config) -> anyhow::Result<()> {
     signals.abort();
     // None: stopped while waiting for the Lease.
     result?.unwrap_or(Ok(()))
-}
-
-async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = cli.store.connect().await?;
-    Ok(store)
 }

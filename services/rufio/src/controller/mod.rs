@@ -129,6 +129,13 @@ pub enum ControllerError {
     Task(&'static str, #[source] tokio::task::JoinError),
 }
 
+impl ControllerError {
+    /// A configuration problem (the caller's to fix), not a failure while running.
+    pub fn is_config(&self) -> bool {
+        matches!(self, ControllerError::Config(_))
+    }
+}
+
 /// State shared by the reconcilers.
 pub(crate) struct Ctx {
     pub(crate) store: Arc<dyn Store>,

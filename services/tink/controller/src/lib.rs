@@ -60,6 +60,13 @@ pub enum ControllerError {
     Join(#[source] tokio::task::JoinError),
 }
 
+impl ControllerError {
+    /// A configuration problem (the caller's to fix), not a failure while running.
+    pub fn is_config(&self) -> bool {
+        matches!(self, ControllerError::Config(_))
+    }
+}
+
 /// A running controller.
 #[derive(Debug)]
 pub struct Controller {

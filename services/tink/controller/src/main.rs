@@ -58,71 +58,33 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    connect::service_main(
+        &cli.log.log_level,
+        |e| {
+            e.downcast_ref::<ControllerError>()
+                .is_some_and(ControllerError::is_config)
+        },
+        run(&cli),
+    )
+}
 
+async fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.resync_seconds == 0 {
-        eprintln!("error: --resync-seconds must be > 0");
-        return ExitCode::from(2);
+        return Err(connect::UsageError("--resync-seconds must be > 0".into()).into());
     }
-    if cli.tink_controller_enable_leader_election && cli.store.backend != connect::BackendKind::Kube
-    {
-        eprintln!(
-            "error: --tink-controller-enable-leader-election: {}",
-            connect::ConnectError::LeaderNeedsKube
-        );
-        return ExitCode::from(2);
-    }
+    let election = cli.store.election(
+        "--tink-controller-enable-leader-election",
+        cli.tink_controller_enable_leader_election,
+        "tink-controller",
+        &cli.tink_controller_leader_election_namespace,
+    )?;
     let config = Config {
         resync: Duration::from_secs(cli.resync_seconds),
         namespace: cli.store.namespace(),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli, config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(
-                e.downcast_ref::<ControllerError>(),
-                Some(ControllerError::Config(_))
-            );
-            eprintln!("error: {}", connect::error_chain(e.as_ref()));
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
-}
-
-async fn run(cli: &Cli, config: Config) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = cli.store.connect().await?;
     let root = CancellationToken::new();
-    let signals = tokio::spawn({
-        let root = root.clone();
-        async move {
-            connect::shutdown_signal().await;
-            tracing::info!("shutting down");
-            root.cancel();
-        }
-    });
-    let election = cli
-        .tink_controller_enable_leader_election
-        .then(|| connect::Election {
-            lease: "tink-controller",
-            namespace: &cli.tink_controller_leader_election_namespace,
-        });
+    let signals = connect::cancel_on_shutdown(&root);
     let result = connect::run_elected(&cli.store, election, &root, async {
         let controller = Controller::start(config, store, root.child_token()).await?;
         eprintln!("tink-controller: reconciling workflows");
