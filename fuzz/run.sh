@@ -6,6 +6,10 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]      # default: dhcp_decode tftp_decode
 #
+# dhcp_decode and tftp_decode link boots' protocol logic only (tinkerbell-boots without its
+# `server` feature); rmcp_decode and redfish_json need the fuzz crate's `rufio` feature, which
+# builds all of rufio, and is turned on for them here.
+#
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain; without nightly it
 # uses stable with RUSTC_BOOTSTRAP=1 (libFuzzer's sanitizer flags are nightly-only).
 set -euo pipefail
@@ -28,7 +32,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$here/seeds/$t"
   log="$target_dir/$t.log"
   set +e
-  cargo "${tc[@]}" fuzz run --target-dir "$target_dir" "$t" "$work" "$here/seeds/$t" -- \
+  features=()
+  case $t in rmcp_decode|redfish_json) features=(--features rufio) ;; esac
+  cargo "${tc[@]}" fuzz run "${features[@]}" --target-dir "$target_dir" "$t" "$work" "$here/seeds/$t" -- \
     -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e

@@ -19,7 +19,7 @@ use tinkerbell_boots::{Boots, BootsError, Config};
 use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::Timeline;
-use tinkerbell_core::worker_token::WorkerTokenKey;
+use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
 use tokio_util::sync::CancellationToken;
 
 /// Network boot for Tinkerbell Hardware: DHCP, TFTP, iPXE over HTTP, syslog.
@@ -69,6 +69,11 @@ struct Cli {
     /// Port of the HTTP listener (0 picks one).
     #[arg(long, env = "TINKERBELL_HTTP_PORT", default_value_t = 7080)]
     http_port: u16,
+    /// The worker token key shared with tink-server (a mounted Secret on Kubernetes): the
+    /// scripts put each machine's `worker_token=` on the HookOS command line. Default: the
+    /// data directory's `worker-token-key`, when there is one.
+    #[arg(long, env = "TINKERBELL_WORKER_TOKEN_KEY_FILE")]
+    worker_token_key_file: Option<PathBuf>,
     /// File whose content is the bearer token the logs routes require (open when unset).
     #[arg(long, env = "TINKERBELL_LOGS_TOKEN_FILE")]
     logs_token_file: Option<PathBuf>,
@@ -144,43 +149,23 @@ fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Conf
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    tinkerbell_core::store::remote::install_crypto_provider();
-    // Validate the flags before anything is bound (the real HTTP port comes later).
-    if let Err(e) = config(&cli, cli.http_port, None) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = e
-                .downcast_ref::<BootsError>()
-                .is_some_and(BootsError::is_config);
-            eprintln!("error: {}", connect::error_chain(e.as_ref()));
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+    connect::service_main(
+        &cli.log.log_level,
+        |e| {
+            e.downcast_ref::<BootsError>()
+                .is_some_and(BootsError::is_config)
+                || e.is::<KeyFileError>()
+        },
+        run(&cli),
+    )
 }
 
+/// How long HTTP downloads in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    // Validate the flags before anything is bound (the real HTTP port comes later).
+    config(cli, cli.http_port, None).map_err(connect::UsageError)?;
     let token = match &cli.logs_token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -190,13 +175,15 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let backend = connect(cli).await?;
-    // The worker token key the appliance's tink server created, if this host has one: then
-    // the scripts carry `worker_token=` the tink server accepts.
-    let key = match cli.store.data_dir() {
-        Ok(d) => WorkerTokenKey::load(&d).ok(),
-        Err(_) => None,
+    // The worker token key: the file given (it must be good), else the one the appliance's
+    // tink server created, if this host has one; then the scripts carry `worker_token=` the
+    // tink server accepts.
+    let key = match (&cli.worker_token_key_file, cli.store.data_dir()) {
+        (Some(f), _) => Some(WorkerTokenKey::from_file(f)?),
+        (None, Ok(d)) => WorkerTokenKey::load(&d).ok(),
+        (None, Err(_)) => None,
     };
+    let backend = connect(cli).await?;
     if key.is_none() {
         tracing::info!("no worker token key in the data directory: scripts carry no worker_token");
     }
@@ -214,30 +201,40 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     eprintln!("boots: iPXE, HookOS, logs and metrics on http://{http_addr}");
     let router = boots.router(token);
-    let http = tokio::spawn({
-        let cancel = root.clone();
-        async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-        }
-    });
-    let signals = tokio::spawn({
-        let root = root.clone();
-        async move {
-            connect::shutdown_signal().await;
-            tracing::info!("shutting down");
+    let signals = connect::cancel_on_shutdown(&root);
+    // HTTP and the UDP services run until a signal, or until one of them fails, which stops
+    // the rest. With DHCP, TFTP and syslog all off, `join` returns at once and HTTP (iPXE
+    // scripts, HookOS, logs, metrics) carries on alone.
+    let http = async {
+        use std::future::IntoFuture;
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(root.clone().cancelled_owned())
+        .into_future();
+        // Open downloads get SHUTDOWN_GRACE to finish, not forever.
+        let r = tokio::select! {
+            r = serve => r,
+            () = async {
+                root.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        };
+        root.cancel();
+        r
+    };
+    let udp = async {
+        let r = boots.join().await;
+        if r.is_err() {
             root.cancel();
         }
-    });
-    let result = boots.join().await;
-    root.cancel();
+        r
+    };
+    let (udp, http) = tokio::join!(udp, http);
     signals.abort();
-    let _ = http.await;
-    result.context("boots")
+    udp.context("boots")?;
+    http.context("boots HTTP server")
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {

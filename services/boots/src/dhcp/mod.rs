@@ -15,6 +15,7 @@
 pub mod handler;
 pub mod metrics;
 pub mod netboot;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod wire;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use handler::{Outcome, Reason};
 pub use metrics::DhcpMetrics;
 pub use netboot::MacFormat;
+#[cfg(feature = "server")]
 pub use server::{DhcpError, DhcpServer};
 
 /// Which DHCP service boots offers (`--dhcp-mode`).

@@ -333,16 +333,23 @@ fn record(rec: &Recorder, hw: &Hardware, reply: &Message) {
         Some(MessageType::Ack) => Phase::DhcpAck,
         _ => return,
     };
-    let detail = if reply.yiaddr().is_unspecified() {
-        reply
-            .fname_str()
-            .and_then(Result::ok)
-            .unwrap_or_default()
-            .to_string()
-    } else {
-        reply.yiaddr().to_string()
-    };
-    rec.hardware(hw, phase, detail);
+    rec.hardware(hw, phase, detail(reply));
+}
+
+/// What a DHCP event says: the address handed out (none in proxy mode) and the boot file,
+/// when the reply has one — so a timeline shows whether a boot was a netboot (and
+/// `/netboot-not-allowed` when it was refused) or an installed OS asking for its address.
+fn detail(reply: &Message) -> String {
+    let file = reply
+        .fname_str()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .trim_end_matches('\0');
+    match (reply.yiaddr().is_unspecified(), file.is_empty()) {
+        (true, _) => file.to_string(),
+        (false, true) => reply.yiaddr().to_string(),
+        (false, false) => format!("{} boot file {file}", reply.yiaddr()),
+    }
 }
 
 /// Where a reply goes (RFC 2131 §4.1) and whether it is a broadcast:
@@ -392,6 +399,22 @@ fn send(
 mod tests {
     use super::*;
     use dhcproto::v4::DhcpOption;
+
+    #[test]
+    fn event_detail_names_the_address_and_the_boot_file() {
+        let mut m = msg(
+            MessageType::Ack,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+        );
+        assert_eq!(detail(&m), "");
+        m.set_yiaddr(Ipv4Addr::new(10, 99, 0, 101));
+        assert_eq!(detail(&m), "10.99.0.101");
+        m.set_fname_str("/netboot-not-allowed");
+        assert_eq!(detail(&m), "10.99.0.101 boot file /netboot-not-allowed");
+        m.set_yiaddr(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(detail(&m), "/netboot-not-allowed");
+    }
 
     fn msg(t: MessageType, ciaddr: Ipv4Addr, giaddr: Ipv4Addr) -> Message {
         let mut m = Message::new_with_id(

@@ -41,6 +41,12 @@ use tinkerbell_core::timeline::Phase;
 use crate::record::Recorder;
 use crate::tftp::files::{BinariesError, DEBIAN_IPXE_DIR};
 use crate::tftp::{IpxeBinaries, parse_mac};
+
+/// Read size for HookOS downloads (tower-http's default is 64 KiB): kernels and initramfs
+/// are tens of MiB, and bigger reads mean fewer system calls and wakeups per MiB. bench/http.sh,
+/// 64 parallel 64 MiB downloads: 64 KiB 0.51x nginx, 256 KiB 0.71x, 1 MiB 0.91-0.92x (at most
+/// one chunk in flight per download: 64 MiB for 64 downloads).
+const HOOKOS_CHUNK: usize = 1 << 20;
 pub use metrics::{HttpMetrics, Route};
 pub use script::ScriptConfig;
 
@@ -147,7 +153,7 @@ pub fn router(
             return Err(HttpError::HookosDir(dir.clone()));
         }
         let hookos = Router::new()
-            .fallback_service(ServeDir::new(dir))
+            .fallback_service(ServeDir::new(dir).with_buf_chunk_size(HOOKOS_CHUNK))
             .layer(middleware::from_fn_with_state(state, count_hookos));
         r = r.nest_service(HOOKOS_PREFIX, hookos);
     }

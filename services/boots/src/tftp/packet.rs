@@ -260,9 +260,16 @@ impl<'a> Packet<'a> {
 /// Encode a DATA packet header plus payload into `out` (cleared first).
 pub fn encode_data(out: &mut Vec<u8>, block: u16, data: &[u8]) {
     out.clear();
-    out.extend_from_slice(&opcode::DATA.to_be_bytes());
-    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&data_header(block));
     out.extend_from_slice(data);
+}
+
+/// The 4 bytes before a DATA packet's payload (opcode, block number), for senders that pass
+/// the payload as a separate iovec.
+pub fn data_header(block: u16) -> [u8; 4] {
+    let [o1, o2] = opcode::DATA.to_be_bytes();
+    let [b1, b2] = block.to_be_bytes();
+    [o1, o2, b1, b2]
 }
 
 /// Encode an ACK.
