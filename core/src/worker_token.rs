@@ -27,6 +27,35 @@ pub const CMDLINE_PARAM: &str = "worker_token";
 /// The environment variable a worker reads its token from.
 pub const ENV_VAR: &str = "TINKERBELL_WORKER_TOKEN";
 
+/// The shortest key [`WorkerTokenKey::from_file`] accepts, in bytes (after trimming): 32 hex
+/// digits or alphanumerics carry at least 128 bits when generated at random.
+pub const MIN_KEY_FILE_LEN: usize = 32;
+
+/// Why a key file (`--worker-token-key-file`, e.g. a Kubernetes Secret mounted into tink-server
+/// and boots) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file cannot be read.
+    #[error("worker token key file {path}: cannot read it")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is too short (or empty).
+    #[error(
+        "worker token key file {path}: the key is {len} bytes, at least {MIN_KEY_FILE_LEN} are needed (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort {
+        /// The file.
+        path: String,
+        /// Its trimmed length.
+        len: usize,
+    },
+}
+
 const DOMAIN: &[u8] = b"tinkerbell-worker-token-v1\0";
 
 /// The secret every worker token is derived from. `Debug` never shows it.
@@ -56,6 +85,24 @@ impl WorkerTokenKey {
     pub fn load(data_dir: &Path) -> Result<WorkerTokenKey, TokenError> {
         let hex = token::load_named(data_dir, KEY_FILE_NAME)?;
         Ok(WorkerTokenKey(hex.into_bytes()))
+    }
+
+    /// Read the key from `path`: its content without surrounding whitespace, at least
+    /// [`MIN_KEY_FILE_LEN`] bytes. The data directory's own key file (64 hex digits) qualifies,
+    /// so one key can be shared by copying that file into a Secret, or the other way round.
+    pub fn from_file(path: &Path) -> Result<WorkerTokenKey, KeyFileError> {
+        let text = std::fs::read(path).map_err(|source| KeyFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let key = text.trim_ascii();
+        if key.len() < MIN_KEY_FILE_LEN {
+            return Err(KeyFileError::TooShort {
+                path: path.display().to_string(),
+                len: key.len(),
+            });
+        }
+        Ok(WorkerTokenKey(key.to_vec()))
     }
 
     /// The token of `worker_id`.
@@ -97,6 +144,29 @@ mod tests {
         assert!(!k2.verify("00:11:22:33:44:55", &a));
         assert!(!k1.verify("00:11:22:33:44:55", ""));
         assert!(WorkerTokenKey::from_bytes(*b"short").is_none());
+    }
+
+    #[test]
+    fn key_from_a_file_agrees_with_the_data_dir_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = WorkerTokenKey::load_or_create(dir.path()).unwrap();
+        // A Secret mounted as a file, with a trailing newline.
+        let secret = dir.path().join("secret-key");
+        let text = std::fs::read_to_string(dir.path().join(KEY_FILE_NAME)).unwrap();
+        std::fs::write(&secret, format!("{}\n", text.trim())).unwrap();
+        let shared = WorkerTokenKey::from_file(&secret).unwrap();
+        assert_eq!(
+            own.token_for("52:54:00:99:00:01"),
+            shared.token_for("52:54:00:99:00:01")
+        );
+
+        std::fs::write(&secret, "too-short\n").unwrap();
+        let e = WorkerTokenKey::from_file(&secret).unwrap_err();
+        assert!(matches!(e, KeyFileError::TooShort { len: 9, .. }), "{e}");
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        let e = WorkerTokenKey::from_file(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(e, KeyFileError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("missing"), "{e}");
     }
 
     #[test]

@@ -395,3 +395,65 @@ async fn a_missing_secret_is_reported() {
     );
     assert!(report.to_string().contains("missing in the source"));
 }
+
+/// What the target's controller does to a copied bmc Machine right after the copy lands (a
+/// running appliance's rufio: the BMC's power state and a condition), or — not a controller —
+/// someone changing its spec.
+async fn meddle(dst: &EmbeddedStore, spec_too: bool) {
+    let m = dst
+        .get(Kind::Machine, "eksa-system", "bmc-node-1")
+        .await
+        .unwrap();
+    let m = m
+        .with_status_json(json!({"powerState": "off", "conditions": [
+            {"type": "Contactable", "status": "True", "lastUpdateTime": "2026-11-24T06:30:00Z"}]}))
+        .unwrap();
+    let m = dst.update_status(m).await.unwrap();
+    if spec_too {
+        let mut v = m.to_json();
+        v["spec"]["connection"]["host"] = json!("10.9.9.9");
+        dst.update(obj(v)).await.unwrap();
+    }
+}
+
+/// A running target whose controller updates a copied Machine's status between the copy and
+/// the read-back: the move succeeds (the copy was written right) and says so; a spec changed
+/// in that gap is still a mismatch that stops the move before the source is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_written_by_the_targets_controller_after_the_copy_is_not_a_mismatch() {
+    for spec_too in [false, true] {
+        let (_s, src) = source_with(2).await;
+        let (_d, dst) = empty_target();
+        let handle = tokio::runtime::Handle::current();
+        let mut progress = |line: &str| {
+            if line.starts_with("wrote ") {
+                tokio::task::block_in_place(|| handle.block_on(meddle(&dst, spec_too)));
+            }
+        };
+        let result = mover::run(&src, &dst, &all_ns(), &mut progress).await;
+        let hw = src
+            .get(Kind::Hardware, "eksa-system", "node-1")
+            .await
+            .unwrap();
+        if spec_too {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, MoveError::Verify(m) if m.len() == 1 && m[0].contains("bmc-node-1")),
+                "{err}"
+            );
+            assert_eq!(annotation(&hw), None, "the source was not touched");
+        } else {
+            let report = result.unwrap();
+            assert_eq!(report.source_digest, report.target_digest);
+            assert_eq!(
+                report.status_changed_on_target,
+                vec!["Machine eksa-system/bmc-node-1".to_string()]
+            );
+            assert!(
+                report.to_string().contains("have updated its status"),
+                "{report}"
+            );
+            assert_eq!(annotation(&hw).as_deref(), Some(HANDOFF_MOVED_OUT));
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! `mover::run` from an embedded store to Kubernetes, against a fake API server behind kube's
 //! tower-test mock: the exact API calls in order, what the cluster ends up holding (labels,
 //! annotations, userData, allowPXE, status through the status subresource), and that a move
-//! interrupted at every single write converges when run again.
+//! interrupted at every single write converges when run again. And back, Kubernetes as the
+//! source (a management cluster's objects into an appliance): the lists it reads and the one
+//! write it gets, the DHCP handoff mark on its Hardware.
 //!
 //! The fake keeps objects by path and behaves as an API server does where the move depends on
 //! it: resourceVersions and 409s (`AlreadyExists` on POST, `Conflict` on a stale PUT), `dryRun`
@@ -35,8 +37,10 @@ struct Cluster {
     /// Object path (`/apis/…/namespaces/NS/PLURAL/NAME`) → stored object.
     objects: BTreeMap<String, Value>,
     rv: u64,
-    /// `METHOD path[?dryRun]` of every request but the lookup index's list/watch.
+    /// `METHOD path[?dryRun]` of every request but collection reads (lists and watches).
     log: Vec<String>,
+    /// `LIST path` of every collection read (not watches).
+    lists: Vec<String>,
     /// Real (non-dry-run) writes so far.
     writes: usize,
     /// Fail the n-th real write (1-based) with a 500 after persisting it: the response is lost.
@@ -185,6 +189,7 @@ impl Cluster {
             if query.contains("watch=true") {
                 return None; // held open: nothing changes behind the index's back here
             }
+            self.lists.push(format!("LIST {path}"));
             let (kind, _, _) = &self.schemas[&plural];
             let coll = match &ns {
                 Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}/"),
@@ -560,6 +565,122 @@ async fn already_exists_with_the_same_content_is_not_a_duplicate() {
         "on",
         "the status is still written to the object the other writer created"
     );
+}
+
+/// Kubernetes as the source: a management cluster's Tinkerbell objects into an appliance's
+/// embedded store. The cluster is read with one list per kind and written once: the DHCP
+/// handoff mark on its Hardware (read, dry run, update; status kept). The embedded copy has the
+/// same content, including what only the API server added (the CRD default `port: 623`,
+/// Secret `data`), and answers DHCP once the move is done.
+#[tokio::test]
+async fn kube_to_embedded_reads_lists_and_writes_only_the_handoff_mark() {
+    // The cluster as EKS Anywhere leaves it: seeded by a move from an embedded store.
+    let (_seed_dir, seed) = source().await;
+    let (kube, cluster) = fake_cluster();
+    run_move(&seed, &kube).await.unwrap();
+    let writes_before = {
+        let mut c = cluster.lock().unwrap();
+        c.log.clear();
+        c.lists.clear();
+        c.writes
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let dst = EmbeddedStore::open(dir.path()).unwrap();
+    let opts = MoveOptions {
+        namespace: Some(NS.into()),
+        ..MoveOptions::default()
+    };
+    let report = mover::run(&kube, &dst, &opts, &mut |_| {}).await.unwrap();
+
+    let (s, m, h) = (secret_path(), machine_path(), hardware_path());
+    let c = {
+        let c = cluster.lock().unwrap();
+        Cluster {
+            objects: c.objects.clone(),
+            log: c.log.clone(),
+            lists: c.lists.clone(),
+            writes: c.writes,
+            ..Cluster::default()
+        }
+    };
+    // Machines first (their Secrets are wanted), then Secrets, then Hardware.
+    assert_eq!(
+        c.lists,
+        vec![
+            format!("LIST {m}"),
+            format!("LIST {s}"),
+            format!("LIST {h}")
+        ]
+    );
+    assert_eq!(
+        c.log,
+        vec![
+            format!("GET {h}/node-1"),
+            format!("PUT {h}/node-1?dryRun"),
+            format!("PUT {h}/node-1"),
+        ],
+        "the source is only marked, nothing else is written to it"
+    );
+    assert_eq!(c.writes - writes_before, 1);
+    assert_eq!(report.source_digest, report.target_digest);
+    assert_eq!(report.handed_over, 1);
+    for kind in [Kind::Secret, Kind::Machine, Kind::Hardware] {
+        assert_eq!(report.counts[&kind].created, 1, "{kind}");
+    }
+
+    let hw = &c.objects[&format!("{h}/node-1")];
+    assert_eq!(
+        hw["metadata"]["annotations"],
+        json!({"v1alpha1.tinkerbell.org/provisioned": "true",
+               DHCP_HANDOFF_ANNOTATION: HANDOFF_MOVED_OUT})
+    );
+    assert_eq!(
+        hw["status"]["state"], "Ready",
+        "the mark's PUT keeps the status"
+    );
+    assert_eq!(c.objects.len(), 3, "nothing created on the source");
+
+    // The appliance's copies: same content as the cluster's, DHCP released.
+    for (kind, name) in [
+        (Kind::Secret, "bmc-node-1-auth"),
+        (Kind::Machine, "bmc-node-1"),
+        (Kind::Hardware, "node-1"),
+    ] {
+        let here = dst.get(kind, NS, name).await.unwrap();
+        let there = Object::from_typed_json(
+            c.objects[&format!(
+                "{}/{name}",
+                match kind {
+                    Kind::Secret => &s,
+                    Kind::Machine => &m,
+                    _ => &h,
+                }
+            )]
+                .clone(),
+        )
+        .unwrap();
+        assert_eq!(mover::digest(&here), mover::digest(&there), "{kind} {name}");
+    }
+    let hw = dst.get(Kind::Hardware, NS, "node-1").await.unwrap();
+    let hw = hw.as_hardware().expect("a Hardware");
+    assert!(!hw.dhcp_on_hold(), "the appliance answers DHCP for it");
+    let labels = hw.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["v1alpha1.tinkerbell.org/ownerName"], "cluster-md-1");
+    let v = dst
+        .get(Kind::Machine, NS, "bmc-node-1")
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(v["spec"]["connection"]["port"], 623);
+    assert_eq!(v["status"]["powerState"], "on");
+    let v = dst
+        .get(Kind::Secret, NS, "bmc-node-1-auth")
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(v["data"]["password"], "c2VjcmV0");
+    assert_eq!(v["type"], "kubernetes.io/basic-auth");
 }
 
 /// Objects without what the server assigns (resourceVersion, uid, timestamps).

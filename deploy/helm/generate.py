@@ -28,14 +28,21 @@ MANIFESTS = os.path.join(ROOT, "deploy", "manifests")
 # Plain manifests: name -> (values overrides, description).
 VARIANTS = {
     "tinkerbell.yaml": (
-        {"publicIP": "192.168.1.200", "service": {"type": "LoadBalancer", "loadBalancerIP": "192.168.1.200"}},
+        {"publicIP": "192.168.1.200", "service": {"type": "LoadBalancer", "loadBalancerIP": "192.168.1.200"},
+         "workerAuth": {"create": False}},
         "the whole stack in a cluster, boots behind a DHCP relay, Services on a LoadBalancer at "
-        "192.168.1.200 (replace it: grep for 192.168.1.200)",
+        "192.168.1.200 (replace it: grep for 192.168.1.200).\n# tink-server and boots read the "
+        "worker token key from the Secret tinkerbell-worker-token-key, which you create first:\n"
+        "#   kubectl -n tinkerbell create secret generic tinkerbell-worker-token-key "
+        "--from-literal=key=$(openssl rand -hex 32)",
     ),
     "bootstrap.yaml": (
-        {"boots": {"enabled": False}, "watchNamespace": "eksa-system"},
+        {"boots": {"enabled": False}, "watchNamespace": "eksa-system", "workerAuth": {"create": False}},
         "a bootstrap cluster: everything but boots, which runs as a host-network container on "
-        "the admin machine (deploy/README.md); reads objects in eksa-system",
+        "the admin machine (deploy/README.md); reads objects in eksa-system.\n# tink-server reads "
+        "the worker token key from the Secret tinkerbell-worker-token-key, which you create "
+        "first\n# from the key file boots gets (--worker-token-key-file):\n"
+        "#   kubectl -n tinkerbell create secret generic tinkerbell-worker-token-key --from-file=key=KEYFILE",
     ),
 }
 

@@ -11,7 +11,9 @@ same output (up to whitespace), because the subset has Go's semantics:
   terms       .  .Values.a.b  .Release.Name  .Release.Namespace  .Chart.AppVersion  .a (in with)
               "strings"  numbers  true false
   functions   quote  toYaml  indent N  nindent N  default D  eq A B  ne A B  not A  and A B..
-              or A B..
+              or A B..  b64enc S  randAlphaNum N  lookup APIVERSION KIND NAMESPACE NAME
+              (lookup finds what render_chart's `cluster` holds; nothing by default, as
+              `helm template` and a first `helm install`)
   pipes       x | f a  ==  f a x
 
 Anything else is an error, and so is a reference to a value that values.yaml does not define:
@@ -23,9 +25,12 @@ Usage: render.py CHART [-f VALUES.yaml]... [--set a.b=v]... [--release NAME] [--
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import os
 import re
+import secrets
+import string
 import sys
 from typing import Any
 
@@ -104,9 +109,12 @@ def split_pipes(s: str) -> list[str]:
 
 
 class Renderer:
-    def __init__(self, root: dict[str, Any], name: str):
+    def __init__(self, root: dict[str, Any], name: str, cluster: dict | None = None):
         self.root = root
         self.name = name
+        # What `lookup` finds: {(apiVersion, kind, namespace, name): object}. Empty, as for
+        # `helm template` and a first install.
+        self.cluster = cluster or {}
 
     def term(self, tok: str, dot: Any) -> Any:
         if tok.startswith('"'):
@@ -151,6 +159,16 @@ class Renderer:
             return (a == b) if fn == "eq" else (a != b)
         if fn == "not":
             return not truthy(args[0])
+        if fn == "lookup":
+            if len(args) != 4:
+                raise TemplateError(f"{where}: lookup takes apiVersion, kind, namespace, name")
+            key = tuple(to_text(a, where) for a in args)
+            return copy.deepcopy(self.cluster.get(key, {}))
+        if fn == "randAlphaNum":
+            alphabet = string.ascii_letters + string.digits
+            return "".join(secrets.choice(alphabet) for _ in range(int(args[0])))
+        if fn == "b64enc":
+            return base64.b64encode(to_text(args[-1], where).encode()).decode()
         if fn == "and":
             for a in args:
                 if not truthy(a):
@@ -280,8 +298,10 @@ def set_value(values: dict, assignment: str) -> None:
 
 
 def render_chart(chart: str, values: dict | None = None, sets: list[str] = (),
-                 release: str = "tinkerbell", namespace: str = "tinkerbell") -> str:
-    """Render every template of CHART; returns one multi-document YAML string."""
+                 release: str = "tinkerbell", namespace: str = "tinkerbell",
+                 cluster: dict | None = None) -> str:
+    """Render every template of CHART; returns one multi-document YAML string. CLUSTER holds
+    the objects `lookup` finds, keyed (apiVersion, kind, namespace, name)."""
     with open(os.path.join(chart, "Chart.yaml")) as f:
         meta = yaml.safe_load(f)
     with open(os.path.join(chart, "values.yaml")) as f:
@@ -301,7 +321,7 @@ def render_chart(chart: str, values: dict | None = None, sets: list[str] = (),
         if not name.endswith(".yaml"):
             continue
         with open(os.path.join(tdir, name)) as f:
-            text = Renderer(root, name).render(f.read(), root)
+            text = Renderer(root, name, cluster).render(f.read(), root)
         for doc in re.split(r"(?m)^---\s*$", text):
             if doc.strip() and yaml.safe_load(doc) is not None:
                 docs.append(f"# Source: tinkerbell/templates/{name}\n" + doc.strip("\n") + "\n")

@@ -23,6 +23,7 @@ Prints 'N passed, N failed'; exit 1 on any failure.
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import re
@@ -101,6 +102,10 @@ CASES = {
                         "tinkController": {"leaderElection": False}},
     "extras": {"publicIP": "10.0.0.5", "hegel": {"extraEnv": [{"name": "TINKERBELL_X", "value": "1"}],
                                                   "resources": {"limits": {"memory": "64Mi"}}}},
+    "worker-auth-off": {"publicIP": "10.0.0.5", "workerAuth": {"enabled": False}},
+    "worker-key-given": {"publicIP": "10.0.0.5", "workerAuth": {"key": "k" * 40}},
+    "worker-key-own-secret": {"publicIP": "10.0.0.5",
+                              "workerAuth": {"create": False, "secretName": "site-worker-key"}},
 }
 
 passed = failed = 0
@@ -246,6 +251,62 @@ def controllers(objs, values):
         assert env[f"TINKERBELL_{prefix}_LEADER_ELECTION_NAMESPACE"] == "tinkerbell"
         if c == "rufio":
             assert env["TINKERBELL_RUFIO_MAX_CONCURRENT"] == str(v["maxConcurrent"])
+
+
+def worker_key(objs, values):
+    """tink-server and boots mount one Secret as the worker token key file, and the chart
+    creates that Secret (with a usable key) exactly when asked to."""
+    defaults = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))["workerAuth"]
+    w = generate_merge(defaults, values.get("workerAuth", {}))
+    users = [d for d in by_kind(objs, "Deployment").values() if comp(d) in ("tink-server", "boots")]
+    assert users, "neither tink-server nor boots rendered"
+    mounted = set()
+    for d in users:
+        spec = d["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        if comp(d) == "tink-server":
+            assert env["TINKERBELL_TINK_SERVER_WORKER_AUTH"] == str(w["enabled"]).lower()
+        if not w["enabled"]:
+            assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env and not spec.get("volumes"), comp(d)
+            continue
+        vol = {v["name"]: v for v in spec["volumes"]}["worker-token-key"]
+        mount = {m["name"]: m for m in c["volumeMounts"]}["worker-token-key"]
+        assert mount["readOnly"] is True
+        assert env["TINKERBELL_WORKER_TOKEN_KEY_FILE"] == mount["mountPath"] + "/key", comp(d)
+        mounted.add(vol["secret"]["secretName"])
+        user = c["securityContext"].get("runAsUser", 0)
+        mode = vol["secret"]["defaultMode"]
+        assert not mode & 0o007, f"{comp(d)}: key file mode {mode:o} is world-readable"
+        if user != 0:  # readable through the pod's fsGroup
+            assert spec["securityContext"]["fsGroup"] == user and mode & 0o040, comp(d)
+    secrets_ = by_kind(objs, "Secret")
+    if not w["enabled"]:
+        assert not secrets_, secrets_.keys()
+        return
+    assert mounted == {w["secretName"]}, f"tink-server and boots mount {mounted}, want {w['secretName']}"
+    if w["create"]:
+        s = secrets_[w["secretName"]]
+        assert s["metadata"]["namespace"] == "tinkerbell"
+        assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        key = base64.b64decode(s["data"]["key"]).decode()
+        assert len(key) >= 32, f"generated key is {len(key)} bytes"
+        if w["key"]:
+            assert key == w["key"]
+    else:
+        assert w["secretName"] not in secrets_, "created a Secret the user brings"
+
+
+def worker_key_kept():
+    """A first install generates a new random key; an upgrade keeps the key the Secret holds."""
+    def key(cluster=None):
+        objs = [d for d in yaml.safe_load_all(render_chart(CHART, {"publicIP": "10.0.0.5"}, cluster=cluster)) if d]
+        return base64.b64decode(by_kind(objs, "Secret")["tinkerbell-worker-token-key"]["data"]["key"]).decode()
+    a, b = key(), key()
+    assert a != b and len(a) == 64 and a.isalnum(), (a, b)
+    existing = {("v1", "Secret", "tinkerbell", "tinkerbell-worker-token-key"):
+                {"data": {"key": base64.b64encode(b"kept-" + b"x" * 40).decode()}}}
+    assert key(existing) == "kept-" + "x" * 40
 
 
 # Container name -> binary.
@@ -421,6 +482,7 @@ def main():
     check("generated manifests/README/chart CRDs are fresh", generated_fresh)
     check("chart CRDs == deploy/crds and validate as CRDs", chart_crds_match)
     check("core/tests/fixtures validate against the CRD schemas", fixtures_validate)
+    check("worker token key: generated on install, kept on upgrade (lookup)", worker_key_kept)
     for case, values in CASES.items():
         try:
             objs = render(values)
@@ -432,6 +494,7 @@ def main():
         check(f"{case}: RBAC exactly as pinned", rbac_exact, objs, values)
         check(f"{case}: boots network mode", boots_shape, objs, values)
         check(f"{case}: leader election env", controllers, objs, values)
+        check(f"{case}: tink-server and boots share one worker token key Secret", worker_key, objs, values)
         if bin_dir():
             check(f"{case}: env names are the binaries' ({bin_dir()})", env_names_accepted, objs, values)
         elif os.environ.get("CI") == "true":

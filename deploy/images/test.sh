@@ -4,7 +4,9 @@
 # 1. Build the static binaries and the OCI archives (deploy/images/build.sh), verify every
 #    digest of the layouts (oci.py verify), `docker load` them.
 # 2. Admin machine: `docker run --network host` of `tinkerbell serve` with a data-dir volume;
-#    the CLI on the host imports a hardware.csv through the store API and gets it back.
+#    the CLI on the host imports a hardware.csv through the store API and gets it back; then
+#    tests/lab/docker-host.sh: the image on the host network provisions a lab machine (DHCP on
+#    a veth into the lab's bridge only).
 # 3. Services on a private Docker network, each in its own container and pointed at the
 #    appliance's store API by name (`--backend embedded --server http://<store>:7081
 #    --token-file`): the store API alone (`tinkerbell serve` with every service off),
@@ -16,7 +18,8 @@
 #    container marks the Machine, whose BMC does not answer, Contactable=False.
 #
 # Without a Docker engine: skips (exit 0) with a message, unless CI=true (then fails).
-# Network traffic stays on loopback and on the Docker network this test creates.
+# Network traffic stays on loopback, on the Docker network and on the lab namespace and veth
+# (tblab0) this test creates.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -113,6 +116,15 @@ if wait_for 30 test -s "$DATA/api-url" && wait_for 30 "$TB" --data-dir "$DATA" g
   [ "$code" = 404 ] && ok "metadata on the host network answers (404 for an unknown source)" || fail "metadata on host network: HTTP $code"
 else
   fail "tinkerbell serve in a container did not come up"; "$DOCKER" logs "$ID-admin" >&2 || true
+fi
+
+# --- 2b. the same image on the host network netboots a lab machine end to end ------------
+# (tests/lab/docker-host.sh: DHCP on a veth into the lab's bridge, everything else bound to
+# that veth's address; rufio power-on, PXE, HookOS, image, the installed OS reads metadata.)
+if tests/lab/docker-host.sh --image "tinkerbell-rs/tinkerbell:$TAG"; then
+  ok "docker run --network host: the tinkerbell image provisions a lab machine"
+else
+  fail "docker run --network host: lab provisioning (logs in target/docker-host/logs)"
 fi
 
 # --- 3. private network: the store API and every service in its own container ----------

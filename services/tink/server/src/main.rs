@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use tinkerbell_core::connect;
 use tinkerbell_core::store::{HardwareLookup, Store};
-use tinkerbell_core::worker_token::WorkerTokenKey;
+use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
 use tinkerbell_tink_server::{Auth, Config, TinkError, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ struct Cli {
 
     /// Standalone tink-server's form of the listen address (`host:port` or `:port`);
     /// overrides the two flags above.
-    #[arg(long, env = "TINKERBELL_GRPC_AUTHORITY", value_parser = parse_addr)]
+    #[arg(long, env = "TINKERBELL_GRPC_AUTHORITY", value_parser = connect::parse_listen_addr)]
     grpc_authority: Option<SocketAddr>,
 
     /// TLS certificate chain (PEM). With --tls-key-file, the server speaks TLS.
@@ -63,6 +63,11 @@ struct Cli {
     )]
     worker_auth: bool,
 
+    /// The worker token key, shared with boots (a mounted Secret on Kubernetes). Default:
+    /// `worker-token-key` in the data directory, created when missing.
+    #[arg(long, env = "TINKERBELL_WORKER_TOKEN_KEY_FILE")]
+    worker_token_key_file: Option<PathBuf>,
+
     /// Token that may read every workflow's action logs. Default: the store API token of the
     /// data directory, when present.
     #[arg(long, env = "TINKERBELL_TINK_SERVER_LOGS_TOKEN_FILE")]
@@ -75,47 +80,18 @@ struct Cli {
     log: connect::LogArgs,
 }
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .map_err(|_| format!("{s:?} is not an address:port (or :port)"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = connect::init_tracing(&cli.log.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(
+    connect::service_main(
+        &cli.log.log_level,
+        |e| {
+            matches!(
                 e.downcast_ref::<TinkError>(),
                 Some(TinkError::TlsFile { .. } | TinkError::Tls(_))
-            );
-            eprintln!("error: {}", connect::error_chain(e.as_ref()));
-            if usage {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+            ) || e.is::<KeyFileError>()
+        },
+        run(&cli),
+    )
 }
 
 /// A token file's trimmed content; `None` when it is empty.
@@ -129,7 +105,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // The data directory holds the worker token key and the default admin token. On the kube
     // backend a pod may have none (no HOME, read-only root): only worker auth then needs one.
     let dir = cli.store.data_dir();
-    let key = if cli.worker_auth {
+    let key = if let (true, Some(f)) = (cli.worker_auth, &cli.worker_token_key_file) {
+        Some(WorkerTokenKey::from_file(f)?)
+    } else if cli.worker_auth {
         let dir = dir
             .as_ref()
             .map_err(|e| anyhow::anyhow!("worker token key: {e}"))?;
@@ -175,14 +153,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let root = CancellationToken::new();
     let server = tinkerbell_tink_server::start(config, store, lookup, root.child_token()).await?;
     eprintln!("tink-server: gRPC on {}", server.local_addr());
-    let signals = tokio::spawn({
-        let root = root.clone();
-        async move {
-            connect::shutdown_signal().await;
-            tracing::info!("shutting down");
-            root.cancel();
-        }
-    });
+    let signals = connect::cancel_on_shutdown(&root);
     let result = server.join().await;
     signals.abort();
     result.context("tink server")
