@@ -16,6 +16,10 @@ if [ "$(id -u)" = 0 ]; then
   TINK_WORKER_STATIC_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/x86_64-unknown-linux-gnu/release/tink-worker"
 fi
 cargo test --workspace --locked "$@"
+# The lab scripts below use the CLI cargo test just built (a `cargo build -p tinkerbell` would
+# rebuild it with other unified features).
+export TINKERBELL_BIN
+TINKERBELL_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/tinkerbell"
 # HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
 hookos/test.sh
 # The QEMU + virtual-BMC lab harness (tests/lab/lab.sh): 2 machines driven over IPMI.
@@ -26,6 +30,9 @@ tests/lab/netboot.sh
 # End to end: workflows with --netboot provision a BIOS and a UEFI lab machine (rufio power-on,
 # PXE, HookOS, image2disk, writefile, reboot) and the installed OS reads its metadata.
 tests/lab/e2e.sh
+# Move, then provision from the target: appliance A provisions m1, `tinkerbell move` to appliance
+# B in a second namespace on the same bridge (DHCP handoff watched by a probe), B provisions m1.
+tests/lab/move.sh
 # Helm chart: render (deploy/helm/render.py) and validate every object; generated files fresh.
 python3 deploy/helm/test.py
 # Container images: static build, OCI layout, docker run as users run them (needs Docker).

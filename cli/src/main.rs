@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod lab;
 mod logs;
 mod mover_cmd;
 mod output;
@@ -155,6 +156,9 @@ enum Command {
     /// When each provisioning phase of a machine happened: power-on, DHCP, TFTP, iPXE,
     /// kernel, worker, actions, reboot, metadata read.
     Timeline(timeline::TimelineArgs),
+    /// The QEMU + virtual-BMC lab (tests/lab/lab.sh, built in): machines with IPMI/Redfish
+    /// BMCs on a private bridge, and the appliance serving them. Needs root.
+    Lab(lab::LabArgs),
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -332,24 +336,9 @@ pub struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    tinkerbell_core::store::remote::install_crypto_provider();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
+    let log_level = cli.global.log_level.clone();
+    // A bad --log-level exits 2; every other error 1.
+    tinkerbell_core::connect::service_main(&log_level, |_| false, async move {
         let g = &cli.global;
         match cli.command {
             Command::Serve(args) => serve::run(g, &args).await,
@@ -381,21 +370,10 @@ fn main() -> ExitCode {
             Command::Move(args) => mover_cmd::run(g, &args).await,
             Command::Logs(args) => logs::run(g, &args).await,
             Command::Timeline(args) => timeline::run(g, &args).await,
+            Command::Lab(args) => lab::run(g, &args),
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", chain(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The error and its causes on one line, without repeating text a cause already printed.
-fn chain(e: &anyhow::Error) -> String {
-    tinkerbell_core::connect::error_chain(e.as_ref())
+    })
 }

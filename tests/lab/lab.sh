@@ -74,9 +74,14 @@ running() { [ -f \$D/qemu.pid ] && kill -0 "\$(cat \$D/qemu.pid)" 2>/dev/null; }
 start_vm() {
   running && return 0
   # boot: "pxe" (NIC first, then disk) or "default"/"none" (disk first, then NIC).
-  local nb=2 db=1
+  local nb=2 db=1 order=()
   [ "\$(cat \$D/boot 2>/dev/null)" = pxe ] && { nb=1; db=2; }
-  # IPMI's boot override without "persistent" is for the next boot only.
+  # IPMI's boot override without "persistent" is for the next boot only: this power-on
+  # netboots, and a later guest reset (the worker's reboot action, the installed OS) boots the
+  # default order again, as on a real server. QEMU keeps its start-up order across resets, so
+  # the machine starts paused and qmp.py moves the NIC behind the disk before it runs; the
+  # firmware sees the new order from the next reset on.
+  if [ \$nb = 1 ] && [ ! -f \$D/boot.persistent ]; then order=(nic0=3 disk0=1 nic0=2); fi
   [ -f \$D/boot.persistent ] || echo default > \$D/boot
   # nic-rom (optional): the virtio-net option ROM; an empty file disables QEMU's iPXE ROM,
   # so UEFI boots through OVMF's own PXE client (DHCP + TFTP), as most real firmware does.
@@ -94,9 +99,13 @@ start_vm() {
     -nodefaults -display none -monitor none \\
     -chardev file,id=con0,path=\$D/console.log,append=on -serial chardev:con0 \\
     -netdev tap,id=n0,ifname=tap$i,script=no,downscript=no \\
-    -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=\$nb\$rom \\
-    -drive file=\$D/disk.raw,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0,bootindex=\$db \\
-    -pidfile \$D/qemu.pid -daemonize 2>>\$D/qemu.err
+    -device virtio-net-pci,id=nic0,netdev=n0,mac=$mac,bootindex=\$nb\$rom \\
+    -drive file=\$D/disk.raw,format=raw,if=none,id=d0 -device virtio-blk-pci,id=disk0,drive=d0,bootindex=\$db \\
+    -S -qmp unix:\$D/qmp.sock,server=on,wait=off \\
+    -pidfile \$D/qemu.pid -daemonize 2>>\$D/qemu.err || return 1
+  if ! python3 $here/qmp.py \$D/qmp.sock "\${order[@]}" 2>>\$D/qemu.err; then
+    kill "\$(cat \$D/qemu.pid)" 2>/dev/null; rm -f \$D/qemu.pid; return 1
+  fi
 }
 stop_vm() {
   running || { rm -f \$D/qemu.pid; return 0; }

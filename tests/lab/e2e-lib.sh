@@ -1,0 +1,144 @@
+# Shared by tests/lab/e2e.sh and tests/lab/move.sh (sourced, not run): the prerequisites, the
+# builds (the CLI, HookOS with the static tink-worker, the installed OS image), the Template,
+# and the checks of an installed OS's console and of a machine's timeline.
+# The caller sets `here` (tests/lab), `repo` and `E` (its output directory) and `set -euo pipefail`.
+
+# e2e_require NAME: every tool the lab tests need; missing ones fail under CI=true, skip otherwise.
+e2e_require() {
+  local missing="" t
+  [ "$(id -u)" = 0 ] || missing="$missing root"
+  [ -c /dev/net/tun ] || missing="$missing /dev/net/tun"
+  for t in qemu-system-x86_64 ipmi_sim ipmitool sfdisk mkfs.vfat mcopy syslinux grub-mkstandalone zstd python3; do
+    command -v $t >/dev/null || missing="$missing $t"
+  done
+  [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing="$missing OVMF"
+  if [ -n "$missing" ]; then
+    if [ -n "${CI:-}" ]; then echo "$1: FAIL: missing$missing (scripts/install-deps.sh installs them)" >&2; exit 1; fi
+    echo "$1: SKIP: missing$missing (run scripts/install-deps.sh as root)"; exit 0
+  fi
+}
+
+# e2e_build: the CLI ($cli), HookOS ($E/hookos), the installed OS ($E/os/disk.raw, build id in
+# $build_id) and its zstd image as an artifact server serves it ($E/www/os.raw.zst, $img_sha).
+# TINKERBELL_BIN: a binary already built (scripts/test.sh passes cargo test's, which a
+# `cargo build -p tinkerbell` would rebuild with other unified features).
+e2e_build() {
+  if [ -n "${TINKERBELL_BIN:-}" ]; then
+    cli=$TINKERBELL_BIN
+    [ -x "$cli" ] || { echo "TINKERBELL_BIN=$cli is not an executable" >&2; exit 1; }
+  else
+    (cd "$repo" && cargo build -q --locked -p tinkerbell --bin tinkerbell)
+    cli="${CARGO_TARGET_DIR:-$repo/target}/debug/tinkerbell"
+  fi
+  "$repo/hookos/build.sh" --out "$E/hookos" > "$E/logs/hookos-build.log" 2>&1 \
+    || { tail -20 "$E/logs/hookos-build.log"; exit 1; }
+  "$repo/hookos/build.sh" --out "$E/os" --no-worker --overlay "$here/os" > "$E/logs/os-build.log" 2>&1 \
+    || { tail -20 "$E/logs/os-build.log"; exit 1; }
+  "$here/osimage.sh" --kernel "$E/os/vmlinuz-x86_64" --initrd "$E/os/initramfs-x86_64" --out "$E/os/disk.raw"
+  build_id=$(grep -ao 'e2e_build=[0-9a-f]*' "$E/os/disk.raw" | head -n1 | cut -d= -f2)
+  mkdir -p "$E/www"
+  zstd -q -f -T0 "$E/os/disk.raw" -o "$E/www/os.raw.zst"
+  img_sha=$(sha256sum < "$E/www/os.raw.zst" | cut -d' ' -f1)   # image2disk checks the file as served
+}
+
+# e2e_template FILE IMAGE_URL METADATA_URL: the Template "e2e": image2disk of IMAGE_URL (checked
+# against $img_sha), writefile of METADATA_URL into the boot partition, reboot.
+e2e_template() {
+  cat > "$1" <<EOF
+apiVersion: tinkerbell.org/v1alpha1
+kind: Template
+metadata:
+  name: e2e
+  namespace: default
+spec:
+  data: |
+    version: "0.1"
+    name: e2e
+    global_timeout: 1200
+    tasks:
+      - name: provision
+        worker: "{{.device_1}}"
+        volumes:
+          - /dev:/dev
+        actions:
+          - name: stream-image
+            image: quay.io/tinkerbell/actions/image2disk:v1.0.0
+            timeout: 300
+            environment:
+              DEST_DISK: {{ index .Hardware.Disks 0 }}
+              IMG_URL: "$2"
+              COMPRESSED: true
+              IMG_SHA256: "$img_sha"
+          - name: write-metadata-url
+            image: quay.io/tinkerbell/actions/writefile:v1.0.0
+            timeout: 60
+            environment:
+              DEST_DISK: {{ formatPartition ( index .Hardware.Disks 0 ) 1 }}
+              FS_TYPE: vfat
+              DEST_PATH: /tinkerbell/metadata-url
+              CONTENTS: "$3"
+              UID: 0
+              GID: 0
+              MODE: "0755"
+              DIRMODE: "0755"
+          - name: reboot
+            image: quay.io/tinkerbell/actions/reboot:v1.0.0
+            timeout: 60
+EOF
+}
+
+# e2e_wait_os I CONSOLE OFFSET METADATA_URL: waits (300 s) until the installed OS of lab-m<I>
+# printed, after byte OFFSET of its console, E2E-OK with its own hostname and address; checks it
+# booted the image of $build_id and read METADATA_URL from the writefile. Prints the E2E-OK line.
+e2e_wait_os() {
+  local i=$1 c=$2 off=$3 url=$4 end=$((SECONDS + 300)) ok
+  con() { tail -c +$((off + 1)) "$c"; }
+  until con | grep -qa "e2e-os\[.*E2E-OK"; do
+    if con | grep -qa "e2e-os\[.*ERROR"; then echo "lab-m$i: $(con | grep -a 'e2e-os\[.*ERROR' | tail -1)" >&2; return 1; fi
+    [ $SECONDS -lt $end ] || { echo "lab-m$i: the installed OS did not read its metadata within 300 s" >&2; con | tail -c 3000 >&2; return 1; }
+    sleep 1
+  done
+  ok=$(con | grep -a "e2e-os\[.*E2E-OK" | tail -n1 | tr -d '\r')
+  con | grep -qa "e2e-os\[.*booted from disk:.*e2e_build=$build_id" \
+    || { echo "lab-m$i: no 'booted from disk' line with build $build_id" >&2; return 1; }
+  con | grep -qa "e2e-os\[.*writefile: metadata-url=$url" \
+    || { echo "lab-m$i: writefile's metadata-url $url not seen" >&2; return 1; }
+  case $ok in
+    *"hostname=lab-m$i ipv4=$LAB_NET.$((100 + i)) "*) ;;
+    *) echo "lab-m$i: wrong metadata: $ok" >&2; return 1 ;;
+  esac
+  echo "${ok#*E2E-OK }"
+}
+
+# e2e_check_timeline JSON NAME FIRMWARE [SINCE_UNIX_NANOS]: the events (from SINCE on) hold, in
+# order, power-on, DHCP ack, iPXE script, kernel, initramfs, worker, image written, reboot and a
+# metadata read, with no netboot between the reboot and the metadata read; prints "e2e: NAME FIRMWARE power-on→image-written X s power-on→metadata-read Y s".
+e2e_check_timeline() {
+  python3 - "$1" "$2" "$3" "${4:-0}" <<'PY'
+import json, sys
+name, fw, since = sys.argv[2], sys.argv[3], int(sys.argv[4])
+events = [e for e in json.load(open(sys.argv[1])) if e["at_unix_nanos"] >= since]
+phases = [e["phase"] for e in events]
+def first(p, after=0, detail=None):
+    for k in range(after, len(events)):
+        if events[k]["phase"] == p and (detail is None or detail in events[k]["detail"]):
+            return k
+    sys.exit(f"e2e: {name}: no {p}{' ' + detail if detail else ''} in the timeline after event {after}: {phases}")
+on = first("power-on")
+order = [on]
+for p in ["dhcp-ack", "ipxe-script", "kernel", "initramfs", "worker-connected"]:
+    order.append(first(p, order[-1]))
+written = first("action-finished", order[-1], "stream-image: SUCCESS")
+reboot = first("reboot", written)
+md = first("metadata-read", reboot)
+# The netboot was a one-time boot override: after the reboot the firmware boots the disk
+# without trying the network first (no boot file handed out, nothing fetched).
+netboot = [events[k] for k in range(reboot, md)
+           if events[k]["phase"] in ("tftp", "ipxe-binary", "ipxe-script", "kernel", "initramfs")
+           or (events[k]["phase"].startswith("dhcp-") and "boot file" in events[k]["detail"])]
+if netboot:
+    sys.exit(f"e2e: {name}: netbooted again after the reboot: {netboot}")
+t = lambda k: (events[k]["at_unix_nanos"] - events[on]["at_unix_nanos"]) / 1e9
+print(f"e2e: {name} {fw} power-on→image-written {t(written):.1f} s power-on→metadata-read {t(md):.1f} s")
+PY
+}

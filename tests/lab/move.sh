@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Move, then provision from the target (issue #8): two appliances on one lab bridge.
+#
+#   A (the source, an admin machine's appliance) runs in the lab's namespace on LAB_NET.1, with
+#   DHCP, TFTP, syslog, tink server and controller and rufio, and provisions lab machine m1
+#   (BIOS) end to end, as tests/lab/e2e.sh does: the installed OS reads its metadata from A.
+#   B (the target) runs in a second namespace whose veth is a port of the lab bridge, on
+#   LAB_NET.2 with its own data dir, every service on, its store empty.
+#   From a third namespace on the bridge (the operator's), with the two store API tokens:
+#     tinkerbell move --from http://A:7081 --to http://B:7081
+#   while tests/lab/dhcp_probe.py broadcasts a DISCOVER for m1's MAC every 10 ms and records
+#   who answers: never both, A then (after the move's DHCP handoff) only B, and the longest
+#   stretch with no answer. Then B provisions m1 again (workflow create --netboot against B; B's
+#   rufio powers it on; DHCP, iPXE, HookOS, worker, image from an artifact server next to B,
+#   metadata from B's hegel), and A answered nothing for m1 after the move: no event in A's
+#   timeline, no DHCP reply sent by A's boots (which heard m1 and left it unanswered).
+#
+#   tests/lab/move.sh        (root; logs, timelines and consoles in target/move/logs)
+#
+# Prints "move: handoff ..." (the probe's numbers and the mover's own window) and
+# "e2e: lab-m1 bios ..." for each appliance's provisioning.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+E=${MOVE_DIR:-$repo/target/move}
+export LAB_STATE="$E/lab"
+L="$here/lab.sh"
+T0=$SECONDS
+say() { echo "move [$((SECONDS - T0)) s]: $*"; }
+fail() { echo "move: FAIL: $*" >&2; exit 1; }
+
+# shellcheck source=tests/lab/e2e-lib.sh
+. "$here/e2e-lib.sh"
+e2e_require tests/lab/move.sh
+
+"$L" down --purge >/dev/null 2>&1 || true
+rm -rf "$E/a" "$E/b" "$E/www" "$E/logs" "$E/probe.ready" "$E/probe.stop"
+mkdir -p "$E/a" "$E/b" "$E/www" "$E/logs"
+
+say "building tinkerbell, HookOS and the OS image"
+e2e_build
+
+say "lab up: 1 machine (m1, BIOS)"
+"$L" up --machines 1 --no-redfish > "$E/logs/lab-up.log"
+# shellcheck disable=SC1091
+. "$LAB_STATE/lab.env"
+A=$LAB_APPLIANCE_IP
+B=$LAB_NET.2
+OP=$LAB_NET.3
+NB="$LAB_NS-b"   # appliance B
+NO="$LAB_NS-op"  # the operator: the move and the DHCP probe
+MAC1=$(awk -F, '$1 == "lab-m1" {print $6}' "$LAB_CSV")
+nsa() { ip netns exec "$LAB_NS" "$@"; }
+nsb() { ip netns exec "$NB" "$@"; }
+nso() { ip netns exec "$NO" "$@"; }
+ta() { nsa "$cli" --data-dir "$E/a" "$@"; }
+tb() { nsb "$cli" --data-dir "$E/b" "$@"; }
+
+# A namespace with one veth, a port of the lab bridge, and one address on the lab subnet.
+attach() {
+  local ns=$1 ip=$2 port=$3
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+  ip -n "$LAB_NS" link add "$port" type veth peer name eth0 netns "$ns"
+  ip -n "$LAB_NS" link set "$port" master br0 up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+}
+
+pids=()
+cleanup() {
+  rc=$?
+  ta timeline lab-m1 > "$E/logs/timeline-a.txt" 2>&1 || true
+  tb timeline lab-m1 > "$E/logs/timeline-b.txt" 2>&1 || true
+  ta logs lab-m1 > "$E/logs/syslog-a.txt" 2>&1 || true
+  tb logs lab-m1 > "$E/logs/syslog-b.txt" 2>&1 || true
+  cp -f "$LAB_STATE/m1/console.log" "$E/logs/console-m1.log" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for ns in "$NB" "$NO"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  "$L" down > /dev/null 2>&1 || true
+  [ $rc = 0 ] || echo "move: FAILED; consoles, service logs, timelines and the probe's record are in $E/logs" >&2
+  exit $rc
+}
+trap cleanup EXIT
+
+# serve_in DIR IP IFACE NSX...: one appliance with every service, DHCP on IFACE only.
+serve_in() {
+  local dir=$1 ip=$2 ifc=$3 log=$4
+  shift 4
+  "$@" python3 -m http.server 8090 --bind "$ip" --directory "$E/www" > "$E/logs/www-$log.log" 2>&1 &
+  pids+=($!)
+  "$@" "$cli" --data-dir "$dir" serve \
+    --bind-address "$ip" --http-port 7080 --store-api-addr "$ip:7081" \
+    --dhcp-enabled --dhcp-bind-interface "$ifc" \
+    --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
+    --hookos-dir "$E/hookos" \
+    > "$E/logs/serve-$log.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do [ -f "$dir/http-url" ] && [ -f "$dir/tink-grpc-url" ] && break; sleep 0.1; done
+  [ -f "$dir/http-url" ] || { cat "$E/logs/serve-$log.log" >&2; fail "appliance $log did not start"; }
+}
+dhcp_sent() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_sent_total/ {n += $2} END {print n + 0}'; }
+unknown_mac() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_not_answered_total\{reason="unknown_mac"\}/ {n += $2} END {print n + 0}'; }
+
+# --- A provisions m1 -------------------------------------------------------------------------------
+serve_in "$E/a" "$A" br0 a nsa
+say "appliance A up on $A"
+ta hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
+e2e_template "$E/template-a.yaml" "http://$A:8090/os.raw.zst" "http://$A:7080"
+ta apply -f "$E/template-a.yaml" > /dev/null
+ta workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
+timeout 900 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/a" workflow watch lab-m1 > "$E/logs/watch-a.log" 2>&1 \
+  || { tail -5 "$E/logs/watch-a.log" >&2; fail "A: the workflow for lab-m1 did not succeed"; }
+say "A: workflow SUCCESS"
+ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || fail "A: lab-m1's installed OS"
+say "A: lab-m1: $ok"
+ta timeline lab-m1 --json > "$E/logs/timeline-a-before.json"
+e2e_check_timeline "$E/logs/timeline-a-before.json" lab-m1 bios | sed 's/^e2e: /e2e: A: /'
+
+# --- B, the operator, and the move ---------------------------------------------------------------
+attach "$NB" "$B" mvb
+attach "$NO" "$OP" mvo
+serve_in "$E/b" "$B" eth0 b nsb
+say "appliance B up on $B (namespace $NB)"
+# names KIND URL TOKEN: namespace/name of every KIND object in that store, sorted.
+names() { nso "$cli" --server "$2" --token-file "$3" get "$1" -A -o json \
+  | python3 -c 'import json,sys; print(" ".join(sorted(o["metadata"]["namespace"]+"/"+o["metadata"]["name"] for o in json.load(sys.stdin).get("items") or [])))'; }
+[ -z "$(names hardware "http://$B:7081" "$E/b/api-token")" ] || fail "B's store is not empty before the move"
+
+nso python3 "$here/dhcp_probe.py" --iface eth0 --mac "$MAC1" --from-server "$A" --to-server "$B" \
+  --ready-file "$E/probe.ready" --stop-file "$E/probe.stop" --json "$E/logs/probe.json" \
+  > "$E/logs/probe.log" 2>&1 &
+probe=$!
+pids+=($probe)
+for _ in $(seq 100); do [ -f "$E/probe.ready" ] && break; kill -0 $probe 2>/dev/null || break; sleep 0.1; done
+[ -f "$E/probe.ready" ] || { cat "$E/logs/probe.log" >&2; fail "A does not answer the probe's DISCOVERs for $MAC1"; }
+
+t_move=$(date +%s%N)
+nso "$cli" move -A \
+  --from "http://$A:7081" --from-token-file "$E/a/api-token" \
+  --to "http://$B:7081" --to-token-file "$E/b/api-token" \
+  > "$E/logs/move.txt" 2> "$E/logs/move.err" || { cat "$E/logs/move.err" >&2; fail "tinkerbell move"; }
+t_moved=$(date +%s%N)
+move_ms=$(( (t_moved - t_move) / 1000000 ))
+sent_after_move=$(dhcp_sent)
+unknown_after_move=$(unknown_mac)
+touch "$E/probe.stop"
+wait $probe || { cat "$E/logs/probe.log" >&2; fail "DHCP handoff"; }
+cat "$E/logs/move.txt"
+say "handoff: $(grep '^dhcp_probe: [0-9]' "$E/logs/probe.log" | sed 's/^dhcp_probe: //')"
+window=$(sed -n 's/.*for at most \([0-9.]*\) ms.*/\1/p' "$E/logs/move.txt")
+[ -n "$window" ] || fail "the move reported no DHCP handoff"
+say "move took $move_ms ms; the mover's own bound of the window: $window ms"
+
+# What moved: every Hardware, bmc Machine and Secret, A's Hardware marked moved-out, B's released.
+for k in hardware machine secret; do
+  na=$(names "$k" "http://$A:7081" "$E/a/api-token")
+  nb=$(names "$k" "http://$B:7081" "$E/b/api-token")
+  [ -n "$na" ] && [ "$na" = "$nb" ] || fail "$k differs after the move: A [$na] B [$nb]"
+done
+ann() { nso "$cli" --server "http://$1:7081" --token-file "$2" get hw lab-m1 -o json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"].get("annotations",{}).get("move.tinkerbell.org/dhcp-handoff","none"))'; }
+[ "$(ann "$A" "$E/a/api-token")" = moved-out ] || fail "A's lab-m1 is not marked moved-out"
+[ "$(ann "$B" "$E/b/api-token")" = none ] || fail "B's lab-m1 still carries the handoff annotation"
+
+# --- B provisions m1 --------------------------------------------------------------------------------
+off=$(stat -c %s "$LAB_STATE/m1/console.log")
+e2e_template "$E/template-b.yaml" "http://$B:8090/os.raw.zst" "http://$B:7080"
+tb apply -f "$E/template-b.yaml" > /dev/null
+t_b=$(date +%s%N)
+tb workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
+say "B: workflow created; B's rufio powers lab-m1 on"
+timeout 900 ip netns exec "$NB" "$cli" --data-dir "$E/b" workflow watch lab-m1 > "$E/logs/watch-b.log" 2>&1 \
+  || { tail -5 "$E/logs/watch-b.log" >&2; fail "B: the workflow for lab-m1 did not succeed"; }
+say "B: workflow SUCCESS"
+ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" "$off" "http://$B:7080") || fail "B: lab-m1's installed OS"
+say "B: lab-m1: $ok"
+tb timeline lab-m1 --json > "$E/logs/timeline-b.json"
+e2e_check_timeline "$E/logs/timeline-b.json" lab-m1 bios "$t_b" | sed 's/^e2e: /e2e: B: /'
+
+# --- A served nothing for m1 after the move ----------------------------------------------------------
+ta timeline lab-m1 --json > "$E/logs/timeline-a.json"
+python3 - "$E/logs/timeline-a.json" "$t_moved" <<'PY' || fail "A served lab-m1 after the move"
+import json, sys
+late = [e for e in json.load(open(sys.argv[1])) if e["at_unix_nanos"] > int(sys.argv[2])]
+for e in late:
+    print(f"move: A after the move: {e['phase']} {e['source']} {e['detail']}", file=sys.stderr)
+sys.exit(1 if late else 0)
+PY
+sent_end=$(dhcp_sent)
+unknown_end=$(unknown_mac)
+[ "$sent_end" = "$sent_after_move" ] || fail "A's boots sent $((sent_end - sent_after_move)) DHCP replies after the move"
+[ "$unknown_end" -gt "$unknown_after_move" ] || fail "A's boots heard no DHCP from lab-m1 after the move (is it on the bridge?)"
+say "A after the move: no timeline event for lab-m1, no DHCP reply sent, $((unknown_end - unknown_after_move)) requests from it left unanswered"
+say "PASS"
