@@ -20,7 +20,7 @@ b_bios=$(sed -n 's/.*bios: PASS in \([0-9.]*\)s.*/\1/p' "$out/baseline.txt")
 b_uefi=$(sed -n 's/.*uefi: PASS in \([0-9.]*\)s.*/\1/p' "$out/baseline.txt")
 
 run() {  # run <machines> <file>
-  E2E_DIR="$out/e2e-$1" "$repo/tests/lab/e2e.sh" --machines "$1" | tee "$2" | grep '^e2e: lab-'
+  E2E_DIR="$out/e2e-$1" "$repo/tests/lab/e2e.sh" --machines "$1" | tee "$2" | grep -E '^e2e: (lab-|appliance)'
 }
 echo "== appliance: 1 machine"
 run 1 "$out/one.txt"
