@@ -3,18 +3,28 @@
 # dropped, boots (inside `tinkerbell serve`, embedded store) vs kea-dhcp4 (memfile, no persist,
 # the same 10,000 reservations) vs dnsmasq (the same dhcp-hosts, leasefile-ro, no-ping).
 # Target: boots >= 3x Kea. Prints, per server, the highest rate that stayed within the drop
-# limit, then the ratios.
+# limit and the exchanges completed per CPU-second of the server at that rate, then the ratios.
+# The second figure is the capacity where perfdhcp, not the server, is the limit: on a 2-core
+# machine one perfdhcp saturates its core somewhere above 10,000 exchanges/s.
 #
 # Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
 # perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
 # from the 10,000 reserved ones per exchange (-M), and runs SECONDS per rate step.
-# Usage (root): [BIN=tinkerbell-binary] bench/dhcp.sh [SECONDS] [RATES...]   default: 5 s; 250 ... 64000
+# Usage (root): [BIN=tinkerbell-binary] [PIN=0] [SERVERS="boots kea dnsmasq"] bench/dhcp.sh [SECONDS] [RATES...]
+#   default: 5 s; 1000 ... 64000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 shift || true
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(250 500 1000 1500 2000 3000 4000 6000 8000 12000 16000 24000 32000 48000 64000)
+[ ${#rates[@]} -gt 0 ] || rates=(1000 2000 4000 6000 7000 8000 9000 10000 11000 12000 13000 14000 15000 16000
+  18000 20000 22000 24000 26000 28000 30000 33000 36000 40000 45000 50000 56000 64000)
+# Server and perfdhcp each get a core of their own (PIN=0: share all cores): perfdhcp is a busy
+# single-threaded loop, and without pinning the two fight over the same cores.
+PIN_SERVER="" PIN_CLIENT=""
+if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  PIN_SERVER="taskset -c 0" PIN_CLIENT="taskset -c 1"
+fi
 max_drop=2.5
 n=10000
 for tool in perfdhcp kea-dhcp4 dnsmasq ip python3; do
@@ -87,73 +97,94 @@ with open(f"{work}/dnsmasq.conf", "w") as f:
         f.write(f"dhcp-host={m},{ip},node-{i}\n")
 PY
 
-# One rate step: prints "<achieved 4-way/s> <max drop %>".
+# CPU ticks (user + system) the server process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# One rate step: prints "<achieved 4-way/s> <max drop %> <exchanges per server CPU-second>".
 step() {
-  ip netns exec "$C" perfdhcp -4 -l kc0 -r "$1" -p "$secs" -R "$n" -M "$work/macs" 10.99.0.1 \
+  local t0 t1
+  t0=$(ticks)
+  ip netns exec "$C" $PIN_CLIENT perfdhcp -4 -l kc0 -r "$1" -p "$secs" -R "$n" -M "$work/macs" 10.99.0.1 \
     > "$work/perf.out" 2>&1 || true
-  python3 - "$work/perf.out" <<'PY'
+  t1=$(ticks)
+  python3 - "$work/perf.out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
+cpu = int(sys.argv[2]) / int(sys.argv[3])
 rate = re.search(r"Rate:\s*([0-9.]+)", t)
 sent = [int(x) for x in re.findall(r"sent packets:\s*(\d+)", t)]
 recv = [int(x) for x in re.findall(r"received packets:\s*(\d+)", t)]
 if not rate or len(sent) < 2:
-    print("0 100"); sys.exit()
+    print("0 100 0"); sys.exit()
 drops = max(100.0 * (s - r) / s if s else 100.0 for s, r in zip(sent, recv))
-print(f"{float(rate.group(1)):.0f} {drops:.2f}")
+# Completed exchanges = ACKs received (the second exchange's received count).
+per_cpu = recv[1] / cpu if cpu > 0 else 0
+print(f"{float(rate.group(1)):.0f} {drops:.2f} {per_cpu:.0f}")
 PY
 }
 
-# Ramp up the rate until drops exceed the limit; prints the best rate within it.
+# Ramp up the rate until drops exceed the limit; prints the best rate within it and the
+# exchanges per server CPU-second at that rate.
 ramp() {
-  local name=$1 best=0
+  local name=$1 best=0 best_cpu=0
   for r in "${rates[@]}"; do
-    read -r got drop < <(step "$r")
-    printf '  %-8s offered %6s/s  achieved %6s/s  drops %6s %%\n' "$name" "$r" "$got" "$drop" >&2
+    read -r got drop per_cpu < <(step "$r")
+    printf '  %-8s offered %6s/s  achieved %6s/s  drops %6s %%  %7s DORA per server CPU-s\n' \
+      "$name" "$r" "$got" "$drop" "$per_cpu" >&2
     if awk -v d="$drop" -v m="$max_drop" 'BEGIN{exit !(d<=m)}'; then
-      best=$got
+      best=$got; best_cpu=$per_cpu
     else
       break
     fi
   done
-  echo "$best"
+  echo "$best $best_cpu"
 }
+
+servers=" ${SERVERS:-boots kea dnsmasq} "
+want() { [[ $servers == *" $1 "* ]]; }
 
 wait_for() { # file
   for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done
   echo "timed out waiting for $1" >&2; return 1
 }
 
+boots=0 boots_cpu=0 kea=0 kea_cpu=0 dnsmasq=0 dnsmasq_cpu=0 rss_boots=- rss_kea=-
+if want boots; then
 echo "boots (tinkerbell serve, embedded store, $n Hardware)" >&2
 mkdir -p "$work/data"
-ip netns exec "$S" "$bin" --data-dir "$work/data" serve --store-api-addr 127.0.0.1:7081 \
+ip netns exec "$S" $PIN_SERVER "$bin" --data-dir "$work/data" serve --store-api-addr 127.0.0.1:7081 \
   --bind-address 127.0.0.1 --http-port 0 --enable-tootles=false --dhcp-enabled \
   --dhcp-bind-interface ks0 --log-level warn 2> "$work/serve.log" & pid=$!
 wait_for "$work/data/api-url"
 ip netns exec "$S" "$bin" --data-dir "$work/data" apply -f "$work/hardware.yaml" > /dev/null
-boots=$(ramp boots)
+read -r boots boots_cpu < <(ramp boots)
 rss_boots=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+fi
 
+if want kea; then
 echo "kea-dhcp4 (memfile, persist=false, raw socket)" >&2
 E="env KEA_PIDFILE_DIR=$work KEA_LOCKFILE_DIR=$work"
-ip netns exec "$S" $E kea-dhcp4 -c "$work/kea.json" > "$work/kea.out" 2>&1 & pid=$!
+ip netns exec "$S" $E $PIN_SERVER kea-dhcp4 -c "$work/kea.json" > "$work/kea.out" 2>&1 & pid=$!
 sleep 2  # kea has no readiness file; its config load of 10,000 reservations takes ~1 s
-kea=$(ramp kea)
+read -r kea kea_cpu < <(ramp kea)
 rss_kea=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+fi
 
+if want dnsmasq; then
 echo "dnsmasq (dhcp-host x $n, leasefile-ro, no-ping)" >&2
-ip netns exec "$S" dnsmasq -k -C "$work/dnsmasq.conf" --pid-file="$work/dnsmasq.pid" > "$work/dnsmasq.out" 2>&1 & pid=$!
+ip netns exec "$S" $PIN_SERVER dnsmasq -k -C "$work/dnsmasq.conf" --pid-file="$work/dnsmasq.pid" > "$work/dnsmasq.out" 2>&1 & pid=$!
 sleep 1
-dnsmasq=$(ramp dnsmasq)
+read -r dnsmasq dnsmasq_cpu < <(ramp dnsmasq)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+fi
 
 echo
-echo "DORA leases/s at <= ${max_drop}% drops, $n reservations, ${secs}s per step:"
-printf '  boots    %8s/s  (peak RSS %s kB)\n' "$boots" "$rss_boots"
-printf '  kea      %8s/s  (peak RSS %s kB)\n' "$kea" "$rss_kea"
-printf '  dnsmasq  %8s/s\n' "$dnsmasq"
-awk -v b="$boots" -v k="$kea" -v d="$dnsmasq" 'BEGIN{
-  printf "  boots / kea     = %.2fx (target >= 3x)\n", (k>0 ? b/k : 0);
-  printf "  boots / dnsmasq = %.2fx\n", (d>0 ? b/d : 0) }'
+echo "DORA leases/s at <= ${max_drop}% drops, $n reservations, ${secs}s per step${PIN_SERVER:+, server on CPU 0, perfdhcp on CPU 1}:"
+printf '  boots    %8s/s  %8s per server CPU-s  (peak RSS %s kB)\n' "$boots" "$boots_cpu" "$rss_boots"
+printf '  kea      %8s/s  %8s per server CPU-s  (peak RSS %s kB)\n' "$kea" "$kea_cpu" "$rss_kea"
+printf '  dnsmasq  %8s/s  %8s per server CPU-s\n' "$dnsmasq" "$dnsmasq_cpu"
+awk -v b="$boots" -v k="$kea" -v d="$dnsmasq" -v bc="$boots_cpu" -v kc="$kea_cpu" -v dc="$dnsmasq_cpu" 'BEGIN{
+  printf "  boots / kea     = %.2fx leases/s (target >= 3x), %.2fx leases per CPU-s\n", (k>0 ? b/k : 0), (kc>0 ? bc/kc : 0);
+  printf "  boots / dnsmasq = %.2fx leases/s, %.2fx leases per CPU-s\n", (d>0 ? b/d : 0), (dc>0 ? bc/dc : 0) }'
