@@ -184,9 +184,34 @@ struct Inner {
     next_seq: u64,
 }
 
+/// An event as kept: the subject is the map key and the RFC 3339 text is made when read,
+/// so recording (on every DHCP reply) formats and clones nothing it need not.
+#[derive(Debug)]
+struct Stored {
+    at_unix_nanos: u128,
+    phase: Phase,
+    source: String,
+    detail: String,
+}
+
+impl Stored {
+    fn event(&self, subject: &Subject) -> Event {
+        Event {
+            at: jiff::Timestamp::from_nanosecond(self.at_unix_nanos as i128)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            at_unix_nanos: self.at_unix_nanos,
+            phase: self.phase,
+            subject: subject.clone(),
+            source: self.source.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Machine {
-    events: VecDeque<Event>,
+    events: VecDeque<Stored>,
     /// Key in `by_recency`.
     seq: u64,
 }
@@ -265,19 +290,15 @@ impl Timeline {
         if let Some(m) = inner.machines.get(&subject) {
             inner.by_recency.remove(&m.seq);
         }
-        let m = inner.machines.entry(subject.clone()).or_default();
-        m.seq = seq;
         inner.by_recency.insert(seq, subject.clone());
+        let m = inner.machines.entry(subject).or_default();
+        m.seq = seq;
         if m.events.len() >= MAX_EVENTS_PER_MACHINE {
             m.events.pop_front();
         }
-        m.events.push_back(Event {
-            at: jiff::Timestamp::from_nanosecond(nanos as i128)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+        m.events.push_back(Stored {
             at_unix_nanos: nanos,
             phase,
-            subject,
             source: source.to_string(),
             detail,
         });
@@ -288,8 +309,8 @@ impl Timeline {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<Event> = subjects
             .iter()
-            .filter_map(|s| inner.machines.get(s))
-            .flat_map(|m| m.events.iter().cloned())
+            .filter_map(|s| Some((s, inner.machines.get(s)?)))
+            .flat_map(|(s, m)| m.events.iter().map(move |e| e.event(s)))
             .collect();
         out.sort_by_key(|e| e.at_unix_nanos);
         out
@@ -476,7 +497,10 @@ mod tests {
             t.record(hw(&format!("x{i}")), Phase::DhcpOffer, "boots", "");
         }
         assert_eq!(t.subjects().len(), MAX_MACHINES);
-        assert!(t.events(&[hw("m1")]).is_empty(), "the stalest machine went first");
+        assert!(
+            t.events(&[hw("m1")]).is_empty(),
+            "the stalest machine went first"
+        );
         assert!(t.events(&[hw("x4")]).is_empty());
         // A machine with a new event is no longer the stalest: x5 stays, x6 goes.
         t.record(hw("x5"), Phase::DhcpAck, "boots", "");

@@ -98,12 +98,11 @@ pub fn precheck(cfg: &Config, req: &Message) -> Result<[u8; 6], Reason> {
 
 /// The interface of `hw` whose `dhcp.mac` is `mac`.
 pub fn interface_for<'h>(hw: &'h Hardware, mac: &[u8; 6]) -> Option<&'h Interface> {
-    let want = netboot::mac_string(mac);
     hw.interfaces().iter().find(|i| {
         i.dhcp
             .as_ref()
             .and_then(|d| d.mac.as_deref())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case(&want))
+            .is_some_and(|m| netboot::mac_matches(m, mac))
     })
 }
 
