@@ -10,7 +10,7 @@
 # Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
 # perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
 # from the 10,000 reserved ones per exchange (-M), and runs SECONDS per rate step.
-# Usage (root): [BIN=tinkerbell-binary] [PIN=0] [SERVERS="boots kea dnsmasq"] bench/dhcp.sh [SECONDS] [RATES...]
+# Usage (root): [BIN=tinkerbell-binary] [PIN=0] [CPU_QUOTA=%] [SERVERS="boots kea dnsmasq"] bench/dhcp.sh [SECONDS] [RATES...]
 #   default: 5 s; 1000 ... 64000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +40,7 @@ cleanup() {
   wait 2>/dev/null || true
   ip netns del "$S" 2>/dev/null || true
   ip netns del "$C" 2>/dev/null || true
+  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -140,6 +141,22 @@ ramp() {
   echo "$best $best_cpu"
 }
 
+# CPU_QUOTA=N (percent of one core): every server runs in a cgroup with that CFS quota, so all
+# of them saturate at rates one perfdhcp can offer and the ramp compares leases/s at an equal
+# CPU budget (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us; a 10 ms period keeps queues short).
+cg=""
+limit() { # pid
+  [ -n "${CPU_QUOTA:-}" ] || return 0
+  local period=10000 quota=$((CPU_QUOTA * 100))
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cg=/sys/fs/cgroup/bdhcp$$; mkdir -p "$cg"; echo "$quota $period" > "$cg/cpu.max"
+  else
+    cg=/sys/fs/cgroup/cpu/bdhcp$$; mkdir -p "$cg"
+    echo "$period" > "$cg/cpu.cfs_period_us"; echo "$quota" > "$cg/cpu.cfs_quota_us"
+  fi
+  echo "$1" > "$cg/cgroup.procs"
+}
+
 servers=" ${SERVERS:-boots kea dnsmasq} "
 want() { [[ $servers == *" $1 "* ]]; }
 
@@ -157,6 +174,7 @@ ip netns exec "$S" $PIN_SERVER "$bin" --data-dir "$work/data" serve --store-api-
   --dhcp-bind-interface ks0 --log-level warn 2> "$work/serve.log" & pid=$!
 wait_for "$work/data/api-url"
 ip netns exec "$S" "$bin" --data-dir "$work/data" apply -f "$work/hardware.yaml" > /dev/null
+limit "$pid"
 read -r boots boots_cpu < <(ramp boots)
 rss_boots=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
@@ -167,6 +185,7 @@ echo "kea-dhcp4 (memfile, persist=false, raw socket)" >&2
 E="env KEA_PIDFILE_DIR=$work KEA_LOCKFILE_DIR=$work"
 ip netns exec "$S" $E $PIN_SERVER kea-dhcp4 -c "$work/kea.json" > "$work/kea.out" 2>&1 & pid=$!
 sleep 2  # kea has no readiness file; its config load of 10,000 reservations takes ~1 s
+limit "$pid"
 read -r kea kea_cpu < <(ramp kea)
 rss_kea=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
@@ -176,12 +195,13 @@ if want dnsmasq; then
 echo "dnsmasq (dhcp-host x $n, leasefile-ro, no-ping)" >&2
 ip netns exec "$S" $PIN_SERVER dnsmasq -k -C "$work/dnsmasq.conf" --pid-file="$work/dnsmasq.pid" > "$work/dnsmasq.out" 2>&1 & pid=$!
 sleep 1
+limit "$pid"
 read -r dnsmasq dnsmasq_cpu < <(ramp dnsmasq)
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 fi
 
 echo
-echo "DORA leases/s at <= ${max_drop}% drops, $n reservations, ${secs}s per step${PIN_SERVER:+, server on CPU 0, perfdhcp on CPU 1}:"
+echo "DORA leases/s at <= ${max_drop}% drops, $n reservations, ${secs}s per step${PIN_SERVER:+, server on CPU 0, perfdhcp on CPU 1}${CPU_QUOTA:+, server limited to ${CPU_QUOTA}% of a core}:"
 printf '  boots    %8s/s  %8s per server CPU-s  (peak RSS %s kB)\n' "$boots" "$boots_cpu" "$rss_boots"
 printf '  kea      %8s/s  %8s per server CPU-s  (peak RSS %s kB)\n' "$kea" "$kea_cpu" "$rss_kea"
 printf '  dnsmasq  %8s/s  %8s per server CPU-s\n' "$dnsmasq" "$dnsmasq_cpu"
