@@ -179,7 +179,7 @@ struct Inner {
     machines: HashMap<Subject, Machine>,
     /// Every machine by the sequence number of its newest event, so the one to evict is the
     /// first entry: O(log n) per record even when every event is for a new machine (a DHCP
-    /// flood over more Hardware than `MAX_MACHINES`), where a scan of the map cost ~20 µs.
+    /// flood over more Hardware than `MAX_MACHINES`), instead of a scan of the map.
     by_recency: BTreeMap<u64, Subject>,
     next_seq: u64,
 }
@@ -214,6 +214,16 @@ struct Machine {
     events: VecDeque<Stored>,
     /// Key in `by_recency`.
     seq: u64,
+}
+
+impl Machine {
+    fn push(&mut self, seq: u64, e: Stored) {
+        self.seq = seq;
+        if self.events.len() >= MAX_EVENTS_PER_MACHINE {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
 }
 
 impl Timeline {
@@ -269,39 +279,33 @@ impl Timeline {
             .unwrap_or(0);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = &mut *inner;
-        if first_only
-            && inner
-                .machines
-                .get(&subject)
-                .and_then(|m| m.events.back())
-                .is_some_and(|e| e.phase == phase)
-        {
+        let stored = Stored {
+            at_unix_nanos: nanos,
+            phase,
+            source: source.to_string(),
+            detail,
+        };
+        let seq = inner.next_seq;
+        // One hash lookup for a machine already kept (the common case).
+        if let Some(m) = inner.machines.get_mut(&subject) {
+            if first_only && m.events.back().is_some_and(|e| e.phase == phase) {
+                return;
+            }
+            inner.next_seq += 1;
+            inner.by_recency.remove(&m.seq);
+            inner.by_recency.insert(seq, subject);
+            m.push(seq, stored);
             return;
         }
-        if !inner.machines.contains_key(&subject)
-            && inner.machines.len() >= MAX_MACHINES
+        if inner.machines.len() >= MAX_MACHINES
             && let Some((_, oldest)) = inner.by_recency.pop_first()
         {
             // Drop the machine whose newest event is the oldest.
             inner.machines.remove(&oldest);
         }
-        let seq = inner.next_seq;
         inner.next_seq += 1;
-        if let Some(m) = inner.machines.get(&subject) {
-            inner.by_recency.remove(&m.seq);
-        }
         inner.by_recency.insert(seq, subject.clone());
-        let m = inner.machines.entry(subject).or_default();
-        m.seq = seq;
-        if m.events.len() >= MAX_EVENTS_PER_MACHINE {
-            m.events.pop_front();
-        }
-        m.events.push_back(Stored {
-            at_unix_nanos: nanos,
-            phase,
-            source: source.to_string(),
-            detail,
-        });
+        inner.machines.entry(subject).or_default().push(seq, stored);
     }
 
     /// The events of every subject given, merged oldest first.
