@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -176,11 +176,13 @@ pub struct Timeline {
 
 #[derive(Debug, Default)]
 struct Inner {
-    machines: HashMap<Subject, Machine>,
+    /// Keys shared with `by_recency`: a new machine costs one allocation, not a copy of its
+    /// names.
+    machines: HashMap<Arc<Subject>, Machine>,
     /// Every machine by the sequence number of its newest event, so the one to evict is the
     /// first entry: O(log n) per record even when every event is for a new machine (a DHCP
     /// flood over more Hardware than `MAX_MACHINES`), instead of a scan of the map.
-    by_recency: BTreeMap<u64, Subject>,
+    by_recency: BTreeMap<u64, Arc<Subject>>,
     next_seq: u64,
 }
 
@@ -190,7 +192,7 @@ struct Inner {
 struct Stored {
     at_unix_nanos: u128,
     phase: Phase,
-    source: String,
+    source: &'static str,
     detail: String,
 }
 
@@ -203,7 +205,7 @@ impl Stored {
             at_unix_nanos: self.at_unix_nanos,
             phase: self.phase,
             subject: subject.clone(),
-            source: self.source.clone(),
+            source: self.source.to_string(),
             detail: self.detail.clone(),
         }
     }
@@ -233,7 +235,13 @@ impl Timeline {
     }
 
     /// Record `phase` for `subject` now.
-    pub fn record(&self, subject: Subject, phase: Phase, source: &str, detail: impl Into<String>) {
+    pub fn record(
+        &self,
+        subject: Subject,
+        phase: Phase,
+        source: &'static str,
+        detail: impl Into<String>,
+    ) {
         self.record_at(
             SystemTime::now(),
             subject,
@@ -251,7 +259,7 @@ impl Timeline {
         &self,
         subject: Subject,
         phase: Phase,
-        source: &str,
+        source: &'static str,
         detail: impl Into<String>,
     ) {
         self.record_at(
@@ -269,7 +277,7 @@ impl Timeline {
         at: SystemTime,
         subject: Subject,
         phase: Phase,
-        source: &str,
+        source: &'static str,
         detail: String,
         first_only: bool,
     ) {
@@ -282,7 +290,7 @@ impl Timeline {
         let stored = Stored {
             at_unix_nanos: nanos,
             phase,
-            source: source.to_string(),
+            source,
             detail,
         };
         let seq = inner.next_seq;
@@ -292,8 +300,9 @@ impl Timeline {
                 return;
             }
             inner.next_seq += 1;
-            inner.by_recency.remove(&m.seq);
-            inner.by_recency.insert(seq, subject);
+            if let Some(key) = inner.by_recency.remove(&m.seq) {
+                inner.by_recency.insert(seq, key);
+            }
             m.push(seq, stored);
             return;
         }
@@ -304,8 +313,9 @@ impl Timeline {
             inner.machines.remove(&oldest);
         }
         inner.next_seq += 1;
-        inner.by_recency.insert(seq, subject.clone());
-        inner.machines.entry(subject).or_default().push(seq, stored);
+        let key = Arc::new(subject);
+        inner.by_recency.insert(seq, key.clone());
+        inner.machines.entry(key).or_default().push(seq, stored);
     }
 
     /// The events of every subject given, merged oldest first.
@@ -326,7 +336,7 @@ impl Timeline {
         let mut v: Vec<(Subject, usize)> = inner
             .machines
             .iter()
-            .map(|(k, m)| (k.clone(), m.events.len()))
+            .map(|(k, m)| (Subject::clone(k), m.events.len()))
             .collect();
         v.sort();
         v

@@ -79,7 +79,8 @@ impl MacFormat {
 /// Whether `s` (as written in a Hardware: any case, `:` or `-` separated, surrounding blanks)
 /// spells `mac`. Allocation-free: it runs for every interface of every answered request.
 pub fn mac_matches(s: &str, mac: &[u8; 6]) -> bool {
-    let s = s.trim().as_bytes();
+    // ASCII trim: a MAC has no other characters, and this runs on every DHCP reply.
+    let s = s.as_bytes().trim_ascii();
     if s.len() != 17 {
         return false;
     }
