@@ -4,8 +4,9 @@
 # the same 10,000 reservations) vs dnsmasq (the same dhcp-hosts, leasefile-ro, no-ping).
 # Target: boots >= 3x Kea. Prints, per server, the highest rate that stayed within the drop
 # limit and the exchanges completed per CPU-second of the server at that rate, then the ratios.
-# The second figure is the capacity where perfdhcp, not the server, is the limit: on a 2-core
-# machine one perfdhcp saturates its core somewhere above 10,000 exchanges/s.
+# The second figure is the capacity where perfdhcp, not the server, is the limit: one perfdhcp
+# on one core offers ~32,000 exchanges/s at most (steps it cannot offer are marked). CPU_QUOTA
+# compares the servers at an equal CPU budget, where every server saturates below that.
 #
 # Setup as testbed.md R7: two network namespaces joined by a veth (server 10.99.0.1/16,
 # perfdhcp 10.99.0.2/16). perfdhcp always emulates a relay (giaddr = its address), picks a MAC
