@@ -324,27 +324,53 @@ SUSHY_EMULATOR_FAKE_SYSTEMS = [
         c
     }
 
-    /// Wait until the emulator accepts connections.
+    /// Wait until the emulator accepts connections (and, over plain HTTP, answers one).
+    ///
+    /// A bare TCP connect is not proof: the port is an ephemeral one, and while nothing listens
+    /// on it a connect from 127.0.0.1 can be given that same port as its source and connect to
+    /// itself (TCP simultaneous open). CI once saw "ready" followed by connection refused.
     pub async fn ready(&self) {
         let port = self.port;
+        let tls = self.tls;
         let log = self.dir.path().join("sushy.log");
         wait_for("sushy-emulator to listen", Duration::from_secs(20), || {
             let log = log.clone();
             async move {
-                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                    Ok(_) => Some(()),
-                    Err(_) => {
-                        let l = std::fs::read_to_string(&log).unwrap_or_default();
-                        if l.contains("Traceback") {
-                            panic!("sushy-emulator failed: {l}");
-                        }
-                        None
+                let answered = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => false,
+                    Ok(s) if tls => {
+                        drop(s);
+                        true
                     }
+                    Ok(mut s) => http_answers(&mut s).await,
+                    Err(_) => false,
+                };
+                if answered {
+                    return Some(());
                 }
+                let l = std::fs::read_to_string(&log).unwrap_or_default();
+                if l.contains("Traceback") {
+                    panic!("sushy-emulator failed: {l}");
+                }
+                None
             }
         })
         .await;
     }
+}
+
+/// Whether an HTTP server answers a request for the Redfish service root on `s`.
+async fn http_answers(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = b"GET /redfish/v1/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if s.write_all(req).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head)).await,
+        Ok(Ok(_))
+    ) && &head == b"HTTP/"
 }
 
 impl Drop for Sushy {
