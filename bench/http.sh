@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # boots HTTP benchmark (issue 3): PARALLEL (64) simultaneous downloads of a 64 MiB HookOS
-# artifact from boots' /hookos/ route (tower-http ServeDir) and from nginx serving the same
+# artifact from boots' /hookos/ route (services/boots/src/http/hookos.rs) and from nginx serving the same
 # directory, both on 127.0.0.1, with curl. Target: ours >= 0.9x nginx's throughput.
 # Usage: bench/http.sh [PARALLEL]   (ROUNDS=3 interleaved rounds, median counts)
 set -euo pipefail
@@ -67,6 +67,6 @@ o=$(median < "$work/ours"); n=$(median < "$work/nginx.res")
 echo "== boots HTTP benchmark: $par parallel downloads of 64 MiB, median of $rounds interleaved rounds, $(nproc) cores"
 echo "rounds (s): ours: $(tr '\n' ' ' < "$work/ours")| nginx: $(tr '\n' ' ' < "$work/nginx.res")"
 printf '%-30s %8s %10s\n' "server" "seconds" "MiB/s"
-printf '%-30s %8.3f %10.0f\n' "boots /hookos (ServeDir)" "$o" "$(echo "$par * 64 / $o" | bc -l)"
+printf '%-30s %8.3f %10.0f\n' "boots /hookos" "$o" "$(echo "$par * 64 / $o" | bc -l)"
 printf '%-30s %8.3f %10.0f\n' "nginx (sendfile)" "$n" "$(echo "$par * 64 / $n" | bc -l)"
 awk -v o="$o" -v n="$n" 'BEGIN { r = n / o; printf "ratio ours/nginx: %.2f (target >= 0.9) %s\n", r, (r >= 0.9 ? "PASS" : "FAIL") }'

@@ -1,6 +1,6 @@
 //! The iPXE HTTP routes on 127.0.0.1 over an embedded store: golden scripts for several
 //! Hardware, lookup by source address and trusted X-Forwarded-For, allowPXE, binaries, HookOS
-//! artifacts with Range, metrics.
+//! artifacts with Range and conditional requests, metrics.
 //!
 //! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test -p tinkerbell-boots --test http`.
 
@@ -422,4 +422,111 @@ async fn binaries_and_hookos_range() {
         "{body}"
     );
     let _ = HttpMetrics::default();
+}
+
+/// The HookOS route as HTTP clients use it: HEAD, suffix and open ranges, an unsatisfiable
+/// range, If-Range, If-Modified-Since, a file larger than one read chunk, directories and
+/// encoded traversal (sent raw: URL parsers fold `%2e%2e` before sending).
+#[tokio::test]
+async fn hookos_http_semantics() {
+    let lab = lab(|_| {}).await;
+    let c = client_from("127.0.0.1");
+    // Larger than one 1 MiB chunk and not a multiple of it.
+    let big = pattern((3 << 20) + 12_345, 13);
+    std::fs::write(lab.hookos.path().join("big.img"), &big).unwrap();
+    std::fs::create_dir(lab.hookos.path().join("sub")).unwrap();
+    let url = lab.url("/hookos/big.img");
+    let len = big.len();
+
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let last_modified = r.headers()["last-modified"].to_str().unwrap().to_string();
+    assert_eq!(r.bytes().await.unwrap(), big);
+
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], len.to_string());
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let get = |range: &str| c.get(&url).header("range", range.to_string()).send();
+    let r = get("bytes=-100").await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes {}-{}/{len}", len - 100, len - 1)
+    );
+    assert_eq!(r.bytes().await.unwrap(), &big[len - 100..]);
+    let r = get("bytes=1048570-").await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), &big[1_048_570..]);
+    let r = get(&format!("bytes={len}-")).await.unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], format!("bytes */{len}"));
+    // Several ranges: the whole file.
+    let r = get("bytes=0-1,5-6").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), len);
+
+    // If-Range: the range only while the file is the one the validator names.
+    let r = c
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .header("if-range", &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let r = c
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .header("if-range", "Thu, 01 Jan 1970 00:00:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), len);
+
+    let ims = |v: &str| {
+        c.get(&url)
+            .header("if-modified-since", v.to_string())
+            .send()
+    };
+    let r = ims(&last_modified).await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = ims("Thu, 01 Jan 1970 00:00:00 GMT").await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    for path in ["/hookos/sub", "/hookos/sub/", "/hookos/", "/hookos/nope"] {
+        let r = c.get(lab.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = c.post(&url).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+
+    // Encoded traversal, sent byte for byte. The temp dirs are siblings: without the check,
+    // `..` would reach the iPXE directory's undionly.kpxe.
+    let ipxe_dir = lab.ipxe.path().file_name().unwrap().to_str().unwrap();
+    for raw in [
+        format!("/hookos/%2e%2e/{ipxe_dir}/undionly.kpxe"),
+        format!("/hookos/..%2f{ipxe_dir}%2fundionly.kpxe"),
+        format!("/hookos/sub/%2E%2E/%2E%2E/{ipxe_dir}/undionly.kpxe"),
+    ] {
+        assert_eq!(raw_status(lab.addr(), &raw).await, 404, "{raw}");
+    }
+    assert_eq!(raw_status(lab.addr(), "/hookos/big%2eimg").await, 200);
+}
+
+/// The status of `GET raw` sent as is over a fresh connection.
+async fn raw_status(addr: SocketAddr, raw: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("HEAD {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let head = String::from_utf8_lossy(&resp);
+    head.split(' ').nth(1).unwrap().parse().unwrap()
 }

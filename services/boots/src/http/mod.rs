@@ -8,11 +8,12 @@
 //!   No Hardware, or `allowPXE` not true: 404 (the static script instead in auto-proxy mode).
 //!   A Hardware with `netboot.ipxe.url`/`contents` gets its custom script.
 //! * `GET/HEAD /hookos/<file>` — HookOS kernel and initramfs from a directory, with Range
-//!   support (tower-http `ServeDir`), so one process is all a lab needs.
+//!   support ([`hookos`]: one copy in user space per byte), so one process is all a lab needs.
 //!
 //! [`router`] is what `tinkerbell serve` merges onto its consolidated HTTP port next to hegel;
 //! [`Http::start`] serves it alone. Both count requests in [`HttpMetrics`].
 
+pub mod hookos;
 pub mod metrics;
 pub mod script;
 
@@ -34,7 +35,6 @@ use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_hegel::Cidr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::services::ServeDir;
 
 use tinkerbell_core::timeline::Phase;
 
@@ -42,11 +42,6 @@ use crate::record::Recorder;
 use crate::tftp::files::{BinariesError, DEBIAN_IPXE_DIR};
 use crate::tftp::{IpxeBinaries, parse_mac};
 
-/// Read size for HookOS downloads (tower-http's default is 64 KiB): kernels and initramfs
-/// are tens of MiB, and bigger reads mean fewer system calls and wakeups per MiB. bench/http.sh,
-/// 64 parallel 64 MiB downloads: 64 KiB 0.51x nginx, 256 KiB 0.71x, 1 MiB 0.91-0.92x (at most
-/// one chunk in flight per download: 64 MiB for 64 downloads).
-const HOOKOS_CHUNK: usize = 1 << 20;
 pub use metrics::{HttpMetrics, Route};
 pub use script::ScriptConfig;
 
@@ -152,8 +147,9 @@ pub fn router(
         if !dir.is_dir() {
             return Err(HttpError::HookosDir(dir.clone()));
         }
+        let root = Arc::new(dir.clone());
         let hookos = Router::new()
-            .fallback_service(ServeDir::new(dir).with_buf_chunk_size(HOOKOS_CHUNK))
+            .fallback(move |req: Request| hookos::serve(root.clone(), req))
             .layer(middleware::from_fn_with_state(state, count_hookos));
         r = r.nest_service(HOOKOS_PREFIX, hookos);
     }
