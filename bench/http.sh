@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # boots HTTP benchmark (issue 3): PARALLEL (64) simultaneous downloads of a 64 MiB HookOS
-# artifact from boots' /hookos/ route (services/boots/src/http/hookos.rs) and from nginx serving the same
-# directory, both on 127.0.0.1, with curl. Target: ours >= 0.9x nginx's throughput.
-# Usage: bench/http.sh [PARALLEL]   (ROUNDS=3 interleaved rounds, median counts)
+# artifact from boots' /hookos/ route (services/boots/src/http/hookos.rs) and from nginx
+# serving the same directory, both on 127.0.0.1, with curl. Target: ours >= 0.9x nginx's throughput.
+# Usage: bench/http.sh [PARALLEL]   (ROUNDS=3 interleaved rounds, median counts; BIN= a prebuilt
+# boots_bench example instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 par=${1:-64}
@@ -15,8 +16,12 @@ for tool in curl nginx; do
 done
 work=$(mktemp -d)
 trap 'kill "${pid:-}" "${npid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-cargo build --release -p tinkerbell-boots --example boots_bench -q
-bin="${CARGO_TARGET_DIR:-target}/release/examples/boots_bench"
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release -p tinkerbell-boots --example boots_bench -q
+  bin="${CARGO_TARGET_DIR:-target}/release/examples/boots_bench"
+fi
 
 mkdir -p "$work/hookos" "$work/tftp" "$work/nginx"
 head -c $((64 << 20)) /dev/urandom > "$work/hookos/vmlinuz-x86_64"
