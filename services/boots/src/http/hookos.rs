@@ -4,8 +4,10 @@
 //! `tokio::fs::File`, which reads into a buffer of its own on a blocking thread and then copies
 //! that into the body's buffer, so every byte of a kernel or initramfs was copied twice in user
 //! space before the socket write copied it again. Here each chunk is read with `pread(2)`
-//! straight into the spare capacity of the buffer that becomes the body frame (bench/http.sh
-//! has the figures).
+//! straight into the spare capacity of the buffer that becomes the body frame, and that buffer
+//! goes back to a pool when hyper has written and dropped the frame: a fresh 1 MiB allocation
+//! is fresh pages, and pread into them page-faults 256 times per chunk (measured: that cost more
+//! system time than the copy saved). bench/http.sh has the figures.
 //!
 //! What netboot clients and `curl -C -` need, and no more: whole files and one range
 //! (`bytes=a-b`, `bytes=a-`, `bytes=-n`; a request for several ranges, or a Range we cannot
@@ -17,7 +19,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -32,8 +34,29 @@ use bytes::Bytes;
 /// in flight per download (64 MiB for 64 downloads).
 pub const CHUNK: usize = 1 << 20;
 
-/// Serve `req` (its path relative to the HookOS prefix) from `root`.
-pub async fn serve(root: Arc<PathBuf>, req: Request) -> Response {
+/// How many idle read buffers the pool keeps (64 MiB at most); a busier moment allocates more
+/// and frees them when they come back to a full pool.
+const POOL_MAX: usize = 64;
+
+/// The directory served and the pool of its read buffers.
+#[derive(Debug)]
+pub struct HookosDir {
+    root: PathBuf,
+    pool: Arc<BufPool>,
+}
+
+impl HookosDir {
+    /// Serve files from `root`.
+    pub fn new(root: PathBuf) -> Self {
+        HookosDir {
+            root,
+            pool: Arc::new(BufPool::default()),
+        }
+    }
+}
+
+/// Serve `req` (its path relative to the HookOS prefix) from `dir`.
+pub async fn serve(dir: Arc<HookosDir>, req: Request) -> Response {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -45,7 +68,7 @@ pub async fn serve(root: Arc<PathBuf>, req: Request) -> Response {
                 .into_response();
         }
     };
-    let Some(path) = resolve(&root, req.uri().path()) else {
+    let Some(path) = resolve(&dir.root, req.uri().path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let shown = path.display().to_string();
@@ -90,7 +113,7 @@ pub async fn serve(root: Arc<PathBuf>, req: Request) -> Response {
     let body = if head {
         Body::empty()
     } else {
-        body(Arc::new(file), start, end)
+        body(Arc::new(file), dir.pool.clone(), start, end)
     };
     let mut r = (status, body).into_response();
     let mime = mime_guess::from_path(req.uri().path()).first_or_octet_stream();
@@ -237,29 +260,84 @@ fn parse_range(value: &str, len: u64) -> ByteRange {
     }
 }
 
-/// Bytes `start..end` of `file`, one frame per [`CHUNK`].
-fn body(file: Arc<File>, start: u64, end: u64) -> Body {
+/// Idle [`CHUNK`]-sized read buffers, already faulted in.
+#[derive(Debug, Default)]
+struct BufPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    fn take(&self) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut f| f.pop());
+        reused.unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut f) = self.free.lock()
+            && f.len() < POOL_MAX
+        {
+            f.push(buf);
+        }
+    }
+}
+
+/// A pooled buffer as a frame's bytes: back to the pool when the frame is dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Bytes `start..end` of `file`, one frame per [`CHUNK`]. Whole chunks use pooled buffers; a
+/// shorter tail (or a short range) gets one of its own size.
+fn body(file: Arc<File>, pool: Arc<BufPool>, start: u64, end: u64) -> Body {
     let chunks = futures::stream::try_unfold(start, move |pos| {
         let file = file.clone();
+        let pool = pool.clone();
         async move {
             if pos >= end {
                 return Ok(None);
             }
             let want = usize::try_from(end - pos).map_or(CHUNK, |n| n.min(CHUNK));
-            let buf = tokio::task::spawn_blocking(move || read_chunk(&file, pos, want))
-                .await
-                .map_err(io::Error::other)??;
-            let next = pos + buf.len() as u64;
-            Ok::<_, io::Error>(Some((Bytes::from(buf), next)))
+            let bytes = tokio::task::spawn_blocking(move || {
+                if want == CHUNK {
+                    let buf = read_chunk(&file, pos, want, pool.take())?;
+                    Ok::<_, io::Error>(Bytes::from_owner(Pooled { buf, pool }))
+                } else {
+                    Ok(Bytes::from(read_chunk(
+                        &file,
+                        pos,
+                        want,
+                        Vec::with_capacity(want),
+                    )?))
+                }
+            })
+            .await
+            .map_err(io::Error::other)??;
+            let next = pos + bytes.len() as u64;
+            Ok::<_, io::Error>(Some((bytes, next)))
         }
     });
     Body::from_stream(chunks)
 }
 
-/// `want` bytes at `pos`, read into a buffer that is not zeroed first. A file that shrank
-/// under us is an error: the response already promised its length.
-fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(want);
+/// `want` bytes at `pos`, read into `buf` (empty, with at least `want` of capacity) without
+/// zeroing it first. A file that shrank under us is an error: the response already promised
+/// its length.
+fn read_chunk(file: &File, pos: u64, want: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    debug_assert!(buf.is_empty() && buf.capacity() >= want);
     while buf.len() < want {
         let off = pos + buf.len() as u64;
         let n = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), off)?;
@@ -270,7 +348,7 @@ fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Vec<u8>> {
             ));
         }
     }
-    // The allocation may be larger than asked for, and pread fills all of it.
+    // The capacity may be larger than asked for, and pread fills all of it.
     buf.truncate(want);
     Ok(buf)
 }
@@ -339,10 +417,36 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let f = File::open(&path).unwrap();
-        assert_eq!(read_chunk(&f, 0, 10).unwrap(), &data[..10]);
-        assert_eq!(read_chunk(&f, 99_990, 10).unwrap(), &data[99_990..]);
-        assert_eq!(read_chunk(&f, 5, 70_000).unwrap(), &data[5..70_005]);
-        let e = read_chunk(&f, 99_995, 10).unwrap_err();
+        let read = |pos, want, cap| read_chunk(&f, pos, want, Vec::with_capacity(cap));
+        assert_eq!(read(0, 10, 10).unwrap(), &data[..10]);
+        assert_eq!(read(99_990, 10, 10).unwrap(), &data[99_990..]);
+        assert_eq!(read(5, 70_000, 70_000).unwrap(), &data[5..70_005]);
+        // More room than asked for: the extra read is cut off.
+        assert_eq!(read(5, 10, 4096).unwrap(), &data[5..15]);
+        let e = read(99_995, 10, 10).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn buffers_come_back_to_the_pool() {
+        let pool = Arc::new(BufPool::default());
+        let mut buf = pool.take();
+        buf.extend_from_slice(b"frame");
+        let ptr = buf.as_ptr();
+        let bytes = Bytes::from_owner(Pooled {
+            buf,
+            pool: pool.clone(),
+        });
+        let clone = bytes.slice(1..3);
+        drop(bytes);
+        assert!(pool.free.lock().unwrap().is_empty(), "still referenced");
+        drop(clone);
+        let back = pool.take();
+        assert_eq!((back.as_ptr(), back.len()), (ptr, 0));
+        assert_eq!(back.capacity(), CHUNK);
+        for _ in 0..POOL_MAX + 5 {
+            pool.give(Vec::with_capacity(CHUNK));
+        }
+        assert_eq!(pool.free.lock().unwrap().len(), POOL_MAX);
     }
 }

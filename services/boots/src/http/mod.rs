@@ -147,9 +147,9 @@ pub fn router(
         if !dir.is_dir() {
             return Err(HttpError::HookosDir(dir.clone()));
         }
-        let root = Arc::new(dir.clone());
+        let files = Arc::new(hookos::HookosDir::new(dir.clone()));
         let hookos = Router::new()
-            .fallback(move |req: Request| hookos::serve(root.clone(), req))
+            .fallback(move |req: Request| hookos::serve(files.clone(), req))
             .layer(middleware::from_fn_with_state(state, count_hookos));
         r = r.nest_service(HOOKOS_PREFIX, hookos);
     }
