@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real peers and tools the tests use, from Debian's packages and PyPI.
+# Installs the real peers and tools the tests use, from Debian's packages and PyPI, and builds
+# the Kubernetes control plane and helm from the Go module proxy (tests/kube/kube.sh build).
 # Idempotent; needs root. Called by .ci/run and by scripts/test.sh when run as root.
 set -euo pipefail
 
@@ -40,6 +41,8 @@ apt_packages=(
   syslinux-common  # tests/lab/osimage.sh: mbr.bin and the ldlinux modules
   grub-efi-amd64-bin # tests/lab/osimage.sh: grub-mkstandalone's x86_64-efi modules (the host's boot is untouched)
   grub-common      # tests/lab/osimage.sh: grub-mkstandalone
+  docker.io        # deploy/images/test.sh: the Docker engine (scripts/dockerd.sh starts its own dockerd)
+  fuse-overlayfs   # scripts/dockerd.sh: storage driver where the kernel has no overlayfs
 )
 
 # Debian packages from bookworm-backports: QEMU 10 (bookworm's 7.2 would remove the preinstalled
@@ -53,8 +56,6 @@ bpo_packages=(
 # PyPI packages.
 pip_packages=(
   sushy-tools                 # sushy-emulator: the Redfish BMC the rufio tests drive
-  kubernetes-validate==1.37.0 # deploy/helm/test.py: rendered chart vs the Kubernetes schemas
-  jsonschema                  # deploy/helm/test.py: CRD openAPIV3Schema checks
   pyyaml                      # deploy/helm and deploy/images scripts
 )
 
@@ -96,3 +97,6 @@ fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}"
 fi
+
+# etcd, kube-apiserver, kubectl and helm, from the pins in tests/kube/go (cached by content).
+"$(dirname "$0")/../tests/kube/kube.sh" build

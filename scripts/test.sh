@@ -6,6 +6,35 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 fi
+
+# The real services the tests talk to, started here and stopped when this script exits:
+# - a Docker engine (deploy/images/test.sh): scripts/dockerd.sh starts Debian's dockerd with its
+#   own data root unless an engine already answers (needs root);
+# - a Kubernetes control plane (etcd + kube-apiserver, TLS on loopback; tests/kube/kube.sh) that
+#   every real-apiserver test uses, each in its own namespace, through TINKERBELL_TEST_KUBECONFIG.
+started_docker=""
+kube_dir=""
+stop_services() {
+  [ -z "$kube_dir" ] || tests/kube/kube.sh down "$kube_dir" || true
+  [ -z "$started_docker" ] || scripts/dockerd.sh stop || true
+}
+trap stop_services EXIT
+if [ "$(id -u)" = 0 ] && ! timeout 10 docker info >/dev/null 2>&1; then
+  eval "export $(scripts/dockerd.sh start)"
+  started_docker=1
+fi
+kube_dir=$(mktemp -d /tmp/tb-kube.XXXXXX)
+if tests/kube/kube.sh up "$kube_dir"; then
+  while IFS='=' read -r k v; do
+    case "$k" in TINKERBELL_TEST_*) export "$k=$v" ;; esac
+  done < "$kube_dir/env"
+elif [ "${CI:-}" = true ]; then
+  echo "scripts/test.sh: FAIL: the test Kubernetes control plane did not start (CI=true)" >&2
+  exit 1
+else
+  echo "scripts/test.sh: the test Kubernetes control plane did not start; its tests will SKIP" >&2
+  rm -rf "$kube_dir"; kube_dir=""
+fi
 # The static tink-worker in an empty root (services/tink/worker/tests/static_root.rs) needs the
 # static release build that hookos/build.sh makes anyway (same flags and target, so it is built
 # once) and root for `unshare --root`; elsewhere that test says SKIP.
@@ -33,7 +62,8 @@ tests/lab/e2e.sh
 # Move, then provision from the target: appliance A provisions m1, `tinkerbell move` to appliance
 # B in a second namespace on the same bridge (DHCP handoff watched by a probe), B provisions m1.
 tests/lab/move.sh
-# Helm chart: render (deploy/helm/render.py) and validate every object; generated files fresh.
+# Helm chart: helm lint/template of every values case, install/upgrade/uninstall on a real
+# kube-apiserver (tests/kube/kube.sh); generated files fresh.
 python3 deploy/helm/test.py
 # Container images: static build, OCI layout, docker run as users run them (needs Docker).
 deploy/images/test.sh

@@ -36,6 +36,8 @@ pub mod csv;
 pub mod mover;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "store")]
 pub mod timeline;
 #[cfg(feature = "store")]

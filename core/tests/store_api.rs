@@ -67,15 +67,20 @@ async fn remote_store_contract() {
         Err(StoreError::NotFound(_))
     ));
 
-    // Stale update → 409 with the conflict explained.
+    // Stale update → the same Conflict the store behind the API returned (callers retry on it).
     let mut upd = hw("a", "aa:bb:cc:00:00:01", "10.0.0.2");
     upd.meta_mut().resource_version = a.resource_version().map(str::to_string);
     let a2 = s.update(upd.clone()).await.unwrap();
     match s.update(upd).await.unwrap_err() {
-        StoreError::Remote {
-            status: 409,
-            message,
-        } => assert!(message.contains("conflict"), "{message}"),
+        StoreError::Conflict {
+            key,
+            current,
+            given,
+        } => {
+            assert_eq!(key.to_string(), "Hardware default/a");
+            assert_eq!(Some(current.as_str()), a2.resource_version());
+            assert_eq!(Some(given.as_str()), a.resource_version());
+        }
         other => panic!("{other}"),
     }
 
@@ -85,14 +90,12 @@ async fn remote_store_contract() {
         .await
         .unwrap_err()
     {
-        StoreError::Remote {
-            status: 409,
-            message,
+        StoreError::Duplicate {
+            key, field, owner, ..
         } => {
-            assert!(
-                message.contains("already claimed by Hardware default/a"),
-                "{message}"
-            )
+            assert_eq!(key.to_string(), "Hardware default/b");
+            assert!(field.contains("mac"), "{field}");
+            assert_eq!(owner, "default/a");
         }
         other => panic!("{other}"),
     }
@@ -143,7 +146,7 @@ async fn remote_store_contract() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::Remote { status: 409, .. }),
+        matches!(&err, StoreError::Duplicate { key, .. } if key.name == "e"),
         "{err}"
     );
     assert_eq!(

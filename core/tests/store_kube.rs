@@ -461,31 +461,46 @@ async fn delete_machine_with_precondition() {
         "metadata": {"name": "m1", "namespace": "ns"},
         "spec": {"connection": {"host": "10.1.1.1", "insecureTLS": true}}
     });
+    let path = "/apis/bmc.tinkerbell.org/v1alpha1/namespaces/ns/machines/m1";
+    let success = || {
+        json_resp(
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                   "details": {"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"}}),
+        )
+    };
 
-    let (res, seen) = tokio::join!(
-        store.delete(Kind::Machine, "ns", "m1", Some("3")),
-        mock.answer(|_| json_resp(200, served(machine.clone(), "4")))
-    );
-    assert_eq!(seen.method, "DELETE");
-    assert_eq!(
-        seen.path,
-        "/apis/bmc.tinkerbell.org/v1alpha1/namespaces/ns/machines/m1"
-    );
-    assert_eq!(seen.body["preconditions"], json!({"resourceVersion": "3"}));
+    // The object is read, then deleted on the caller's version. An API server answers a
+    // custom resource's delete with a Status: the last state returned is the one read.
+    let (res, (get, del)) =
+        tokio::join!(store.delete(Kind::Machine, "ns", "m1", Some("3")), async {
+            let get = mock
+                .answer(|_| json_resp(200, served(machine.clone(), "3")))
+                .await;
+            let del = mock.answer(|_| success()).await;
+            (get, del)
+        });
+    assert_eq!((get.method.as_str(), get.path.as_str()), ("GET", path));
+    assert_eq!((del.method.as_str(), del.path.as_str()), ("DELETE", path));
+    assert_eq!(del.body["preconditions"], json!({"resourceVersion": "3"}));
     let gone = res.unwrap();
     assert_eq!(gone.kind(), Kind::Machine);
     assert_eq!(gone.name(), "m1");
+    assert_eq!(gone.resource_version(), Some("3"));
+    assert_eq!(gone.to_json()["spec"]["connection"]["host"], "10.1.1.1");
 
     // A failed precondition names the current version; it becomes a Conflict carrying both.
-    let (res, _) = tokio::join!(
-        store.delete(Kind::Machine, "ns", "m1", Some("3")),
+    let (res, _) = tokio::join!(store.delete(Kind::Machine, "ns", "m1", Some("3")), async {
+        mock.answer(|_| json_resp(200, served(machine.clone(), "6")))
+            .await;
         mock.answer(|_| status_resp(
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on machines.bmc.tinkerbell.org \"m1\": Precondition failed: UID in precondition: uid-m1, the ResourceVersion in the precondition (3) does not match the ResourceVersion in record (6). The object might have been modified",
-            json!({"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"})
-        ))
-    );
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on machines.bmc.tinkerbell.org \"m1\": Precondition failed: UID in precondition: uid-m1, the ResourceVersion in the precondition (3) does not match the ResourceVersion in record (6). The object might have been modified",
+                json!({"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"})
+            ))
+            .await
+    });
     match res {
         Err(StoreError::Conflict { current, given, .. }) => {
             assert_eq!((current.as_str(), given.as_str()), ("6", "3"));
@@ -493,13 +508,46 @@ async fn delete_machine_with_precondition() {
         other => panic!("want Conflict, got {other:?}"),
     }
 
-    // Without a resourceVersion: no preconditions.
-    let (res, seen) = tokio::join!(
+    // Without a resourceVersion: conditional on the version read; a write in between makes it
+    // read again and retry. A server that returns the object gets that object back.
+    let (res, (first, second)) = tokio::join!(
         store.delete(Kind::Machine, "ns", "m1", None),
-        mock.answer(|_| json_resp(200, served(machine.clone(), "7")))
+        async {
+            mock.answer(|_| json_resp(200, served(machine.clone(), "7")))
+                .await;
+            let first = mock.answer(|_| status_resp(
+                409,
+                "Conflict",
+                "Precondition failed: the ResourceVersion in the precondition (7) does not match the ResourceVersion in record (8).",
+                json!({"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"})
+            ))
+            .await;
+            mock.answer(|_| json_resp(200, served(machine.clone(), "8")))
+                .await;
+            let second = mock
+                .answer(|_| json_resp(200, served(machine.clone(), "8")))
+                .await;
+            (first, second)
+        }
     );
-    res.unwrap();
-    assert!(seen.body.get("preconditions").is_none(), "{}", seen.body);
+    assert_eq!(first.body["preconditions"], json!({"resourceVersion": "7"}));
+    assert_eq!(
+        second.body["preconditions"],
+        json!({"resourceVersion": "8"})
+    );
+    assert_eq!(res.unwrap().resource_version(), Some("8"));
+
+    // Missing: NotFound from the read, nothing deleted.
+    let (res, _) = tokio::join!(
+        store.delete(Kind::Machine, "ns", "m1", None),
+        mock.answer(|_| status_resp(
+            404,
+            "NotFound",
+            "machines \"m1\" not found",
+            json!({"name": "m1"})
+        ))
+    );
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "{res:?}");
     mock.assert_idle().await;
 }
 

@@ -2,8 +2,12 @@
 """Regenerate what is derived from the chart, or (--check) fail when it is stale.
 
 - deploy/helm/tinkerbell/crds/*.yaml   copies of deploy/crds (generated from the Rust types)
-- deploy/manifests/*.yaml              the chart rendered with fixed values (render.py)
+- deploy/manifests/*.yaml              the chart rendered with fixed values (`helm template`)
 - the values table in deploy/helm/tinkerbell/README.md, from the `# --` comments of values.yaml
+
+helm is the pinned one tests/kube/kube.sh builds from the Go module proxy (cached; the first
+build takes minutes), or the one in $TINKERBELL_TEST_KUBE_BIN. It runs with its config, cache and
+data homes in a temporary directory and no kubeconfig: nothing of the user's is read or written.
 
 Usage: deploy/helm/generate.py [--check]
 """
@@ -12,16 +16,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from render import render_chart  # noqa: E402
-
 CHART = os.path.join(HERE, "tinkerbell")
+KUBE_SH = os.path.join(ROOT, "tests", "kube", "kube.sh")
 CRDS = os.path.join(ROOT, "deploy", "crds")
 MANIFESTS = os.path.join(ROOT, "deploy", "manifests")
 
@@ -45,6 +50,67 @@ VARIANTS = {
         "#   kubectl -n tinkerbell create secret generic tinkerbell-worker-token-key --from-file=key=KEYFILE",
     ),
 }
+
+
+class ToolsUnavailable(Exception):
+    """helm/kubectl/kube-apiserver cannot be had here (no Go toolchain, build failed)."""
+
+
+def kube_bin() -> str:
+    """The directory holding helm, kubectl, kube-apiserver and etcd."""
+    d = os.environ.get("TINKERBELL_TEST_KUBE_BIN")
+    if not d:
+        r = subprocess.run([KUBE_SH, "bin"], capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise ToolsUnavailable(f"tests/kube/kube.sh bin: {r.stderr.strip() or r.returncode}")
+        d = r.stdout.strip()
+    for tool in ("helm", "kubectl", "kube-apiserver"):
+        if not os.access(os.path.join(d, tool), os.X_OK):
+            raise ToolsUnavailable(f"no {tool} in {d}")
+    return d
+
+
+class Helm:
+    """The pinned helm (and kubectl), isolated from the user's homes; a context manager."""
+
+    def __init__(self, bindir: str, kubeconfig: str | None = None):
+        self.bindir = bindir
+        self.tmp = tempfile.mkdtemp(prefix="tinkerbell-helm.")
+        # No kubeconfig unless given: helm template and lint must not reach any cluster.
+        self.kubeconfig = kubeconfig or os.path.join(self.tmp, "no-kubeconfig")
+        self.env = dict(os.environ, KUBECONFIG=self.kubeconfig,
+                        HELM_CACHE_HOME=os.path.join(self.tmp, "cache"),
+                        HELM_CONFIG_HOME=os.path.join(self.tmp, "config"),
+                        HELM_DATA_HOME=os.path.join(self.tmp, "data"))
+
+    def __enter__(self) -> "Helm":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run(self, tool: str, *args: str, stdin: str | None = None, check: bool = True,
+            timeout: int = 300) -> subprocess.CompletedProcess:
+        """Run helm or kubectl with the kubeconfig given explicitly; raise with its stderr."""
+        cmd = [os.path.join(self.bindir, tool), "--kubeconfig", self.kubeconfig, *args]
+        r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=self.env,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)}: exit {r.returncode}: "
+                                 f"{(r.stderr or r.stdout).strip()}")
+        return r
+
+    def values_file(self, values: dict) -> str:
+        fd, path = tempfile.mkstemp(suffix=".yaml", dir=self.tmp)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(values, f)
+        return path
+
+    def template(self, values: dict, release: str = "tinkerbell", namespace: str = "tinkerbell",
+                 chart: str = CHART) -> str:
+        """`helm template` of the chart with these values (no CRDs, as helm template does)."""
+        return self.run("helm", "template", release, chart, "--namespace", namespace,
+                        "-f", self.values_file(values)).stdout
 
 
 def values_doc(path: str) -> list[tuple[str, str, str]]:
@@ -83,7 +149,7 @@ def readme_table() -> str:
     return "\n".join(out) + "\n"
 
 
-def expected() -> dict[str, str]:
+def expected(helm: Helm) -> dict[str, str]:
     files: dict[str, str] = {}
     crd_texts = []
     for name in sorted(os.listdir(CRDS)):
@@ -96,7 +162,7 @@ def expected() -> dict[str, str]:
         header.format("deploy/crds") + "---\n" + "---\n".join(crd_texts)
     )
     for name, (over, what) in VARIANTS.items():
-        body = render_chart(CHART, over, release="tinkerbell", namespace="tinkerbell")
+        body = helm.template(over, release="tinkerbell", namespace="tinkerbell")
         files[os.path.join(MANIFESTS, name)] = (
             header.format("deploy/helm/tinkerbell") + f"# {what}.\n# Apply crds.yaml first.\n" + body
         )
@@ -111,8 +177,14 @@ def expected() -> dict[str, str]:
 
 def main() -> None:
     check = "--check" in sys.argv[1:]
+    try:
+        bindir = kube_bin()
+    except ToolsUnavailable as e:
+        sys.exit(f"generate.py: helm is needed to render deploy/manifests: {e}")
     stale = []
-    for path, text in expected().items():
+    with Helm(bindir) as helm:
+        files = expected(helm)
+    for path, text in files.items():
         try:
             with open(path) as f:
                 current = f.read()

@@ -94,6 +94,8 @@ pub struct ApiError {
     status: StatusCode,
     reason: &'static str,
     message: String,
+    /// Kubernetes `StatusDetails` (name, group, kind, causes), when the error is about one object.
+    details: Option<Value>,
 }
 
 impl ApiError {
@@ -102,12 +104,70 @@ impl ApiError {
             status,
             reason,
             message: message.into(),
+            details: None,
         }
     }
 
     fn status_json(&self) -> Value {
-        status_json(self.status.as_u16(), self.reason, &self.message)
+        let mut v = status_json(self.status.as_u16(), self.reason, &self.message);
+        if let (Some(d), Value::Object(map)) = (&self.details, &mut v) {
+            map.insert("details".into(), d.clone());
+        }
+        v
     }
+}
+
+/// The `StatusDetails` of a store error about one object: the object's name, group and kind
+/// (as an API server sends them) and, as `causes`, what a client needs to rebuild the error
+/// exactly ([`crate::store::remote`] reads them back): the conflicting resourceVersions, the
+/// duplicate identity and its owner, the invalid field.
+fn status_details(e: &StoreError) -> Option<Value> {
+    let cause = |reason: &str, field: &str, message: &str| json!({"reason": reason, "field": field, "message": message});
+    let (key, causes) = match e {
+        StoreError::NotFound(key) | StoreError::AlreadyExists(key) => (key, vec![]),
+        StoreError::Conflict {
+            key,
+            current,
+            given,
+        } => (
+            key,
+            vec![
+                cause(
+                    "ResourceVersionCurrent",
+                    "metadata.resourceVersion",
+                    current,
+                ),
+                cause("ResourceVersionGiven", "metadata.resourceVersion", given),
+            ],
+        ),
+        StoreError::Duplicate {
+            key,
+            field,
+            value,
+            owner,
+        } => (
+            key,
+            vec![
+                cause("FieldValueDuplicate", field, value),
+                cause("ClaimedBy", field, owner),
+            ],
+        ),
+        StoreError::Invalid {
+            key,
+            field,
+            message,
+        } => (key, vec![cause("FieldValueInvalid", field, message)]),
+        _ => return None,
+    };
+    let mut d = json!({
+        "name": key.name,
+        "group": key.kind.group(),
+        "kind": key.kind.plural(),
+    });
+    if !causes.is_empty() {
+        d["causes"] = Value::Array(causes);
+    }
+    Some(d)
 }
 
 /// A Kubernetes `Status` failure object.
@@ -143,11 +203,13 @@ impl From<StoreError> for ApiError {
         } else {
             error_chain(&e)
         };
-        ApiError::new(
+        let mut err = ApiError::new(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             reason,
             message,
-        )
+        );
+        err.details = status_details(&e);
+        err
     }
 }
 

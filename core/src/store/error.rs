@@ -115,6 +115,26 @@ pub enum StoreError {
     #[error("kubernetes API")]
     Kube(#[source] kube::Error),
 
+    /// A named Kubernetes API call failed (set-up calls: CRDs, namespaces, leases).
+    #[error("kubernetes API: {what}")]
+    KubeCall {
+        /// What was being read or written.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The cluster does not have (all of) the Tinkerbell CRDs.
+    #[error(
+        "the cluster lacks the Tinkerbell CRDs: {}; install them with `kubectl apply --server-side -f deploy/crds/` or the Helm chart",
+        missing.join(", ")
+    )]
+    CrdsMissing {
+        /// The missing CRDs' names, each with why when it exists but is not usable.
+        missing: Vec<String>,
+    },
+
     /// The remote store API answered with an error.
     #[error("store API answered {status}: {message}")]
     Remote {
@@ -151,11 +171,17 @@ impl StoreError {
             StoreError::Expired { .. } => 410,
             StoreError::Remote { status, .. } => *status,
             StoreError::Closed | StoreError::Unreachable { .. } => 503,
-            StoreError::Kube(kube::Error::Api(s)) => s.code,
+            StoreError::Kube(kube::Error::Api(s))
+            | StoreError::KubeCall {
+                source: kube::Error::Api(s),
+                ..
+            } => s.code,
+            StoreError::CrdsMissing { .. } => 503,
             StoreError::NotOurs { .. }
             | StoreError::Locked { .. }
             | StoreError::Database { .. }
-            | StoreError::Kube(_) => 500,
+            | StoreError::Kube(_)
+            | StoreError::KubeCall { .. } => 500,
         }
     }
 }

@@ -225,6 +225,26 @@ struct IndexState {
     index: LookupIndex,
     /// `namespace/name` of every indexed object, per kind (to replace a kind on relist).
     members: HashMap<Kind, HashSet<String>>,
+    /// The newest resourceVersion applied per object (present or deleted). Our own writes reach
+    /// the index before the watch reports them, so the watch can still deliver an older state
+    /// of the object afterwards (or, after our delete, its last update): that state must not
+    /// replace the newer one or bring a deleted object back.
+    newest: HashMap<(Kind, String), Newest>,
+}
+
+/// The newest version of one object the index applied.
+#[derive(Debug, Clone, Copy, Default)]
+struct Newest {
+    rv: u64,
+    /// It was a deletion: the object's state at `rv` is gone, so that same state seen again
+    /// (a late watch event of our own last write) is stale too.
+    deleted: bool,
+}
+
+/// A resourceVersion as a number. Kubernetes calls them opaque, but every API server backed by
+/// etcd issues its revision; anything else is never treated as older.
+fn rv_number(obj: &Object) -> Option<u64> {
+    obj.resource_version()?.parse().ok()
 }
 
 fn owner(obj: &Object) -> String {
@@ -232,7 +252,50 @@ fn owner(obj: &Object) -> String {
 }
 
 impl IndexState {
+    /// Whether `obj` is older than what the index has applied for it (and so must be ignored);
+    /// otherwise remembers its version, and whether it is a deletion.
+    fn is_stale(&mut self, obj: &Object, deleting: bool) -> bool {
+        let Some(rv) = rv_number(obj) else {
+            return false;
+        };
+        let slot = self.newest.entry((obj.kind(), owner(obj))).or_default();
+        if rv < slot.rv || (slot.deleted && rv == slot.rv) {
+            return true;
+        }
+        *slot = Newest {
+            rv,
+            deleted: deleting,
+        };
+        false
+    }
+
+    /// Apply a newer state of `obj` (older states are ignored).
     fn upsert(&mut self, obj: &Object) {
+        if self.is_stale(obj, false) {
+            return;
+        }
+        self.upsert_unchecked(obj);
+    }
+
+    /// Remove `obj` given its last state (or the deletion's), unless a newer one was applied.
+    fn delete(&mut self, obj: &Object) {
+        if self.is_stale(obj, true) {
+            return;
+        }
+        self.remove(obj.kind(), &owner(obj));
+    }
+
+    /// The watch reports `obj` deleted. The watch is ordered, so nothing older about it can
+    /// follow: its version record goes too (records of deleted objects never pile up).
+    fn delete_watched(&mut self, obj: &Object) {
+        if self.is_stale(obj, true) {
+            return;
+        }
+        self.remove(obj.kind(), &owner(obj));
+        self.newest.remove(&(obj.kind(), owner(obj)));
+    }
+
+    fn upsert_unchecked(&mut self, obj: &Object) {
         match obj {
             Object::Hardware(h) => self.index.upsert_hardware(h.clone()),
             Object::Workflow(w) => self.index.upsert_workflow(w.clone()),
@@ -255,10 +318,12 @@ impl IndexState {
         }
     }
 
+    /// A relist: the list is the whole truth at its resourceVersion.
     fn replace_all(&mut self, kind: Kind, items: &[Object]) {
         for old in self.members.remove(&kind).unwrap_or_default() {
             self.remove(kind, &old);
         }
+        self.newest.retain(|(k, _), _| *k != kind);
         for obj in items {
             self.upsert(obj);
         }
@@ -528,6 +593,10 @@ impl KubeStore {
         }
     }
 
+    /// DELETE, returning the object's last state. An API server answers a delete that takes
+    /// effect at once with a `Status` rather than the object (custom resources do), so the
+    /// object is read first and deleted on the condition that it is still that version; an
+    /// unconditional delete that loses that race reads again (a few times).
     async fn delete_typed<K: KubeKind>(
         &self,
         ns: &str,
@@ -535,29 +604,36 @@ impl KubeStore {
         rv: Option<&str>,
     ) -> Result<Object, StoreError> {
         let key = ObjectKey::new(K::KIND, ns, name);
-        let dp = DeleteParams {
-            preconditions: rv.filter(|rv| !rv.is_empty()).map(|rv| Preconditions {
-                resource_version: Some(rv.to_string()),
-                uid: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let res = self
-            .api::<K>(ns)
-            .delete(name, &dp)
-            .await
-            .map_err(|e| api_err(e, K::KIND, Some(&key), rv))?;
-        match res.left() {
-            Some(k) => Ok(k.into_object()),
-            // The server answered with a Status instead of the object: all we know is its key.
-            None => Object::from_json(
-                K::KIND,
-                serde_json::json!({"metadata": {"name": name, "namespace": ns}}),
-            )
-            .map_err(|e| StoreError::Decode {
-                what: key.to_string(),
-                source: e,
-            }),
+        let api = self.api::<K>(ns);
+        let given = rv.filter(|rv| !rv.is_empty());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = api
+                .get(name)
+                .await
+                .map_err(|e| api_err(e, K::KIND, Some(&key), given))?;
+            let current_rv = current.meta().resource_version.clone().unwrap_or_default();
+            let condition = given.map(str::to_string).unwrap_or(current_rv);
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(condition.clone()),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &dp).await {
+                Ok(res) => return Ok(res.left().unwrap_or(current).into_object()),
+                Err(e) => {
+                    let err = api_err(e, K::KIND, Some(&key), Some(&condition));
+                    let retry = given.is_none()
+                        && attempt < UNCONDITIONAL_ATTEMPTS
+                        && matches!(err, StoreError::Conflict { .. });
+                    if !retry {
+                        return Err(err);
+                    }
+                }
+            }
         }
     }
 
@@ -859,6 +935,15 @@ pub(crate) fn server_view(obj: &Object) -> Value {
     }
 }
 
+/// `v` (an object of `kind` as JSON) with the defaults of `kind`'s CRD schema filled in, as the
+/// API server fills them in on every write (Secrets have no schema and come back unchanged).
+pub fn with_schema_defaults(kind: Kind, mut v: Value) -> Value {
+    if let Some(schema) = crd_schema(kind) {
+        apply_schema_defaults(schema, &mut v);
+    }
+    v
+}
+
 /// The openAPIV3Schema of `kind`'s CRD (None for Secrets).
 fn crd_schema(kind: Kind) -> Option<&'static Value> {
     static SCHEMAS: std::sync::OnceLock<HashMap<String, Value>> = std::sync::OnceLock::new();
@@ -1061,7 +1146,7 @@ async fn run_index<K: KubeKind>(api: Api<K>, shared: Arc<Shared>) {
                     }
                     Ok(KubeEvent::Deleted(k)) => {
                         rv = k.meta().resource_version.clone().unwrap_or(rv);
-                        shared.write().remove(kind, &owner(&k.into_object()));
+                        shared.write().delete_watched(&k.into_object());
                     }
                     Ok(KubeEvent::Bookmark(b)) => rv = b.metadata.resource_version,
                     Ok(KubeEvent::Error(s)) if s.code == 410 => break 'watch,
@@ -1153,10 +1238,13 @@ impl Store for KubeStore {
         let ns = self.object_ns(namespace);
         let gone = by_kind!(kind, K => self.delete_typed::<K>(&ns, name, resource_version).await)?;
         if matches!(kind, Kind::Hardware | Kind::Workflow) {
-            self.inner
-                .shared
-                .write()
-                .remove(kind, &format!("{ns}/{name}"));
+            let mut index = self.inner.shared.write();
+            // The object's last state: a watch event older than it must not bring it back.
+            if gone.resource_version().is_some() {
+                index.delete(&gone);
+            } else {
+                index.remove(kind, &format!("{ns}/{name}"));
+            }
         }
         Ok(gone)
     }

@@ -28,6 +28,7 @@ pub mod embedded;
 mod error;
 pub mod index;
 pub mod kube;
+pub mod kube_crds;
 pub mod kube_lease;
 pub mod remote;
 

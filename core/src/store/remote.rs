@@ -98,7 +98,11 @@ impl RemoteStore {
             .bearer_auth(&self.token)
     }
 
-    async fn send(&self, rb: RequestBuilder) -> Result<reqwest::Response, StoreError> {
+    async fn send(
+        &self,
+        rb: RequestBuilder,
+        call: &Call<'_>,
+    ) -> Result<reqwest::Response, StoreError> {
         let resp = rb.send().await.map_err(|source| StoreError::Unreachable {
             url: self.base.clone(),
             source,
@@ -106,14 +110,16 @@ impl RemoteStore {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        let status = resp.status();
         Err(remote_error(
-            resp.status(),
-            resp.text().await.unwrap_or_default(),
+            status,
+            &resp.text().await.unwrap_or_default(),
+            call,
         ))
     }
 
-    async fn json(&self, rb: RequestBuilder) -> Result<Value, StoreError> {
-        let resp = self.send(rb).await?;
+    async fn json(&self, rb: RequestBuilder, call: &Call<'_>) -> Result<Value, StoreError> {
+        let resp = self.send(rb, call).await?;
         resp.json::<Value>()
             .await
             .map_err(|source| StoreError::Unreachable {
@@ -122,15 +128,15 @@ impl RemoteStore {
             })
     }
 
-    async fn object(&self, rb: RequestBuilder) -> Result<Object, StoreError> {
-        Object::from_typed_json(self.json(rb).await?)
+    async fn object(&self, rb: RequestBuilder, call: &Call<'_>) -> Result<Object, StoreError> {
+        Object::from_typed_json(self.json(rb, call).await?)
     }
 
     async fn lookup(&self, query: &[(&str, &str)]) -> Result<Option<Arc<Hardware>>, StoreError> {
         let rb = self
             .req(Method::GET, "/tinkerbell/v1/lookup/hardware")
             .query(query);
-        match self.object(rb).await {
+        match self.object(rb, &Call::other()).await {
             Ok(Object::Hardware(h)) => Ok(Some(h)),
             Ok(other) => Err(StoreError::UnknownType {
                 api_version: other.kind().api_version().into(),
@@ -142,19 +148,145 @@ impl RemoteStore {
     }
 }
 
-/// Turn an error answer (a Kubernetes `Status`, or anything else) into a [`StoreError`].
-fn remote_error(status: StatusCode, body: String) -> StoreError {
-    let message = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or(body);
-    StoreError::Remote {
-        status: status.as_u16(),
-        message,
+/// What a request was about, so a failure answer can become the same [`StoreError`] the
+/// store behind the API returned (the contract is the same on every backend: a stale write is a
+/// [`StoreError::Conflict`] here too, so callers' conflict retries work over the API).
+#[derive(Debug)]
+struct Call<'a> {
+    /// The kind listed, watched or written (None for the Tinkerbell routes).
+    kind: Option<Kind>,
+    /// The object, for object-level calls.
+    key: Option<ObjectKey>,
+    /// The resourceVersion the call carried.
+    given: Option<&'a str>,
+    /// An apply's objects: an error's `details` (kind, name) names one of them.
+    batch: &'a [Object],
+}
+
+impl<'a> Call<'a> {
+    fn object(key: ObjectKey, given: Option<&'a str>) -> Self {
+        Call {
+            kind: Some(key.kind),
+            key: Some(key),
+            given,
+            batch: &[],
+        }
+    }
+
+    fn collection(kind: Kind, given: Option<&'a str>) -> Self {
+        Call {
+            kind: Some(kind),
+            key: None,
+            given,
+            batch: &[],
+        }
+    }
+
+    fn other() -> Self {
+        Call {
+            kind: None,
+            key: None,
+            given: None,
+            batch: &[],
+        }
     }
 }
 
-fn decode_event(line: &[u8]) -> Result<WatchEvent, StoreError> {
+/// Turn an error answer (a Kubernetes `Status`, or anything else) into a [`StoreError`]: the
+/// specific variant the API mapped from (its code, reason and `details.causes`, see
+/// `api::status_details`), else [`StoreError::Remote`] with the server's message.
+fn remote_error(status: StatusCode, body: &str, call: &Call<'_>) -> StoreError {
+    let v = serde_json::from_str::<Value>(body).unwrap_or(Value::Null);
+    let message = v
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    let code = v
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
+        .unwrap_or(status.as_u16());
+    status_error(code, &v, message, call)
+}
+
+/// The store error for a failure `Status` (`v`, Null when the body was not one).
+fn status_error(code: u16, v: &Value, message: String, call: &Call<'_>) -> StoreError {
+    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
+    let causes: Vec<&Value> = v
+        .pointer("/details/causes")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
+    let cause = |r: &str| {
+        causes
+            .iter()
+            .find(|c| c.get("reason").and_then(Value::as_str) == Some(r))
+            .map(|c| {
+                let s = |f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+                (s("field"), s("message"))
+            })
+    };
+    if (code == 410 || reason == "Expired")
+        && let Some(kind) = call.kind
+    {
+        return StoreError::Expired {
+            kind,
+            resource_version: call.given.unwrap_or("").to_string(),
+        };
+    }
+    let batch_key = || {
+        let d = v.get("details")?;
+        let name = d.get("name").and_then(Value::as_str)?;
+        let plural = d.get("kind").and_then(Value::as_str)?;
+        call.batch
+            .iter()
+            .find(|o| o.name() == name && o.kind().plural() == plural)
+            .map(Object::key)
+    };
+    let Some(key) = call.key.clone().or_else(batch_key) else {
+        return StoreError::Remote {
+            status: code,
+            message,
+        };
+    };
+    match (code, reason) {
+        (404, _) => StoreError::NotFound(key),
+        (409, "AlreadyExists") => StoreError::AlreadyExists(key),
+        (409, _) => match (cause("FieldValueDuplicate"), cause("ClaimedBy")) {
+            (Some((field, value)), Some((_, owner))) => StoreError::Duplicate {
+                key,
+                field,
+                value,
+                owner,
+            },
+            _ => StoreError::Conflict {
+                key,
+                current: cause("ResourceVersionCurrent")
+                    .map(|(_, m)| m)
+                    .unwrap_or_default(),
+                given: cause("ResourceVersionGiven")
+                    .map(|(_, m)| m)
+                    .or_else(|| call.given.map(str::to_string))
+                    .unwrap_or_default(),
+            },
+        },
+        (422, _) => {
+            let (field, msg) = cause("FieldValueInvalid").unwrap_or_default();
+            StoreError::Invalid {
+                key,
+                field,
+                message: if msg.is_empty() { message } else { msg },
+            }
+        }
+        _ => StoreError::Remote {
+            status: code,
+            message,
+        },
+    }
+}
+
+fn decode_event(line: &[u8], call: &Call<'_>) -> Result<WatchEvent, StoreError> {
     let v: Value = serde_json::from_slice(line).map_err(|e| StoreError::Decode {
         what: "watch event".into(),
         source: e,
@@ -165,14 +297,19 @@ fn decode_event(line: &[u8]) -> Result<WatchEvent, StoreError> {
         "ADDED" => Ok(WatchEvent::Added(Object::from_typed_json(obj)?)),
         "MODIFIED" => Ok(WatchEvent::Modified(Object::from_typed_json(obj)?)),
         "DELETED" => Ok(WatchEvent::Deleted(Object::from_typed_json(obj)?)),
-        _ => Err(StoreError::Remote {
-            status: obj.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
-            message: obj
+        _ => {
+            let code = obj
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500);
+            let message = obj
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("watch error")
-                .to_string(),
-        }),
+                .to_string();
+            Err(status_error(code, &obj, message, call))
+        }
     }
 }
 
@@ -180,17 +317,15 @@ fn decode_event(line: &[u8]) -> Result<WatchEvent, StoreError> {
 impl Store for RemoteStore {
     async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
         let path = Self::path(kind, Some(namespace), Some(name), false);
-        match self.object(self.req(Method::GET, &path)).await {
-            Err(StoreError::Remote { status: 404, .. }) => {
-                Err(StoreError::NotFound(ObjectKey::new(kind, namespace, name)))
-            }
-            r => r,
-        }
+        let call = Call::object(ObjectKey::new(kind, namespace, name), None);
+        self.object(self.req(Method::GET, &path), &call).await
     }
 
     async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
         let path = Self::path(kind, namespace, None, false);
-        let v = self.json(self.req(Method::GET, &path)).await?;
+        let v = self
+            .json(self.req(Method::GET, &path), &Call::collection(kind, None))
+            .await?;
         let resource_version = v
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -221,9 +356,16 @@ impl Store for RemoteStore {
         if let Some(rv) = since {
             q.push(("resourceVersion", rv));
         }
-        let resp = self.send(self.req(Method::GET, &path).query(&q)).await?;
+        let resp = self
+            .send(
+                self.req(Method::GET, &path).query(&q),
+                &Call::collection(kind, since),
+            )
+            .await?;
         let mut body = resp.bytes_stream();
+        let since = since.map(str::to_string);
         Ok(async_stream(move |tx| async move {
+            let call = Call::collection(kind, since.as_deref());
             let mut buf: Vec<u8> = Vec::new();
             loop {
                 let chunk = tokio::select! {
@@ -237,7 +379,7 @@ impl Store for RemoteStore {
                     if line.len() <= 1 {
                         continue;
                     }
-                    let ev = decode_event(&line[..line.len() - 1]);
+                    let ev = decode_event(&line[..line.len() - 1], &call);
                     let stop = ev.is_err();
                     if tx.send(ev).await.is_err() || stop {
                         return;
@@ -249,19 +391,22 @@ impl Store for RemoteStore {
 
     async fn create(&self, obj: Object) -> Result<Object, StoreError> {
         let path = Self::path(obj.kind(), Some(obj.namespace()), None, false);
-        self.object(self.req(Method::POST, &path).json(&obj.to_json()))
+        let call = Call::object(obj.key(), None);
+        self.object(self.req(Method::POST, &path).json(&obj.to_json()), &call)
             .await
     }
 
     async fn update(&self, obj: Object) -> Result<Object, StoreError> {
         let path = Self::path(obj.kind(), Some(obj.namespace()), Some(obj.name()), false);
-        self.object(self.req(Method::PUT, &path).json(&obj.to_json()))
+        let call = Call::object(obj.key(), obj.resource_version());
+        self.object(self.req(Method::PUT, &path).json(&obj.to_json()), &call)
             .await
     }
 
     async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
         let path = Self::path(obj.kind(), Some(obj.namespace()), Some(obj.name()), true);
-        self.object(self.req(Method::PUT, &path).json(&obj.to_json()))
+        let call = Call::object(obj.key(), obj.resource_version());
+        self.object(self.req(Method::PUT, &path).json(&obj.to_json()), &call)
             .await
     }
 
@@ -277,20 +422,21 @@ impl Store for RemoteStore {
         if let Some(rv) = resource_version {
             rb = rb.json(&json!({"preconditions": {"resourceVersion": rv}}));
         }
-        match self.object(rb).await {
-            Err(StoreError::Remote { status: 404, .. }) => {
-                Err(StoreError::NotFound(ObjectKey::new(kind, namespace, name)))
-            }
-            r => r,
-        }
+        let call = Call::object(ObjectKey::new(kind, namespace, name), resource_version);
+        self.object(rb, &call).await
     }
 
     async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
         let items: Vec<Value> = objs.iter().map(Object::to_json).collect();
+        let call = Call {
+            batch: &objs,
+            ..Call::other()
+        };
         let v = self
             .json(
                 self.req(Method::POST, "/tinkerbell/v1/apply")
                     .json(&json!({"items": items})),
+                &call,
             )
             .await?;
         let results = v
@@ -340,7 +486,7 @@ impl HardwareLookup for RemoteStore {
         let rb = self
             .req(Method::GET, "/tinkerbell/v1/lookup/workflows")
             .query(&[("agentID", agent_id)]);
-        let v = self.json(rb).await?;
+        let v = self.json(rb, &Call::other()).await?;
         let items = v
             .get("items")
             .and_then(Value::as_array)

@@ -1,0 +1,117 @@
+//! Test support: the real Kubernetes API server the tests run against.
+//!
+//! `scripts/test.sh` starts one control plane for the whole run (`tests/kube/kube.sh up`: etcd
+//! and kube-apiserver built from the Go module proxy, TLS on loopback) and exports its admin
+//! kubeconfig as `TINKERBELL_TEST_KUBECONFIG` (and `TINKERBELL_TEST_KUBECONFIG_NOBODY`, a user
+//! without any RBAC binding). Every test gets its own namespace, so tests run in parallel
+//! against the one server. Without the variable a test is skipped with a message — except under
+//! `CI=true`, where a missing API server is a failure.
+//!
+//! Built only with the feature `testing` (the crates' dev-dependencies turn it on).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+use crate::store::kube::client_from_kubeconfig;
+use crate::store::kube_crds::install_crds;
+
+/// The environment variable naming the admin kubeconfig of the test API server.
+pub const KUBECONFIG_VAR: &str = "TINKERBELL_TEST_KUBECONFIG";
+/// The environment variable naming a kubeconfig whose user has no RBAC binding.
+pub const KUBECONFIG_NOBODY_VAR: &str = "TINKERBELL_TEST_KUBECONFIG_NOBODY";
+
+/// A namespace of its own on the test API server.
+pub struct TestKube {
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// A client from it.
+    pub client: Client,
+    /// The test's namespace (created, with the CRDs installed).
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for TestKube {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestKube")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestKube {
+    /// The kubeconfig of a user without RBAC bindings, when the control plane provides one.
+    pub fn nobody_kubeconfig(&self) -> Option<PathBuf> {
+        std::env::var_os(KUBECONFIG_NOBODY_VAR).map(PathBuf::from)
+    }
+}
+
+/// The test API server, or `None` (after saying SKIP) when there is none and this is not CI.
+/// Panics under `CI=true` without one. `test` names the caller; its namespace is derived from
+/// it (unique per process and call). The Tinkerbell CRDs are installed once per process.
+pub async fn test_kube(test: &str) -> Option<TestKube> {
+    let Some(kubeconfig) = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from) else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{test}: {KUBECONFIG_VAR} is not set and CI=true: the real-apiserver tests need \
+                 the control plane scripts/test.sh starts (tests/kube/kube.sh up DIR, then export \
+                 the variables in DIR/env)"
+            );
+        }
+        eprintln!(
+            "SKIP {test}: no test API server ({KUBECONFIG_VAR} unset; scripts/test.sh starts one)"
+        );
+        return None;
+    };
+    let client = client_from_kubeconfig(Some(&kubeconfig))
+        .await
+        .unwrap_or_else(|e| panic!("{test}: client from {}: {e}", kubeconfig.display()));
+    static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CRDS.get_or_init(|| async {
+        install_crds(&client, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("installing the CRDs on the test API server: {e}"));
+    })
+    .await;
+    let namespace = unique_namespace(test);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": namespace, "labels": {"tinkerbell.org/test": "true"}}
+    }))
+    .unwrap_or_else(|e| unreachable!("a literal Namespace decodes: {e}"));
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("{test}: creating namespace {namespace}: {e}"));
+    Some(TestKube {
+        kubeconfig,
+        client,
+        namespace,
+    })
+}
+
+/// `test`, made a DNS-1123 label and suffixed with the process id and a counter.
+fn unique_namespace(test: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let mut base: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    base.truncate(40);
+    let base = base.trim_matches('-');
+    format!(
+        "{base}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
