@@ -241,7 +241,7 @@ print(any(t["name"] == "tink-worker" and "bin" in t["kind"]
       (cd "$repo" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
         cargo build -q --release --locked -p tinkerbell-tink-worker --bin tink-worker --target $target)
     fi
-    worker="$repo/target/$target/release/tink-worker"
+    worker="${CARGO_TARGET_DIR:-$repo/target}/$target/release/tink-worker"
   else
     worker_note="services/tink/worker has no tink-worker binary yet"
   fi

@@ -52,6 +52,7 @@ pub fn table(kind: Kind, items: &[Object], wide: bool, with_namespace: bool) -> 
         (Kind::Template, _) => vec!["STATE"],
         (Kind::Workflow, false) => vec!["TEMPLATE", "HARDWARE", "STATE"],
         (Kind::Workflow, true) => vec!["TEMPLATE", "HARDWARE", "STATE", "CURRENT-ACTION", "AGENT"],
+        (Kind::WorkflowRuleSet, _) => vec!["TEMPLATE", "RULES"],
         (Kind::Machine, _) => vec!["HOST", "POWER", "CONTACTABLE"],
         (Kind::Job, _) => vec!["MACHINE", "TASKS", "STATE"],
         (Kind::Task, _) => vec!["STATE"],
@@ -104,6 +105,15 @@ pub fn table(kind: Kind, items: &[Object], wide: bool, with_namespace: bool) -> 
                     row.push(s(&v, "/status/currentState/actionName").to_string());
                     row.push(s(&v, "/status/agentID").to_string());
                 }
+            }
+            Kind::WorkflowRuleSet => {
+                row.push(s(&v, "/spec/workflow/template/ref").to_string());
+                row.push(
+                    v.pointer("/spec/rules")
+                        .and_then(Value::as_array)
+                        .map(|r| r.len().to_string())
+                        .unwrap_or_else(|| "0".into()),
+                );
             }
             Kind::Machine => {
                 row.push(s(&v, "/spec/connection/host").to_string());

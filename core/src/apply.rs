@@ -503,6 +503,7 @@ fn decode_typed(kind: Kind, value: Value) -> Result<Object, (String, String)> {
         Kind::Hardware => Object::Hardware(Arc::new(go(value)?)),
         Kind::Template => Object::Template(Arc::new(go(value)?)),
         Kind::Workflow => Object::Workflow(Arc::new(go(value)?)),
+        Kind::WorkflowRuleSet => Object::WorkflowRuleSet(Arc::new(go(value)?)),
         Kind::Machine => Object::Machine(Arc::new(go(value)?)),
         Kind::Job => Object::Job(Arc::new(go(value)?)),
         Kind::Task => Object::Task(Arc::new(go(value)?)),

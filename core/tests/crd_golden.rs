@@ -107,7 +107,7 @@ type Expected = (
 
 #[test]
 fn crd_names_match_upstream() {
-    let want: [Expected; 6] = [
+    let want: [Expected; 7] = [
         (
             "hardware.tinkerbell.org",
             "Hardware",
@@ -139,6 +139,14 @@ fn crd_names_match_upstream() {
                 ("Hardware", ".spec.hardwareRef", 0),
                 ("Template-Rendering", ".status.templateRendering", 1),
             ],
+        ),
+        (
+            "workflowrulesets.tinkerbell.org",
+            "WorkflowRuleSet",
+            "workflowrulesets",
+            "workflowruleset",
+            &["wrs"],
+            &[],
         ),
         (
             "machines.bmc.tinkerbell.org",

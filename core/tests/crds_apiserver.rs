@@ -93,6 +93,7 @@ async fn upstream_shaped_objects_round_trip_unchanged() {
         "machine_eksa.yaml",
         "template.yaml",
         "workflow.yaml",
+        "workflowruleset.yaml",
         "job.yaml",
         "task.yaml",
     ];

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tinkerbell_core::model::{
     Hardware, Job, Machine, MetadataInstanceOperatingSystem, Secret, Task, Template, Workflow,
-    all_crds,
+    WorkflowRuleSet, all_crds,
 };
 
 fn fixture(name: &str) -> String {
@@ -220,6 +220,16 @@ fn legacy_workflow_state_values_load() {
 }
 
 #[test]
+fn workflowruleset_roundtrip() {
+    let wrs: WorkflowRuleSet = roundtrip_fixture("workflowruleset.yaml");
+    let wf = wrs.spec.workflow.as_ref().unwrap();
+    let tpl = wf.template.as_ref().unwrap();
+    assert_eq!(tpl.reference.as_deref(), Some("ubuntu"));
+    assert_eq!(tpl.agent_value.as_deref(), Some("device_id"));
+    assert_eq!(wrs.spec.rules.as_ref().map(Vec::len), Some(2));
+}
+
+#[test]
 fn machine_roundtrip() {
     let m: Machine = roundtrip_fixture("machine.yaml");
     let opts = m
@@ -414,6 +424,7 @@ fn fixtures_set_every_modelled_field() {
         ("Hardware", "hardware_eksa.yaml"),
         ("Template", "template.yaml"),
         ("Workflow", "workflow.yaml"),
+        ("WorkflowRuleSet", "workflowruleset.yaml"),
         ("Machine", "machine.yaml"),
         ("Machine", "machine_eksa.yaml"),
         ("Job", "job.yaml"),
@@ -427,7 +438,15 @@ fn fixtures_set_every_modelled_field() {
         document_fields(&crd_schema(kind), &doc, &mut seen);
     }
     let mut missing = Vec::new();
-    for kind in ["Hardware", "Template", "Workflow", "Machine", "Job", "Task"] {
+    for kind in [
+        "Hardware",
+        "Template",
+        "Workflow",
+        "WorkflowRuleSet",
+        "Machine",
+        "Job",
+        "Task",
+    ] {
         let mut wanted = BTreeMap::new();
         schema_fields(&crd_schema(kind), "", &mut wanted);
         missing.extend(

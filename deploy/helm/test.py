@@ -455,11 +455,7 @@ def keys_random(helm):
 # Warnings the API server gives for our objects that are known and owned elsewhere (warning ->
 # why). Any other warning fails the step that got it; an entry no step gets fails at the end,
 # so the list cannot go stale.
-KNOWN_WARNINGS = {
-    'unrecognized format "uint32"': "deploy/crds: core's CRD generator keeps schemars' uint32 "
-    "format, which Kubernetes ignores (so it does not enforce >= 0 either); fix in core, then "
-    "remove this entry",
-}
+KNOWN_WARNINGS = {}  # warning text -> why it is accepted; none today
 seen_warnings = set()
 
 

@@ -44,7 +44,7 @@ wait_for() {  # wait_for <limit s> <description> <command...>
 c1="$LAB_STATE/m1/console.log"; c2="$LAB_STATE/m2/console.log"
 
 echo "inventory:"
-cli="$repo/target/debug/tinkerbell"
+cli="${TINKERBELL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/tinkerbell}"
 if [ -x "$cli" ]; then
   check "hardware.csv imports (dry run) as 2 Hardware + 2 bmc Machines + 2 Secrets" \
     bash -c "[ \"\$('$cli' hardware import --dry-run --csv '$LAB_CSV' | grep -c '(dry run)')\" = 6 ]"

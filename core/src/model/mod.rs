@@ -69,12 +69,14 @@ pub mod bmc;
 pub mod hardware;
 pub mod template;
 pub mod workflow;
+pub mod workflowruleset;
 
 pub use bmc::*;
 pub use hardware::*;
 pub use k8s_openapi::api::core::v1::Secret;
 pub use template::*;
 pub use workflow::*;
+pub use workflowruleset::*;
 
 /// Label keys clusterctl uses to find the CRDs (and their objects) to move between clusters.
 /// Upstream sets both, with empty values, on the Hardware and bmc Machine CRDs.
@@ -83,8 +85,8 @@ pub const CLUSTERCTL_CRD_LABELS: [&str; 2] = [
     "clusterctl.cluster.x-k8s.io/move",
 ];
 
-/// The six CRDs of the model, in a fixed order: Hardware, Template, Workflow (tinkerbell.org),
-/// then Machine, Job, Task (bmc.tinkerbell.org).
+/// The seven CRDs of the model, in a fixed order: Hardware, Template, Workflow,
+/// WorkflowRuleSet (tinkerbell.org), then Machine, Job, Task (bmc.tinkerbell.org).
 ///
 /// The Hardware and Machine CRDs carry the clusterctl move labels (see
 /// [`CLUSTERCTL_CRD_LABELS`]), as upstream's do; every CRD has `listKind` set to
@@ -102,6 +104,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         hardware,
         Template::crd(),
         Workflow::crd(),
+        WorkflowRuleSet::crd(),
         machine,
         Job::crd(),
         Task::crd(),
@@ -111,7 +114,38 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         let names = &mut crd.spec.names;
         names.list_kind = Some(format!("{}List", names.kind));
     }
-    crds
+    crds.into_iter().map(kubernetes_formats).collect()
+}
+
+/// The CRD with schemars' unsigned integer formats (`uint32`, `uint64`, ...), which Kubernetes
+/// does not know (the API server warns about each on every write of the CRD), made `int64`
+/// with the type's bounds as `minimum`/`maximum`.
+fn kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let max = match map.get("format").and_then(serde_json::Value::as_str) {
+                    Some("uint8") => Some(u64::from(u8::MAX)),
+                    Some("uint16") => Some(u64::from(u16::MAX)),
+                    Some("uint32") => Some(u64::from(u32::MAX)),
+                    Some("uint64" | "uint") => Some(i64::MAX.unsigned_abs()),
+                    _ => None,
+                };
+                if let Some(max) = max {
+                    map.insert("format".into(), "int64".into());
+                    map.insert("minimum".into(), serde_json::json!(0.0));
+                    map.insert("maximum".into(), serde_json::json!(max as f64));
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&crd)
+        .unwrap_or_else(|e| unreachable!("a generated CRD always serialises: {e}"));
+    walk(&mut v);
+    serde_json::from_value(v).unwrap_or_else(|e| unreachable!("formats only changed: {e}"))
 }
 
 /// Schema for a map whose values are Kubernetes quantities (integer or string), such as

@@ -306,8 +306,11 @@ model_struct! {
         command: Vec<String>,
         /// Volumes.
         volumes: Vec<String>,
-        /// PID namespace mode (e.g. `host`).
+        /// PID namespace mode (e.g. `host`). Deprecated upstream in favour of `namespaces.pid`,
+        /// which takes precedence.
         pid: String,
+        /// Linux namespaces the action's container runs in (set when the Template gives one).
+        namespaces: ActionNamespaces,
         /// Environment.
         environment: BTreeMap<String, String>,
         /// State (same values as the Workflow state).
@@ -326,6 +329,17 @@ model_struct! {
         /// How many runs of this action failed or timed out and were retried
         /// (tinkerbell-rs extension).
         attempts: i64,
+    }
+}
+
+model_struct! {
+    /// Linux namespaces of an action's container (upstream `ActionNamespaces`), passed to the
+    /// container runtime as given.
+    pub struct ActionNamespaces {
+        /// Network namespace: `host` shares the host's.
+        network: String,
+        /// PID namespace: `host` shares the host's.
+        pid: String,
     }
 }
 

@@ -76,7 +76,7 @@ use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
 };
-use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow};
+use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow, WorkflowRuleSet};
 
 /// How long lookups wait for the first full list by default.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,6 +122,7 @@ macro_rules! kube_kind {
 kube_kind!(Hardware, Hardware);
 kube_kind!(Template, Template);
 kube_kind!(Workflow, Workflow);
+kube_kind!(WorkflowRuleSet, WorkflowRuleSet);
 kube_kind!(Machine, Machine);
 kube_kind!(Job, Job);
 kube_kind!(Task, Task);
@@ -141,6 +142,10 @@ macro_rules! by_kind {
             }
             Kind::Workflow => {
                 type $K = Workflow;
+                $body
+            }
+            Kind::WorkflowRuleSet => {
+                type $K = WorkflowRuleSet;
                 $body
             }
             Kind::Machine => {

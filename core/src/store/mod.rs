@@ -22,7 +22,7 @@ use futures::stream::BoxStream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow};
+use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow, WorkflowRuleSet};
 
 pub mod embedded;
 mod error;
@@ -43,6 +43,8 @@ pub enum Kind {
     Template,
     /// tinkerbell.org/v1alpha1 Workflow.
     Workflow,
+    /// tinkerbell.org/v1alpha1 WorkflowRuleSet.
+    WorkflowRuleSet,
     /// bmc.tinkerbell.org/v1alpha1 Machine.
     Machine,
     /// bmc.tinkerbell.org/v1alpha1 Job.
@@ -55,12 +57,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in dependency order (what an import should create first comes first).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Secret,
         Kind::Machine,
         Kind::Hardware,
         Kind::Template,
         Kind::Workflow,
+        Kind::WorkflowRuleSet,
         Kind::Job,
         Kind::Task,
     ];
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Hardware => "Hardware",
             Kind::Template => "Template",
             Kind::Workflow => "Workflow",
+            Kind::WorkflowRuleSet => "WorkflowRuleSet",
             Kind::Machine => "Machine",
             Kind::Job => "Job",
             Kind::Task => "Task",
@@ -81,7 +85,9 @@ impl Kind {
     /// API group ("" for core).
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Hardware | Kind::Template | Kind::Workflow => "tinkerbell.org",
+            Kind::Hardware | Kind::Template | Kind::Workflow | Kind::WorkflowRuleSet => {
+                "tinkerbell.org"
+            }
             Kind::Machine | Kind::Job | Kind::Task => "bmc.tinkerbell.org",
             Kind::Secret => "",
         }
@@ -90,7 +96,9 @@ impl Kind {
     /// The `apiVersion` string.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Hardware | Kind::Template | Kind::Workflow => "tinkerbell.org/v1alpha1",
+            Kind::Hardware | Kind::Template | Kind::Workflow | Kind::WorkflowRuleSet => {
+                "tinkerbell.org/v1alpha1"
+            }
             Kind::Machine | Kind::Job | Kind::Task => "bmc.tinkerbell.org/v1alpha1",
             Kind::Secret => "v1",
         }
@@ -102,6 +110,7 @@ impl Kind {
             Kind::Hardware => "hardware",
             Kind::Template => "templates",
             Kind::Workflow => "workflows",
+            Kind::WorkflowRuleSet => "workflowrulesets",
             Kind::Machine => "machines",
             Kind::Job => "jobs",
             Kind::Task => "tasks",
@@ -121,6 +130,7 @@ impl Kind {
             "hardware" | "hardwares" | "hw" => Kind::Hardware,
             "template" | "templates" | "tpl" => Kind::Template,
             "workflow" | "workflows" | "wf" => Kind::Workflow,
+            "workflowruleset" | "workflowrulesets" | "wrs" => Kind::WorkflowRuleSet,
             "machine" | "machines" => Kind::Machine,
             "job" | "jobs" | "j" => Kind::Job,
             "task" | "tasks" | "t" => Kind::Task,
@@ -159,6 +169,8 @@ pub enum Object {
     Template(Arc<Template>),
     /// A Workflow.
     Workflow(Arc<Workflow>),
+    /// A WorkflowRuleSet.
+    WorkflowRuleSet(Arc<WorkflowRuleSet>),
     /// A bmc Machine.
     Machine(Arc<Machine>),
     /// A bmc Job.
@@ -176,6 +188,7 @@ macro_rules! each_variant {
             Object::Hardware($inner) => $body,
             Object::Template($inner) => $body,
             Object::Workflow($inner) => $body,
+            Object::WorkflowRuleSet($inner) => $body,
             Object::Machine($inner) => $body,
             Object::Job($inner) => $body,
             Object::Task($inner) => $body,
@@ -197,6 +210,10 @@ macro_rules! each_variant_mut {
                 $body
             }
             Object::Workflow(a) => {
+                let $inner = Arc::make_mut(a);
+                $body
+            }
+            Object::WorkflowRuleSet(a) => {
                 let $inner = Arc::make_mut(a);
                 $body
             }
@@ -248,6 +265,7 @@ impl Object {
             Object::Hardware(_) => Kind::Hardware,
             Object::Template(_) => Kind::Template,
             Object::Workflow(_) => Kind::Workflow,
+            Object::WorkflowRuleSet(_) => Kind::WorkflowRuleSet,
             Object::Machine(_) => Kind::Machine,
             Object::Job(_) => Kind::Job,
             Object::Task(_) => Kind::Task,
@@ -305,6 +323,7 @@ impl Object {
             Kind::Hardware => Object::Hardware(Arc::new(serde_json::from_value(v)?)),
             Kind::Template => Object::Template(Arc::new(serde_json::from_value(v)?)),
             Kind::Workflow => Object::Workflow(Arc::new(serde_json::from_value(v)?)),
+            Kind::WorkflowRuleSet => Object::WorkflowRuleSet(Arc::new(serde_json::from_value(v)?)),
             Kind::Machine => Object::Machine(Arc::new(serde_json::from_value(v)?)),
             Kind::Job => Object::Job(Arc::new(serde_json::from_value(v)?)),
             Kind::Task => Object::Task(Arc::new(serde_json::from_value(v)?)),

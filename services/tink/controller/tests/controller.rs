@@ -34,6 +34,8 @@ tasks:
         image: 127.0.0.1/embedded/reboot
         timeout: 90
         pid: host
+        namespaces:
+          network: host
 "#;
 
 struct Env {
@@ -230,6 +232,13 @@ async fn plain_workflow_runs_to_success() {
         "/dev/sda"
     );
     assert_eq!(actions[1].pid.as_deref(), Some("host"));
+    // namespaces are copied when one is set (and only what is set); none on the first action.
+    let ns = actions[1].namespaces.as_ref().unwrap();
+    assert_eq!(
+        (ns.network.as_deref(), ns.pid.as_deref()),
+        (Some("host"), None)
+    );
+    assert_eq!(actions[0].namespaces, None);
 
     // Reconciling again changes nothing.
     assert_eq!(

@@ -369,7 +369,12 @@ fn current_response(
     let action = a
         .action(status)
         .ok_or_else(|| Status::internal("served action vanished"))?;
-    let pid = action.pid.clone().filter(|p| !p.is_empty());
+    // `namespaces.pid` wins over the deprecated `pid`; namespaces go out as the status has them
+    // (a bare `pid` is sent as namespaces.pid too, for agents that read only that).
+    let ns = action.namespaces.as_ref();
+    let ns_pid = ns.and_then(|n| n.pid.clone()).filter(|p| !p.is_empty());
+    let ns_network = ns.and_then(|n| n.network.clone()).filter(|n| !n.is_empty());
+    let pid = ns_pid.or_else(|| action.pid.clone().filter(|p| !p.is_empty()));
     Ok(current::ActionResponse {
         workflow_id: Some(workflow_id(wf)),
         task_id: Some(a.task_id.clone()),
@@ -388,9 +393,9 @@ fn current_response(
             action.environment.as_ref(),
         ),
         pid: pid.clone(),
-        namespaces: pid.map(|p| current::Namespaces {
-            network: None,
-            pid: Some(p),
+        namespaces: (pid.is_some() || ns_network.is_some()).then(|| current::Namespaces {
+            network: ns_network,
+            pid,
         }),
     })
 }

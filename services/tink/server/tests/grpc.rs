@@ -85,7 +85,9 @@ impl Env {
                 "image": format!("quay.io/tinkerbell/actions/{a}:latest"),
                 "timeout": 600,
                 "environment": {"SHARED": "action"},
-                "pid": "host",
+                // Odd actions use `namespaces`, whose pid wins over the deprecated `pid`.
+                "pid": if i % 2 == 0 { "host" } else { "legacy" },
+                "namespaces": if i % 2 == 0 { json!(null) } else { json!({"pid": "host", "network": "host"}) },
             })).collect::<Vec<_>>(),
         }]))
         .unwrap();
@@ -198,6 +200,17 @@ async fn current_generation_runs_a_workflow_and_keeps_logs() {
         assert_eq!(
             a.namespaces.as_ref().and_then(|n| n.pid.as_deref()),
             Some("host")
+        );
+        assert_eq!(a.pid.as_deref(), Some("host"));
+        let odd = a
+            .action_id
+            .as_deref()
+            .and_then(|id| id.rsplit('-').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i % 2 == 1);
+        assert_eq!(
+            a.namespaces.as_ref().and_then(|n| n.network.as_deref()),
+            odd.then_some("host")
         );
         let name = a.name.clone().unwrap();
         // While it runs, the same action is served again (idempotent GetAction).

@@ -19,7 +19,7 @@ use std::fmt;
 
 use gotmpl::{MissingKey, Template, Value};
 use serde::{Deserialize, Deserializer, Serialize};
-use tinkerbell_core::model::{Hardware, WorkflowAction, WorkflowTask};
+use tinkerbell_core::model::{ActionNamespaces, Hardware, WorkflowAction, WorkflowTask};
 
 pub mod funcs;
 
@@ -532,24 +532,26 @@ impl WorkflowDoc {
                 actions: Some(
                     t.actions
                         .iter()
-                        .map(|a| {
-                            let pid = if a.pid.is_empty() {
-                                &a.namespaces.pid
-                            } else {
-                                &a.pid
-                            };
-                            WorkflowAction {
-                                id: Some(new_id()),
-                                name: Some(a.name.clone()),
-                                image: Some(a.image.clone()),
-                                timeout: Some(a.timeout),
-                                command: some_vec(&a.command),
-                                volumes: some_vec(&a.volumes),
-                                pid: (!pid.is_empty()).then(|| pid.clone()),
-                                environment: some_map(&a.environment),
-                                retries: (a.retries > 0).then_some(a.retries),
-                                ..Default::default()
-                            }
+                        .map(|a| WorkflowAction {
+                            id: Some(new_id()),
+                            name: Some(a.name.clone()),
+                            image: Some(a.image.clone()),
+                            timeout: Some(a.timeout),
+                            command: some_vec(&a.command),
+                            volumes: some_vec(&a.volumes),
+                            pid: (!a.pid.is_empty()).then(|| a.pid.clone()),
+                            // Copied only when one of them is set, as upstream does.
+                            namespaces: (!a.namespaces.network.is_empty()
+                                || !a.namespaces.pid.is_empty())
+                            .then(|| ActionNamespaces {
+                                network: (!a.namespaces.network.is_empty())
+                                    .then(|| a.namespaces.network.clone()),
+                                pid: (!a.namespaces.pid.is_empty())
+                                    .then(|| a.namespaces.pid.clone()),
+                            }),
+                            environment: some_map(&a.environment),
+                            retries: (a.retries > 0).then_some(a.retries),
+                            ..Default::default()
                         })
                         .collect(),
                 ),
