@@ -393,7 +393,7 @@ fn current_response(
             action.environment.as_ref(),
         ),
         pid: pid.clone(),
-        namespaces: (pid.is_some() || ns_network.is_some()).then(|| current::Namespaces {
+        namespaces: (pid.is_some() || ns_network.is_some()).then_some(current::Namespaces {
             network: ns_network,
             pid,
         }),
