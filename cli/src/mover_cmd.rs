@@ -19,7 +19,7 @@ use tinkerbell_core::mover::{self, MoveOptions};
 use tinkerbell_core::store::embedded::{self, EmbeddedStore};
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::remote::RemoteStore;
-use tinkerbell_core::store::{Store, StoreError};
+use tinkerbell_core::store::{Kind, Store, StoreError};
 
 use crate::Global;
 
@@ -79,6 +79,9 @@ async fn open(
     if let Some(rest) = spec.strip_prefix("kube:") {
         let (path, namespace) = rest.split_once('#').unwrap_or((rest, ""));
         let store = KubeStore::from_kubeconfig(Some(Path::new(path)), namespace).await?;
+        // Before anything is read or written: a cluster the move cannot use (unreachable,
+        // credentials refused, RBAC, CRDs missing, no such namespace) stops it here, whole.
+        store.preflight(&Kind::ALL).await?;
         return Ok(Arc::new(store));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {

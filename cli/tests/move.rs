@@ -47,6 +47,11 @@ fn obj(v: Value) -> Object {
 
 /// A source store with `n` machines as EKS Anywhere leaves them after provisioning.
 async fn fill(dir: &Path, n: u32) {
+    fill_ns(dir, n, "eksa-system").await;
+}
+
+/// [`fill`] in namespace `ns`.
+async fn fill_ns(dir: &Path, n: u32, ns: &str) {
     let store = EmbeddedStore::open(dir).unwrap();
     let mut objs = Vec::new();
     for i in 0..n {
@@ -58,21 +63,21 @@ async fn fill(dir: &Path, n: u32) {
         );
         objs.push(obj(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("bmc-n{i}-auth"), "namespace": "eksa-system",
+            "metadata": {"name": format!("bmc-n{i}-auth"), "namespace": ns,
                          "labels": {"clusterctl.cluster.x-k8s.io/move": "true"}},
             "data": {"username": "YWRtaW4=", "password": "c2VjcmV0"}
         })));
         objs.push(obj(json!({
             "apiVersion": "bmc.tinkerbell.org/v1alpha1", "kind": "Machine",
-            "metadata": {"name": format!("bmc-n{i}"), "namespace": "eksa-system"},
+            "metadata": {"name": format!("bmc-n{i}"), "namespace": ns},
             "spec": {"connection": {"host": format!("10.2.{}.{}", i / 250, i % 250 + 1), "port": 623, "insecureTLS": true,
-                     "authSecretRef": {"name": format!("bmc-n{i}-auth"), "namespace": "eksa-system"}}}
+                     "authSecretRef": {"name": format!("bmc-n{i}-auth"), "namespace": ns}}}
         })));
         objs.push(obj(json!({
             "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Hardware",
-            "metadata": {"name": format!("n{i}"), "namespace": "eksa-system",
+            "metadata": {"name": format!("n{i}"), "namespace": ns,
                          "labels": {"v1alpha1.tinkerbell.org/ownerName": format!("c-{i}"),
-                                    "v1alpha1.tinkerbell.org/ownerNamespace": "eksa-system"},
+                                    "v1alpha1.tinkerbell.org/ownerNamespace": ns},
                          "annotations": {"v1alpha1.tinkerbell.org/provisioned": "true"}},
             "spec": {"userData": format!("#cloud-config\nhostname: n{i}\n"),
                      "bmcRef": {"kind": "Machine", "name": format!("bmc-n{i}")},
@@ -91,6 +96,35 @@ fn random_below(n: u64) -> u64 {
         .unwrap()
         .subsec_nanos() as u64;
     (nanos ^ (nanos >> 7).wrapping_mul(0x9e37_79b9)) % n.max(1)
+}
+
+/// Run `tinkerbell ARGS` `runs` times, each `kill -9`'d at a random point within `full_ms`
+/// (a run that finishes first is not killed). Returns how many were killed.
+fn kill_9_runs(args: &[&str], full_ms: u64, runs: u32) -> u32 {
+    let mut killed = 0;
+    for _ in 0..runs {
+        let mut child: Child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let at = Duration::from_millis(random_below(full_ms));
+        let deadline = Instant::now() + at;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    eprintln!("{killed} of {runs} runs were killed mid-move");
+    killed
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,29 +155,7 @@ async fn kill_9_at_random_points_then_rerun_converges() {
     ok(&["move", "-A", "--from", &s1, "--to", &s2]);
     let full = t.elapsed().as_millis() as u64 * 6 / 5;
 
-    let mut killed = 0;
-    for _ in 0..12 {
-        let mut child: Child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let at = Duration::from_millis(random_below(full));
-        let deadline = Instant::now() + at;
-        while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed += 1;
-        }
-        child.wait().unwrap();
-    }
-    eprintln!("{killed} of 12 runs were killed mid-move");
+    let _ = kill_9_runs(&args, full, 12);
     let out = ok(&args);
     assert!(out.contains("content digest"), "{out}");
 
@@ -189,6 +201,109 @@ async fn kill_9_at_random_points_then_rerun_converges() {
         );
         let labels = o.meta().labels.clone().unwrap_or_default();
         assert!(labels.contains_key("v1alpha1.tinkerbell.org/ownerName"));
+    }
+}
+
+/// The pivot against the real kube-apiserver of the test run: embedded → Kubernetes, `kill -9`'d
+/// at random points and re-run until it finishes (nothing lost or duplicated, the source's
+/// machines marked moved-out), then back from Kubernetes into a new embedded store.
+#[tokio::test(flavor = "multi_thread")]
+async fn pivot_to_a_real_apiserver_and_back_survives_kill_9() {
+    let Some(env) = tinkerbell_core::testing::test_kube("move-pivot").await else {
+        return;
+    };
+    let Some(scratch_env) = tinkerbell_core::testing::test_kube("move-pivot-scratch").await else {
+        return;
+    };
+    let ns = env.namespace.clone();
+    let kubeconfig = env.kubeconfig.display().to_string();
+    let n = 60;
+    let src_dir = tempfile::tempdir().unwrap();
+    fill_ns(src_dir.path(), n, &ns).await;
+    let src = src_dir.path().display().to_string();
+    let dst = format!("kube:{kubeconfig}#{ns}");
+    let args = ["move", "-n", &ns, "--from", &src, "--to", &dst];
+
+    // The time of an uninterrupted move, on copies (another namespace of the same server).
+    let scratch_src = tempfile::tempdir().unwrap();
+    fill_ns(scratch_src.path(), n, &scratch_env.namespace).await;
+    let s1 = scratch_src.path().display().to_string();
+    let s2 = format!("kube:{kubeconfig}#{}", scratch_env.namespace);
+    let t = Instant::now();
+    ok(&[
+        "move",
+        "-n",
+        &scratch_env.namespace,
+        "--from",
+        &s1,
+        "--to",
+        &s2,
+    ]);
+    let full = t.elapsed().as_millis() as u64 * 6 / 5;
+
+    // The first run is killed in the first half of a move; the first run that is not killed
+    // finishes it. Runs go on until five were killed (re-runs of a finished move are killed in
+    // their verification and marking).
+    let mut killed = kill_9_runs(&args, full / 2, 1);
+    for _ in 0..10 {
+        killed += kill_9_runs(&args, full, 3);
+        if killed >= 5 {
+            break;
+        }
+    }
+    assert!(killed >= 1, "no run was killed mid-move");
+    let out = ok(&args);
+    assert!(out.contains("content digest"), "{out}");
+
+    let source = EmbeddedStore::open(src_dir.path()).unwrap();
+    let cluster = tinkerbell_core::store::kube::KubeStore::new(env.client.clone(), &ns);
+    for kind in [Kind::Secret, Kind::Machine, Kind::Hardware] {
+        let a = source.list(kind, Some(&ns)).await.unwrap().items;
+        let b = cluster.list(kind, Some(&ns)).await.unwrap().items;
+        assert_eq!(a.len(), n as usize, "{kind} on the source");
+        assert_eq!(
+            b.len(),
+            n as usize,
+            "{kind} in the cluster: nothing lost or duplicated"
+        );
+        for o in &a {
+            let t = cluster.get(kind, o.namespace(), o.name()).await.unwrap();
+            assert_eq!(digest(o), digest(&t), "{}", o.key());
+        }
+    }
+    for o in source.list(Kind::Hardware, None).await.unwrap().items {
+        let a = o.meta().annotations.clone().unwrap_or_default();
+        assert_eq!(
+            a.get(DHCP_HANDOFF_ANNOTATION).map(String::as_str),
+            Some(HANDOFF_MOVED_OUT),
+            "{} is marked moved-out at the source",
+            o.key()
+        );
+    }
+    for o in cluster.list(Kind::Hardware, Some(&ns)).await.unwrap().items {
+        let a = o.meta().annotations.clone().unwrap_or_default();
+        assert!(
+            !a.contains_key(DHCP_HANDOFF_ANNOTATION),
+            "{} still held",
+            o.key()
+        );
+        assert_eq!(o.status_json(), json!({"state": "Ready"}), "status moved");
+    }
+    drop(source);
+
+    // And back, into a new embedded store (the cluster is the source now).
+    let back_dir = tempfile::tempdir().unwrap();
+    let back = back_dir.path().display().to_string();
+    ok(&["move", "-n", &ns, "--from", &dst, "--to", &back]);
+    let back_store = EmbeddedStore::open(back_dir.path()).unwrap();
+    for kind in [Kind::Secret, Kind::Machine, Kind::Hardware] {
+        let a = cluster.list(kind, Some(&ns)).await.unwrap().items;
+        let b = back_store.list(kind, Some(&ns)).await.unwrap().items;
+        assert_eq!(b.len(), n as usize, "{kind} back in an embedded store");
+        for o in &a {
+            let t = back_store.get(kind, o.namespace(), o.name()).await.unwrap();
+            assert_eq!(digest(o), digest(&t), "{}", o.key());
+        }
     }
 }
 

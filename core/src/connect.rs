@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::api::token;
 use crate::store::kube::KubeStore;
 use crate::store::remote::RemoteStore;
-use crate::store::{Backend, StoreError};
+use crate::store::{Backend, Kind, StoreError};
 
 /// Name of the file in the data directory that tells clients where the store API listens.
 pub const URL_FILE: &str = "api-url";
@@ -133,9 +133,10 @@ impl StoreArgs {
         })
     }
 
-    /// Connect to the backend these flags name.
-    pub async fn connect(&self) -> Result<Arc<dyn Backend>, ConnectError> {
-        self.connection()?.connect().await
+    /// Connect to the backend these flags name, for a service that reads `kinds` (on `kube`,
+    /// checked at once: see [`KubeStore::preflight`]).
+    pub async fn connect(&self, kinds: &[Kind]) -> Result<Arc<dyn Backend>, ConnectError> {
+        self.connection()?.connect_for(kinds).await
     }
 }
 
@@ -403,13 +404,21 @@ pub enum ConnectError {
 }
 
 impl StoreConnection {
-    /// Connect.
+    /// Connect (no preflight: each call reports its own errors).
     pub async fn connect(&self) -> Result<Arc<dyn Backend>, ConnectError> {
+        self.connect_for(&[]).await
+    }
+
+    /// Connect for a service that reads `kinds`. On `kube` the cluster is checked first
+    /// ([`KubeStore::preflight`]): a service that cannot work there exits with the cause
+    /// instead of retrying forever.
+    pub async fn connect_for(&self, kinds: &[Kind]) -> Result<Arc<dyn Backend>, ConnectError> {
         if self.backend == BackendKind::Kube {
             let store =
                 KubeStore::from_kubeconfig(self.kube_config.as_deref(), &self.kube_namespace)
                     .await
                     .map_err(ConnectError::Kube)?;
+            store.preflight(kinds).await.map_err(ConnectError::Kube)?;
             return Ok(Arc::new(store));
         }
         let url = match &self.server {

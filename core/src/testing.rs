@@ -115,3 +115,20 @@ fn unique_namespace(test: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// `v` without `null` values, recursively. Kubernetes treats an explicit `null` like an absent
+/// field, and `sigs.k8s.io/yaml` output (EKS Anywhere's, `kubectl -o yaml` of a fresh object)
+/// has `creationTimestamp: null`: comparisons of documents are "equal up to null-valued keys".
+pub fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}

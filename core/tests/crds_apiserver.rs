@@ -15,6 +15,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 use tinkerbell_core::store::kube::{KubeStore, with_schema_defaults};
 use tinkerbell_core::store::{Kind, Object, Store};
+use tinkerbell_core::testing::strip_nulls;
 
 fn fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,20 +24,6 @@ fn fixture(name: &str) -> Value {
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {name}: {e}"))
-}
-
-/// Drop `null` values (Kubernetes treats them as absent) recursively.
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
 }
 
 /// The parts of an object the API server must keep as written: spec (or a Secret's data and

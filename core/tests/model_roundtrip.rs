@@ -12,31 +12,13 @@ use tinkerbell_core::model::{
     Hardware, Job, Machine, MetadataInstanceOperatingSystem, Secret, Task, Template, Workflow,
     WorkflowRuleSet, all_crds,
 };
+use tinkerbell_core::testing::strip_nulls;
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Drop object keys whose value is `null`, recursively.
-///
-/// Kubernetes treats an explicit `null` like an absent field, and `sigs.k8s.io/yaml` output
-/// (EKS Anywhere's, `kubectl ... -o yaml` of a fresh object) contains
-/// `creationTimestamp: null`, which the typed layer reads as "not set". So the comparison is
-/// "equal up to null-valued keys"; every other value must survive exactly.
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
 }
 
 fn pretty(v: &Value) -> String {

@@ -125,6 +125,16 @@ pub enum StoreError {
         source: kube::Error,
     },
 
+    /// A service cannot work against this cluster: `what` it tried, and the `cause` in the
+    /// operator's terms (unreachable, credentials refused, RBAC forbidden, no such namespace).
+    #[error("kubernetes API: {what}: {cause}")]
+    KubeAccess {
+        /// What was tried.
+        what: String,
+        /// Why it failed.
+        cause: String,
+    },
+
     /// The cluster does not have (all of) the Tinkerbell CRDs.
     #[error(
         "the cluster lacks the Tinkerbell CRDs: {}; install them with `kubectl apply --server-side -f deploy/crds/` or the Helm chart",
@@ -181,7 +191,8 @@ impl StoreError {
             | StoreError::Locked { .. }
             | StoreError::Database { .. }
             | StoreError::Kube(_)
-            | StoreError::KubeCall { .. } => 500,
+            | StoreError::KubeCall { .. }
+            | StoreError::KubeAccess { .. } => 500,
         }
     }
 }

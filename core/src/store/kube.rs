@@ -187,6 +187,8 @@ impl std::fmt::Debug for KubeStore {
 
 struct Inner {
     client: Client,
+    /// The API server's URL, for messages (unknown when built from a bare client).
+    server: Option<String>,
     namespace: String,
     shared: Arc<Shared>,
     /// Aborts the index task when the last store clone goes.
@@ -379,6 +381,7 @@ impl KubeStore {
         KubeStore {
             inner: Arc::new(Inner {
                 client,
+                server: None,
                 namespace: namespace.to_string(),
                 shared,
                 _index_task: AbortOnDrop(task),
@@ -393,10 +396,79 @@ impl KubeStore {
         path: Option<&Path>,
         namespace: &str,
     ) -> Result<KubeStore, StoreError> {
-        Ok(KubeStore::new(
-            client_from_kubeconfig(path).await?,
-            namespace,
-        ))
+        let config = config_from_kubeconfig(path).await?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(StoreError::Kube)?;
+        let mut store = KubeStore::new(client, namespace);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.server = Some(server);
+        }
+        Ok(store)
+    }
+
+    /// Check, before a service starts, that it can do its job here: the API server answers, it
+    /// takes our credentials, the scope's namespace exists, and each of `kinds` can be listed
+    /// (its CRD is installed and RBAC allows it). The error names the cause — unreachable,
+    /// credentials refused (expired or invalid), RBAC forbidden (with the server's message,
+    /// which names the user and the resource), CRDs not installed, wrong namespace — instead of
+    /// a service retrying forever.
+    pub async fn preflight(&self, kinds: &[Kind]) -> Result<(), StoreError> {
+        let ns = self.inner.namespace.clone();
+        if !ns.is_empty() {
+            let api: Api<k8s_openapi::api::core::v1::Namespace> =
+                Api::all(self.inner.client.clone());
+            match api.get(&ns).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Err(StoreError::KubeAccess {
+                        what: format!("namespace {ns:?}"),
+                        cause: "it does not exist (check --backend-kube-namespace, TINKERBELL_BACKEND_KUBE_NAMESPACE)".into(),
+                    });
+                }
+                // Reading namespaces is not every service's right: only the lists below decide.
+                Err(kube::Error::Api(s)) if s.code == 403 => {}
+                Err(e) => return Err(self.access_error(format!("namespace {ns:?}"), e)),
+            }
+        }
+        let mut missing = Vec::new();
+        for &kind in kinds {
+            let lp = ListParams::default().limit(1);
+            let what = if ns.is_empty() {
+                format!("listing {} in every namespace", kind.plural())
+            } else {
+                format!("listing {} in namespace {ns:?}", kind.plural())
+            };
+            let res = by_kind!(kind, K => self.api::<K>(&ns).list_metadata(&lp).await.map(|_| ()));
+            match res {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 && !kind.group().is_empty() => {
+                    missing.push(format!("{}.{}", kind.plural(), kind.group()));
+                }
+                Err(e) => return Err(self.access_error(what, e)),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::CrdsMissing { missing })
+        }
+    }
+
+    /// A preflight failure, said in the operator's terms.
+    fn access_error(&self, what: String, e: kube::Error) -> StoreError {
+        let server = self.inner.server.as_deref().unwrap_or("the API server");
+        let cause = match &e {
+            kube::Error::Api(s) if s.code == 401 => format!(
+                "{server} refused the credentials (expired or invalid; check the kubeconfig's user): {}",
+                s.message
+            ),
+            kube::Error::Api(s) if s.code == 403 => {
+                format!("RBAC forbids it: {}", s.message)
+            }
+            kube::Error::Api(s) => format!("{server} answered {}: {}", s.code, s.message),
+            other => format!("cannot reach {server}: {}", crate::api::error_chain(other)),
+        };
+        StoreError::KubeAccess { what, cause }
     }
 
     /// How long a lookup (or a Hardware write, which checks identities) waits for the index's
@@ -802,6 +874,11 @@ struct Plan {
 /// A Kubernetes client from a kubeconfig file, or (with `None`) from the environment:
 /// `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
 pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, StoreError> {
+    Client::try_from(config_from_kubeconfig(path).await?).map_err(StoreError::Kube)
+}
+
+/// The client configuration [`client_from_kubeconfig`] uses.
+async fn config_from_kubeconfig(path: Option<&Path>) -> Result<kube::Config, StoreError> {
     super::remote::install_crypto_provider();
     let config = match path {
         Some(p) => {
@@ -815,7 +892,7 @@ pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, Store
             .await
             .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
     };
-    Client::try_from(config).map_err(StoreError::Kube)
+    Ok(config)
 }
 
 fn scoped_api<K: KubeKind>(client: &Client, ns: &str) -> Api<K> {

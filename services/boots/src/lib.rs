@@ -45,3 +45,6 @@ pub mod syslog;
 
 #[cfg(feature = "server")]
 pub use service::{Boots, BootsError, Config};
+
+/// The kinds boots reads from the store (what a `--backend kube` start-up checks it may list).
+pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[tinkerbell_core::store::Kind::Hardware];

@@ -107,6 +107,6 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
-    let backend: Arc<dyn HardwareLookup> = cli.store.connect().await?;
+    let backend: Arc<dyn HardwareLookup> = cli.store.connect(tinkerbell_hegel::STORE_KINDS).await?;
     Ok(backend)
 }

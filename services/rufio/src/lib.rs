@@ -25,6 +25,14 @@ use tinkerbell_core::model::bmc::Connection;
 
 pub use controller::{ControllerError, Controllers};
 
+/// The kinds rufio reads and writes (what a `--backend kube` start-up checks it may list).
+pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[
+    tinkerbell_core::store::Kind::Machine,
+    tinkerbell_core::store::Kind::Job,
+    tinkerbell_core::store::Kind::Task,
+    tinkerbell_core::store::Kind::Secret,
+];
+
 pub mod action;
 pub mod controller;
 pub mod ipmi;

@@ -99,7 +99,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Config::default()
     };
     config.validate()?;
-    let store: Arc<dyn Store> = cli.store.connect().await?;
+    let store: Arc<dyn Store> = cli.store.connect(tinkerbell_rufio::STORE_KINDS).await?;
     let root = CancellationToken::new();
     let signals = connect::cancel_on_shutdown(&root);
     let result = connect::run_elected(&cli.store, election, &root, async {

@@ -28,6 +28,10 @@ pub mod reconcile;
 
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 
+/// The kinds the controller reads and writes (what a `--backend kube` start-up checks it may
+/// list).
+pub const STORE_KINDS: &[Kind] = &[Kind::Template, Kind::Hardware, Kind::Workflow, Kind::Job];
+
 /// Controller configuration.
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -82,7 +82,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         resync: Duration::from_secs(cli.resync_seconds),
         namespace: cli.store.namespace(),
     };
-    let store: Arc<dyn Store> = cli.store.connect().await?;
+    let store: Arc<dyn Store> = cli
+        .store
+        .connect(tinkerbell_tink_controller::STORE_KINDS)
+        .await?;
     let root = CancellationToken::new();
     let signals = connect::cancel_on_shutdown(&root);
     let result = connect::run_elected(&cli.store, election, &root, async {

@@ -30,6 +30,14 @@ pub mod service;
 pub use auth::Auth;
 pub use logs::{LogLimits, LogStore};
 
+/// The kinds the tink server reads and writes (what a `--backend kube` start-up checks it may
+/// list).
+pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[
+    tinkerbell_core::store::Kind::Hardware,
+    tinkerbell_core::store::Kind::Template,
+    tinkerbell_core::store::Kind::Workflow,
+];
+
 /// Upstream's gRPC port.
 pub const DEFAULT_PORT: u16 = 42113;
 

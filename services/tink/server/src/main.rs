@@ -147,7 +147,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         auth: Auth { key, admin_token },
         ..Config::default()
     };
-    let backend = cli.store.connect().await?;
+    let backend = cli
+        .store
+        .connect(tinkerbell_tink_server::STORE_KINDS)
+        .await?;
     let store: Arc<dyn Store> = backend.clone();
     let lookup: Arc<dyn HardwareLookup> = backend;
     let root = CancellationToken::new();
