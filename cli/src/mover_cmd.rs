@@ -78,10 +78,9 @@ async fn open(
 ) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(rest) = spec.strip_prefix("kube:") {
         let (path, namespace) = rest.split_once('#').unwrap_or((rest, ""));
-        let store = KubeStore::from_kubeconfig(Some(Path::new(path)), namespace).await?;
         // Before anything is read or written: a cluster the move cannot use (unreachable,
         // credentials refused, RBAC, CRDs missing, no such namespace) stops it here, whole.
-        store.preflight(&Kind::ALL).await?;
+        let store = KubeStore::connect(Some(Path::new(path)), namespace, &Kind::ALL).await?;
         return Ok(Arc::new(store));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {

@@ -415,10 +415,9 @@ impl StoreConnection {
     pub async fn connect_for(&self, kinds: &[Kind]) -> Result<Arc<dyn Backend>, ConnectError> {
         if self.backend == BackendKind::Kube {
             let store =
-                KubeStore::from_kubeconfig(self.kube_config.as_deref(), &self.kube_namespace)
+                KubeStore::connect(self.kube_config.as_deref(), &self.kube_namespace, kinds)
                     .await
                     .map_err(ConnectError::Kube)?;
-            store.preflight(kinds).await.map_err(ConnectError::Kube)?;
             return Ok(Arc::new(store));
         }
         let url = match &self.server {

@@ -413,10 +413,53 @@ impl KubeStore {
     /// which names the user and the resource), CRDs not installed, wrong namespace — instead of
     /// a service retrying forever.
     pub async fn preflight(&self, kinds: &[Kind]) -> Result<(), StoreError> {
-        let ns = self.inner.namespace.clone();
+        Preflight {
+            client: &self.inner.client,
+            server: self.inner.server.as_deref(),
+            namespace: &self.inner.namespace,
+        }
+        .run(kinds)
+        .await
+    }
+
+    /// A store from a kubeconfig (as [`KubeStore::from_kubeconfig`]) for a service that reads
+    /// `kinds`, checked with [`KubeStore::preflight`] *before* the store starts its lookup index
+    /// (which would otherwise log its own retries first).
+    pub async fn connect(
+        path: Option<&Path>,
+        namespace: &str,
+        kinds: &[Kind],
+    ) -> Result<KubeStore, StoreError> {
+        let config = config_from_kubeconfig(path).await?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(StoreError::Kube)?;
+        Preflight {
+            client: &client,
+            server: Some(&server),
+            namespace,
+        }
+        .run(kinds)
+        .await?;
+        let mut store = KubeStore::new(client, namespace);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.server = Some(server);
+        }
+        Ok(store)
+    }
+}
+
+/// The start-up check of [`KubeStore::preflight`].
+struct Preflight<'a> {
+    client: &'a Client,
+    server: Option<&'a str>,
+    namespace: &'a str,
+}
+
+impl Preflight<'_> {
+    async fn run(&self, kinds: &[Kind]) -> Result<(), StoreError> {
+        let ns = self.namespace.to_string();
         if !ns.is_empty() {
-            let api: Api<k8s_openapi::api::core::v1::Namespace> =
-                Api::all(self.inner.client.clone());
+            let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
             match api.get(&ns).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -438,7 +481,7 @@ impl KubeStore {
             } else {
                 format!("listing {} in namespace {ns:?}", kind.plural())
             };
-            let res = by_kind!(kind, K => self.api::<K>(&ns).list_metadata(&lp).await.map(|_| ()));
+            let res = by_kind!(kind, K => scoped_api::<K>(self.client, &ns).list_metadata(&lp).await.map(|_| ()));
             match res {
                 Ok(()) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 && !kind.group().is_empty() => {
@@ -456,7 +499,7 @@ impl KubeStore {
 
     /// A preflight failure, said in the operator's terms.
     fn access_error(&self, what: String, e: kube::Error) -> StoreError {
-        let server = self.inner.server.as_deref().unwrap_or("the API server");
+        let server = self.server.unwrap_or("the API server");
         let cause = match &e {
             kube::Error::Api(s) if s.code == 401 => format!(
                 "{server} refused the credentials (expired or invalid; check the kubeconfig's user): {}",
@@ -470,7 +513,9 @@ impl KubeStore {
         };
         StoreError::KubeAccess { what, cause }
     }
+}
 
+impl KubeStore {
     /// How long a lookup (or a Hardware write, which checks identities) waits for the index's
     /// first full list before failing. Default [`DEFAULT_SYNC_TIMEOUT`].
     #[must_use]
