@@ -1,4 +1,5 @@
-//! `tinkerbell serve`: open the embedded store and run every service on it in one process: the
+//! `tinkerbell serve`: open the store (embedded by default, or the CRDs on a cluster with
+//! `--backend kube`) and run every service on it in one process: the
 //! store API, the consolidated HTTP port (hegel's metadata; boots' iPXE binaries, scripts and
 //! HookOS artifacts, logs and metrics), boots (DHCP, TFTP and syslog, each off unless enabled,
 //! since they bind privileged ports), the tink gRPC server and controller, and the BMC
@@ -18,7 +19,10 @@ use anyhow::Context;
 use tinkerbell_boots::flags::IpxeContext;
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
+use tinkerbell_core::connect::BackendKind;
 use tinkerbell_core::store::embedded::EmbeddedStore;
+use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::{Backend, Kind};
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_hegel::HttpServer;
@@ -35,8 +39,27 @@ use tinkerbell_core::connect::URL_FILE;
 
 pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let dir = data_dir(g)?;
-    let store = EmbeddedStore::open(&dir).context("opening the embedded store")?;
-    tracing::info!(path = %store.path().display(), objects = store.len(), revision = store.revision(), "embedded store open");
+    // The store every service shares: the embedded one (default), or the Tinkerbell CRDs on a
+    // cluster (`--backend kube`), checked before anything is bound. The store API, the CLI's
+    // way in, serves either.
+    let store: Arc<dyn Backend> = match g.backend {
+        BackendKind::Embedded => {
+            let store = EmbeddedStore::open(&dir).context("opening the embedded store")?;
+            tracing::info!(path = %store.path().display(), objects = store.len(), revision = store.revision(), "embedded store open");
+            Arc::new(store)
+        }
+        BackendKind::Kube => {
+            let store = KubeStore::connect(
+                g.backend_kube_config.as_deref(),
+                &g.backend_kube_namespace,
+                &Kind::ALL,
+            )
+            .await
+            .context("the kube backend")?;
+            tracing::info!(namespace = %g.backend_kube_namespace, "kube backend connected");
+            Arc::new(store)
+        }
+    };
     let token = token::load_or_create(&dir).context("store API token")?;
 
     // One timeline for every service in this process (`tinkerbell timeline`).
@@ -61,15 +84,11 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     boots_config(args, &hegel_config, args.http_port, None, None)?;
 
     let root = CancellationToken::new();
-    let store_for_controller = store.clone();
     let config = ApiConfig {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
     };
-    let store_for_rufio = store.clone();
-    let store_for_tink = store.clone();
-    let api =
-        ApiServer::start(&config, Arc::new(store.clone()), &token, root.child_token()).await?;
+    let api = ApiServer::start(&config, store.clone(), &token, root.child_token()).await?;
     // One worker token key for the tink server (which checks tokens) and boots (whose
     // scripts hand them to HookOS).
     let key = if args.tink_server_worker_auth {
@@ -103,9 +122,8 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             timeline: Some(timeline.clone()),
             ..tinkerbell_tink_server::Config::default()
         };
-        let backend = Arc::new(store_for_tink);
         let server =
-            tinkerbell_tink_server::start(config, backend.clone(), backend, root.child_token())
+            tinkerbell_tink_server::start(config, store.clone(), store.clone(), root.child_token())
                 .await?;
         let scheme = if args.tls_cert_file.is_some() {
             "https"
@@ -134,7 +152,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     )?;
     let boots = tinkerbell_boots::Boots::start(
         &boots_config,
-        Arc::new(store.clone()),
+        store.clone(),
         timeline.clone(),
         root.child_token(),
     )
@@ -148,14 +166,11 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         .router(Some(token.clone()))
         .merge(tinkerbell_core::timeline::router(
             timeline.clone(),
-            Arc::new(store.clone()),
+            store.clone(),
             Some(token.clone()),
         ));
     if args.enable_tootles {
-        router = router.merge(tinkerbell_hegel::router(
-            Arc::new(store.clone()),
-            &hegel_config,
-        ));
+        router = router.merge(tinkerbell_hegel::router(store.clone(), &hegel_config));
     }
     let http = HttpServer::serve(listener, router, root.child_token(), GRACE)?;
     eprintln!(
@@ -176,14 +191,14 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         };
         Some(tinkerbell_rufio::Controllers::start(
             config,
-            Arc::new(store_for_rufio),
+            store.clone(),
             root.child_token(),
         )?)
     } else {
         None
     };
     let controller = if args.enable_tink_controller {
-        let store: Arc<dyn tinkerbell_core::store::Store> = Arc::new(store_for_controller);
+        let store: Arc<dyn tinkerbell_core::store::Store> = store.clone();
         let controller = tinkerbell_tink_controller::Controller::start(
             tinkerbell_tink_controller::Config::default(),
             store,
