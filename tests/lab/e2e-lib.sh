@@ -21,7 +21,8 @@ e2e_require() {
 # e2e_build: the CLI ($cli), HookOS ($E/hookos), the installed OS ($E/os/disk.raw, build id in
 # $build_id) and its zstd image as an artifact server serves it ($E/www/os.raw.zst, $img_sha).
 # TINKERBELL_BIN: a binary already built (scripts/test.sh passes cargo test's, which a
-# `cargo build -p tinkerbell` would rebuild with other unified features).
+# `cargo build -p tinkerbell` would rebuild with other unified features). E2E_WORKER_BIN: a
+# static tink-worker already built, for HookOS (default: hookos/build.sh builds one).
 e2e_build() {
   if [ -n "${TINKERBELL_BIN:-}" ]; then
     cli=$TINKERBELL_BIN
@@ -30,7 +31,8 @@ e2e_build() {
     (cd "$repo" && cargo build -q --locked -p tinkerbell --bin tinkerbell)
     cli="${CARGO_TARGET_DIR:-$repo/target}/debug/tinkerbell"
   fi
-  "$repo/hookos/build.sh" --out "$E/hookos" > "$E/logs/hookos-build.log" 2>&1 \
+  "$repo/hookos/build.sh" --out "$E/hookos" ${E2E_WORKER_BIN:+--worker "$E2E_WORKER_BIN"} \
+    > "$E/logs/hookos-build.log" 2>&1 \
     || { tail -20 "$E/logs/hookos-build.log"; exit 1; }
   "$repo/hookos/build.sh" --out "$E/os" --no-worker --overlay "$here/os" > "$E/logs/os-build.log" 2>&1 \
     || { tail -20 "$E/logs/os-build.log"; exit 1; }

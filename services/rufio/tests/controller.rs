@@ -663,3 +663,85 @@ async fn one_operation_at_a_time_per_bmc() {
     );
     env.stop().await;
 }
+
+/// Tasks another controller claimed (`startTime` set) and never finished — a leader killed
+/// mid-Job, as `tests/leader_kube.rs` does for real — are inherited by the next controller: it
+/// reads the power state first and sends the command only when it has not taken effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherited_started_tasks_send_only_what_did_not_take_effect() {
+    // Both machines are off: `on` never reached the first, `off` already did on the second.
+    let (sim_on, sim_off) = (IpmiSim::start(8), IpmiSim::start(8));
+    sim_on.ready().await;
+    sim_off.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let put = |v: Value| {
+        let store = store.clone();
+        async move {
+            store
+                .create(Object::from_typed_json(v).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    put(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bmc-auth", "namespace": NS},
+        "type": "kubernetes.io/basic-auth",
+        "stringData": {"username": "admin", "password": "password"}
+    }))
+    .await;
+    let started = (k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_secs(1))
+    .to_string();
+    for (name, action, port) in [("t-on", "on", sim_on.port), ("t-off", "off", sim_off.port)] {
+        let t = put(json!({
+            "apiVersion": "bmc.tinkerbell.org/v1alpha1", "kind": "Task",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"task": {"powerAction": action},
+                     "connection": ipmi_connection(port, "bmc-auth", "3")}
+        }))
+        .await;
+        let t = t.with_status_json(json!({"startTime": started})).unwrap();
+        store.update_status(t).await.unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let controllers = Controllers::start(test_config(), store.clone(), cancel.clone()).unwrap();
+    for name in ["t-on", "t-off"] {
+        wait_for(
+            &format!("Task {name} to complete"),
+            Duration::from_secs(30),
+            || {
+                let store = store.clone();
+                async move {
+                    let Object::Task(t) = store.get(Kind::Task, NS, name).await.unwrap() else {
+                        return None;
+                    };
+                    t.status
+                        .as_ref()?
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_.as_deref() == Some("Completed"))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    cancel.cancel();
+    controllers.join().await.unwrap();
+    let sets = |sim: &IpmiSim| -> Vec<String> {
+        sim.hook_log()
+            .into_iter()
+            .filter(|l| l.starts_with("set power"))
+            .collect()
+    };
+    assert_eq!(sets(&sim_on), ["set power 1"], "{:?}", sim_on.hook_log());
+    assert_eq!(
+        sets(&sim_off),
+        Vec::<String>::new(),
+        "{:?}",
+        sim_off.hook_log()
+    );
+}

@@ -13,6 +13,10 @@
 //!   change, `update_status` with the read `resourceVersion`, and on a conflict read again and
 //!   decide again. A Task's first write (its `startTime`) is therefore a claim: only the
 //!   writer that wins it runs the action, so an action runs once even if two controllers race.
+//! * **Exactly once across a failover.** With leader election (`--rufio-enable-leader-election`)
+//!   one process reconciles at a time; a standby that takes the Lease over finds the Tasks the
+//!   dead leader had claimed but not finished and, for power on/off/soft, asks the BMC before
+//!   acting (see `task.rs`), so every power command reaches the BMC once.
 //! * **BMCs are protected.** At most one operation at a time per BMC host, and at most
 //!   [`Config::max_concurrent_bmc`] BMC operations overall; every operation is bounded by
 //!   [`Config::bmc_timeout`].
@@ -143,6 +147,9 @@ pub(crate) struct Ctx {
     pub(crate) bmcs: bmcs::Bmcs,
     /// Last BMC error seen while a Task verified its power state, for the timeout message.
     pub(crate) verify_errors: Mutex<HashMap<ObjectKey, String>>,
+    /// Unfinished Tasks whose action this process ran (or decided not to need): a started Task
+    /// missing here was started by a controller that stopped (see `task.rs`).
+    pub(crate) acted: Mutex<HashSet<ObjectKey>>,
 }
 
 /// The running controllers.
@@ -167,6 +174,7 @@ impl Controllers {
             bmcs: bmcs::Bmcs::new(config.max_concurrent_bmc, config.bmc_timeout),
             config,
             verify_errors: Mutex::new(HashMap::new()),
+            acted: Mutex::new(HashSet::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();

@@ -2,15 +2,33 @@
 //! every `power_verify_interval` until it reports the wanted power state, failing after
 //! `task_timeout` from `startTime`.
 //!
-//! The first status write sets `startTime` before the action runs, conditionally on the
-//! resourceVersion read: it claims the Task, so the action runs once even when two
-//! controllers (or two reconciles) race. If the process dies between the claim and the
-//! result, the next reconcile finds `startTime` set: power actions that are verified go on
-//! verifying (and time out if the action never ran); the others, which are safe to repeat
-//! (boot device, virtual media, status) or whose effect cannot be observed (cycle, reset),
-//! run again.
+//! Exactly once, also when the controller dies mid-Task:
+//!
+//! * **Claim before acting.** The first status write sets `startTime` before the action runs,
+//!   conditionally on the resourceVersion read: it claims the Task, so the action runs once
+//!   even when two controllers (or two reconciles) race. The process remembers the Tasks it
+//!   acted on (`Ctx::acted`) until they end.
+//! * **A started Task this process did not act on was inherited** from a controller that
+//!   stopped between its claim and the Task's end: with leader election, a leader killed
+//!   (`kill -9`, node loss) in the middle of a Job, whose standby has taken the Lease over. The
+//!   dead leader may have died before sending the command, or after the BMC carried it out but
+//!   before the result was written; `startTime` cannot tell which. For `on`, `off` and `soft`
+//!   the BMC can: the new owner reads the power state first and, when the machine is already
+//!   in the wanted state, completes the Task without a command; otherwise it sends the command
+//!   (once: the Task is then its own) and verifies as usual. Upstream writes `startTime` after
+//!   acting, so its next controller acts again: the command twice in the second case. Only
+//!   verifying (what this module did before) loses it in the first: the Task times out after
+//!   10 minutes.
+//! * What it cannot cover: a command the BMC accepted but has not carried out yet when the new
+//!   owner looks (a graceful `soft` shutdown still in progress, a BMC that applies power changes
+//!   seconds later) is sent again — harmless for on/off, which are idempotent, and a second
+//!   ACPI power-button press for `soft`. Actions whose effect cannot be read back (cycle,
+//!   reset) and those safe to repeat (boot device, virtual media, status) run again on an
+//!   inherited Task. Two *live* controllers on one store without leader election could both
+//!   treat a verifying Task as inherited; run replicas with leader election.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use tinkerbell_core::model::bmc::{Task, condition_status, task_condition_type};
@@ -72,7 +90,11 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, Con
             Ok(t) => t,
             Err(m) => return finish(ctx, key, Err(m)).await,
         };
-        return verify(ctx, key, &target, want, ctx.config.task_timeout - elapsed).await;
+        let remaining = ctx.config.task_timeout - elapsed;
+        if !acted(ctx).contains(key) {
+            return take_over(ctx, key, &task, &step, &target, want, remaining).await;
+        }
+        return verify(ctx, key, &target, want, remaining).await;
     }
 
     if started.is_none() {
@@ -91,6 +113,7 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, Con
             // Someone else started it (or it is gone): look again.
             return Ok(Some(Duration::ZERO));
         }
+        acted(ctx).insert(key.clone());
     }
     let target = match Target::resolve(ctx.store.as_ref(), &conn, &key.namespace).await {
         Ok(t) => t,
@@ -111,6 +134,51 @@ pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, Con
             verify(ctx, key, &target, want, ctx.config.task_timeout).await
         }
     }
+}
+
+/// A verified power Task started by a controller that stopped before finishing it: complete it
+/// when the BMC already reports `want`, else send the action (once) and verify.
+async fn take_over(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    task: &Task,
+    step: &Step,
+    target: &Target,
+    want: PowerState,
+    remaining: Duration,
+) -> Result<Requeue, ControllerError> {
+    let state = match ctx.bmcs.run(target, &Step::PowerStatus).await {
+        Ok(ActionOutcome::PowerState(s)) => s,
+        Ok(_) => return Ok(Some(ctx.config.power_verify_interval.min(remaining))),
+        Err(e) => {
+            // Cannot tell yet whether the command is needed: ask again (the timeout holds).
+            let m = bmcs::message(&e);
+            tracing::info!(task = %key, error = %m, "inherited Task: power state check failed; retrying");
+            verify_errors(ctx).insert(key.clone(), m);
+            return Ok(Some(ctx.config.power_verify_interval.min(remaining)));
+        }
+    };
+    acted(ctx).insert(key.clone());
+    if state == want {
+        tracing::info!(task = %key, state = %state, "inherited Task: the BMC already reports the wanted power state; not sending the action again");
+        return finish(ctx, key, Ok(None)).await;
+    }
+    tracing::info!(task = %key, host = %target.host, action = ?step, state = %state, "inherited Task: the action had not taken effect; running it");
+    match ctx.bmcs.run(target, step).await {
+        Err(e) => finish(ctx, key, Err(bmcs::message(&e))).await,
+        Ok(_) => {
+            record(ctx, task, step).await;
+            verify(ctx, key, target, want, remaining).await
+        }
+    }
+}
+
+fn acted(ctx: &Ctx) -> MutexGuard<'_, HashSet<ObjectKey>> {
+    ctx.acted.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn verify_errors(ctx: &Ctx) -> MutexGuard<'_, std::collections::HashMap<ObjectKey, String>> {
+    ctx.verify_errors.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Put a power or boot-device change into the timeline, under the bmc Machine of the Job that
@@ -242,10 +310,8 @@ async fn finish(
 }
 
 fn forget(ctx: &Ctx, key: &ObjectKey) {
-    ctx.verify_errors
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(key);
+    verify_errors(ctx).remove(key);
+    acted(ctx).remove(key);
 }
 
 fn terminal(t: &Task) -> bool {

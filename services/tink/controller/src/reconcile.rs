@@ -4,8 +4,11 @@
 //! `bootOptions` bookkeeping, the Job in the store, the Hardware's `allowPXE`) and only then
 //! acts, and the status is written only when it changed, conditionally on the resourceVersion
 //! that was read. A conflicting write (the tink server reported an action meanwhile) is simply
-//! retried on a fresh read. State transitions go through `tinkerbell_tink_workflow::state`, the
-//! same functions the server uses.
+//! retried on a fresh read. A bmc Job is created before the status that tracks its UID is
+//! written; a controller that dies in between (a leader killed; its standby takes the Lease
+//! over) leaves an untracked Job, which the next reconcile recognises by its controller owner
+//! reference (this Workflow's UID) and adopts, so each Job runs once. State transitions go
+//! through `tinkerbell_tink_workflow::state`, the same functions the server uses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -540,6 +543,25 @@ impl Ctx<'_> {
                 );
                 Ok(JobProgress::Running)
             }
+            Some(j) if tracked_uid.is_empty() && self.owns(&j) => {
+                // Created by this Workflow, but the status write that would have tracked it
+                // never landed: the controller died in between (a leader killed, its standby
+                // now here) or the write failed. Adopt it: deleting and re-creating it would
+                // run the bmc Job — its power actions — a second time.
+                let entry = jobs(status).entry(job.name.clone()).or_default();
+                entry.uid = j.metadata.uid.clone();
+                entry.complete = Some(false);
+                set_condition(
+                    status,
+                    cond::BOOT_JOB_SETUP_COMPLETE,
+                    true,
+                    "Created",
+                    &format!("bmc job {} created", job.name),
+                    self.now,
+                );
+                tracing::info!(workflow = %self.wf_name(), job = %job.name, "adopted the bmc job this workflow created earlier");
+                Ok(JobProgress::Running)
+            }
             Some(j) => {
                 // A Job of that name that is not ours (an earlier workflow's): delete it first.
                 self.store
@@ -604,7 +626,7 @@ impl Ctx<'_> {
                 let created = match self.store.create(Object::Job(Arc::new(new))).await {
                     Ok(o) => o,
                     // Created by a concurrent reconcile whose status write lost: next round
-                    // finds it untracked and replaces it.
+                    // finds it untracked and adopts it.
                     Err(StoreError::AlreadyExists(_)) => return Ok(JobProgress::Running),
                     Err(e) => return Err(e.into()),
                 };
@@ -623,6 +645,19 @@ impl Ctx<'_> {
                 Ok(JobProgress::Running)
             }
         }
+    }
+
+    /// Whether this Workflow (this incarnation: its UID) is the Job's controller owner.
+    fn owns(&self, job: &Job) -> bool {
+        let Some(uid) = self.wf.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+            return false;
+        };
+        job.metadata.owner_references.iter().flatten().any(|o| {
+            o.controller == Some(true)
+                && o.kind == Kind::Workflow.as_str()
+                && o.api_version == Kind::Workflow.api_version()
+                && o.uid == uid
+        })
     }
 
     /// Sets `netboot.allowPXE` on every interface of the Hardware (no write when already so).
