@@ -132,3 +132,87 @@ pub fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
         other => other,
     }
 }
+
+/// One service binary running on the test API server (`--backend kube` in a namespace, with
+/// `HOSTNAME` = `name`, which becomes its Lease identity), its output in `<dir>/<name>.log`.
+/// Killed (SIGKILL) and reaped on drop, so a failed test leaves no process behind.
+#[derive(Debug)]
+pub struct Replica {
+    /// The name it was started with.
+    pub name: String,
+    /// The process.
+    pub child: std::process::Child,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Replica {
+    /// Start `bin` with `--backend kube --backend-kube-config KUBECONFIG
+    /// --backend-kube-namespace NS --log-level info` and `extra`.
+    pub fn start(
+        bin: &str,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        ns: &str,
+        extra: &[&str],
+        dir: &std::path::Path,
+    ) -> Replica {
+        use std::process::{Command, Stdio};
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|e| panic!("duplicating {}: {e}", log.display()));
+        let child = Command::new(bin)
+            .args(["--backend", "kube", "--backend-kube-namespace", ns])
+            .arg("--backend-kube-config")
+            .arg(kubeconfig)
+            .args(["--log-level", "info"])
+            .args(extra)
+            .env("HOSTNAME", name)
+            .env("NO_COLOR", "1")
+            .env_remove("TINKERBELL_BACKEND")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        Replica {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+}
+
+impl Replica {
+    /// Its exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.name))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every replica's log, headed by its name (for a failing assertion's message).
+pub fn replica_logs(replicas: &[Replica]) -> String {
+    replicas
+        .iter()
+        .map(|r| {
+            format!(
+                "--- {} ---\n{}",
+                r.name,
+                std::fs::read_to_string(&r.log).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

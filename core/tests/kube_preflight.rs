@@ -108,3 +108,84 @@ async fn each_unusable_cluster_names_its_cause() {
         "{msg}"
     );
 }
+
+/// A control plane of its own, without the Tinkerbell CRDs (the shared one has them installed):
+/// `tests/kube/kube.sh up` in a temporary directory, `down` on drop.
+struct BareCluster {
+    dir: tempfile::TempDir,
+}
+
+impl BareCluster {
+    fn up() -> BareCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/kube/kube.sh");
+        let out = std::process::Command::new(&script)
+            .arg("up")
+            .arg(dir.path().join("cp"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kube.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BareCluster { dir }
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("cp/kubeconfig")
+    }
+}
+
+impl Drop for BareCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/kube/kube.sh");
+        let _ = std::process::Command::new(script)
+            .arg("down")
+            .arg(self.dir.path().join("cp"))
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_the_crds_is_named_as_such() {
+    // Only where the shared control plane runs (the same tools start this one).
+    if tinkerbell_core::testing::test_kube("preflight-bare")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let bare = BareCluster::up();
+    match preflight(&bare.kubeconfig(), "default", &Kind::ALL).await {
+        Err(StoreError::CrdsMissing { missing }) => {
+            assert_eq!(missing.len(), 7, "{missing:?}");
+            assert!(
+                missing.contains(&"hardware.tinkerbell.org".to_string()),
+                "{missing:?}"
+            );
+            assert!(
+                missing.contains(&"workflowrulesets.tinkerbell.org".to_string()),
+                "{missing:?}"
+            );
+            assert!(
+                missing.contains(&"jobs.bmc.tinkerbell.org".to_string()),
+                "{missing:?}"
+            );
+        }
+        other => panic!("expected CrdsMissing, got {other:?}"),
+    }
+    // Secrets are core/v1: always there.
+    preflight(&bare.kubeconfig(), "default", &[Kind::Secret])
+        .await
+        .unwrap();
+    let msg = preflight(&bare.kubeconfig(), "default", &[Kind::Hardware])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("lacks the Tinkerbell CRDs: hardware.tinkerbell.org")
+            && msg.contains("kubectl apply --server-side -f deploy/crds/"),
+        "{msg}"
+    );
+}

@@ -18,8 +18,6 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{IPMI_PASSWORD, IPMI_USER, IpmiSim, free_udp_port, read_lines, wait_for};
@@ -29,6 +27,7 @@ use serde_json::{Value, json};
 use tinkerbell_core::model::bmc::{condition_status, job_condition_type};
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Kind, Object, Store};
+use tinkerbell_core::testing::{Replica, replica_logs};
 
 /// controller-runtime's timing, which `rufio` uses (core/src/store/kube_lease.rs).
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -66,61 +65,6 @@ esac
 
 /// What `rufio` prints once it holds the Lease and has started its controllers.
 const STARTED: &str = "rufio: reconciling bmc.tinkerbell.org";
-
-/// One `rufio` process; killed (and reaped) on drop, so a failing test leaves none behind.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(name: &'static str, kubeconfig: &Path, ns: &str, dir: &Path) -> Replica {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rufio"))
-            .args(["--backend", "kube", "--backend-kube-namespace", ns])
-            .arg("--backend-kube-config")
-            .arg(kubeconfig)
-            .arg("--rufio-enable-leader-election")
-            .args(["--log-level", "info"])
-            .env("HOSTNAME", name)
-            .env("NO_COLOR", "1")
-            .env_remove("TINKERBELL_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("starting rufio");
-        Replica { name, child, log }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every replica's log, for a failure message.
-fn logs(replicas: &[Replica]) -> String {
-    replicas
-        .iter()
-        .map(|r| {
-            format!(
-                "--- {} ---\n{}",
-                r.name,
-                std::fs::read_to_string(&r.log).unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// The Lease's holder and last renewal, when it has a holder.
 async fn holder(leases: &Api<Lease>) -> Option<(String, k8s_openapi::jiff::Timestamp)> {
@@ -198,8 +142,22 @@ async fn leader_killed_mid_job(test: &str, mode: &str) {
 
     let dir = tempfile::tempdir().unwrap();
     let mut replicas = vec![
-        Replica::start("rufio-a", &env.kubeconfig, ns, dir.path()),
-        Replica::start("rufio-b", &env.kubeconfig, ns, dir.path()),
+        Replica::start(
+            env!("CARGO_BIN_EXE_rufio"),
+            "rufio-a",
+            &env.kubeconfig,
+            ns,
+            &["--rufio-enable-leader-election"],
+            dir.path(),
+        ),
+        Replica::start(
+            env!("CARGO_BIN_EXE_rufio"),
+            "rufio-b",
+            &env.kubeconfig,
+            ns,
+            &["--rufio-enable-leader-election"],
+            dir.path(),
+        ),
     ];
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), ns);
     let (first, _) = wait_for(
@@ -242,24 +200,29 @@ async fn leader_killed_mid_job(test: &str, mode: &str) {
         assert!(
             replicas[standby].exited().is_none(),
             "the standby exited\n{}",
-            logs(&replicas)
+            replica_logs(&replicas)
         );
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the leader was not killed at the second power command; BMC log {:?}\n{}",
             sim.hook_log(),
-            logs(&replicas)
+            replica_logs(&replicas)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let status = replicas[leader].child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "{status:?}\n{}", logs(&replicas));
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "{status:?}\n{}",
+        replica_logs(&replicas)
+    );
     // Until then the standby only waited for the Lease: it never started its controllers.
     let standby_log = std::fs::read_to_string(&replicas[standby].log).unwrap();
     assert!(
         !standby_log.contains(STARTED),
         "the standby reconciled while the leader held the Lease\n{}",
-        logs(&replicas)
+        replica_logs(&replicas)
     );
     let (_, last_renewal) = holder(&leases).await.expect("the dead leader's Lease");
     // The Task was claimed and not finished (the kill came before the result was written).
@@ -315,7 +278,7 @@ async fn leader_killed_mid_job(test: &str, mode: &str) {
     assert!(
         since_renewal <= bound,
         "takeover {since_renewal:?} after the last renewal (bound {bound:?})\n{}",
-        logs(&replicas)
+        replica_logs(&replicas)
     );
 
     let waiting = Instant::now();
@@ -329,7 +292,7 @@ async fn leader_killed_mid_job(test: &str, mode: &str) {
              BMC log {:?}\n{}",
             read_lines(&sim.path("power.log")),
             sim.hook_log(),
-            logs(&replicas)
+            replica_logs(&replicas)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -339,14 +302,14 @@ async fn leader_killed_mid_job(test: &str, mode: &str) {
         (cond.as_str(), msg.as_str()),
         (job_condition_type::COMPLETED, ""),
         "\n{}",
-        logs(&replicas)
+        replica_logs(&replicas)
     );
     assert_eq!(
         commands,
         ["1", "0", "1", "0"],
         "each power action exactly once; BMC log {:?}\n{}",
         sim.hook_log(),
-        logs(&replicas)
+        replica_logs(&replicas)
     );
     assert!(
         sim.hook_log().contains(&format!("killed {mode} 0")),

@@ -11,8 +11,6 @@
 //! until the leader is dead.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +24,7 @@ use serde_json::{Value, json};
 use tinkerbell_core::model::Workflow;
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Kind, Object, Store};
+use tinkerbell_core::testing::{Replica, replica_logs};
 
 /// controller-runtime's timing, which `tink-controller` uses (core/src/store/kube_lease.rs).
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -48,56 +47,6 @@ tasks:
 
 /// What `tink-controller` prints once it holds the Lease and has started its controller.
 const STARTED: &str = "tink-controller: reconciling workflows";
-
-/// One `tink-controller` process; killed (and reaped) on drop.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(name: &'static str, kubeconfig: &Path, ns: &str, dir: &Path) -> Replica {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tink-controller"))
-            .args(["--backend", "kube", "--backend-kube-namespace", ns])
-            .arg("--backend-kube-config")
-            .arg(kubeconfig)
-            .arg("--tink-controller-enable-leader-election")
-            .args(["--log-level", "info"])
-            .env("HOSTNAME", name)
-            .env("NO_COLOR", "1")
-            .env_remove("TINKERBELL_BACKEND")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("starting tink-controller");
-        Replica { name, child, log }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn logs(replicas: &[Replica]) -> String {
-    replicas
-        .iter()
-        .map(|r| {
-            format!(
-                "--- {} ---\n{}",
-                r.name,
-                std::fs::read_to_string(&r.log).unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Poll `f` every 100 ms until it returns `Some`; panic after `limit` with `why()`.
 async fn until<T, Fut: std::future::Future<Output = Option<T>>>(
@@ -297,15 +246,29 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut replicas = vec![
-        Replica::start("tink-a", &env.kubeconfig, ns, dir.path()),
-        Replica::start("tink-b", &env.kubeconfig, ns, dir.path()),
+        Replica::start(
+            env!("CARGO_BIN_EXE_tink-controller"),
+            "tink-a",
+            &env.kubeconfig,
+            ns,
+            &["--tink-controller-enable-leader-election"],
+            dir.path(),
+        ),
+        Replica::start(
+            env!("CARGO_BIN_EXE_tink-controller"),
+            "tink-b",
+            &env.kubeconfig,
+            ns,
+            &["--tink-controller-enable-leader-election"],
+            dir.path(),
+        ),
     ];
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), ns);
     let (first, _) = until(
         "a replica to take the Lease",
         Duration::from_secs(60),
         || holder(&leases),
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     let leader = replicas
@@ -357,7 +320,7 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
         "the leader to create the bmc Job",
         Duration::from_secs(60),
         || job_uid(&store, ns),
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     until(
@@ -372,12 +335,16 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
                     .then_some(())
             }
         },
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     // Until then the standby only waited for the Lease.
     let standby_log = std::fs::read_to_string(&replicas[standby].log).unwrap();
-    assert!(!standby_log.contains(STARTED), "{}", logs(&replicas));
+    assert!(
+        !standby_log.contains(STARTED),
+        "{}",
+        replica_logs(&replicas)
+    );
     replicas[leader].child.kill().unwrap();
     let status = replicas[leader].child.wait().unwrap();
     let killed = Instant::now();
@@ -394,7 +361,7 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
             let first = first.clone();
             async move { holder(&leases).await.filter(|(h, _)| *h != first) }
         },
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     let since_renewal = Duration::from_millis(
@@ -417,14 +384,14 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
             let store = store.clone();
             async move { tracked(&*workflow(&store, ns).await) }
         },
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     assert_eq!(
         now_tracked,
         uid,
         "the Job was replaced\n{}",
-        logs(&replicas)
+        replica_logs(&replicas)
     );
     assert_eq!(job_uid(&store, ns).await.as_deref(), Some(uid.as_str()));
 
@@ -453,7 +420,7 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
                 (wf.status.as_ref()?.state.as_deref() == Some("PENDING")).then_some(())
             }
         },
-        || logs(&replicas),
+        || replica_logs(&replicas),
     )
     .await;
     assert_eq!(job_uid(&store, ns).await.as_deref(), Some(uid.as_str()));
