@@ -548,17 +548,7 @@ impl Ctx<'_> {
                 // never landed: the controller died in between (a leader killed, its standby
                 // now here) or the write failed. Adopt it: deleting and re-creating it would
                 // run the bmc Job — its power actions — a second time.
-                let entry = jobs(status).entry(job.name.clone()).or_default();
-                entry.uid = j.metadata.uid.clone();
-                entry.complete = Some(false);
-                set_condition(
-                    status,
-                    cond::BOOT_JOB_SETUP_COMPLETE,
-                    true,
-                    "Created",
-                    &format!("bmc job {} created", job.name),
-                    self.now,
-                );
+                self.track_job(status, &job.name, j.metadata.uid.clone());
                 tracing::info!(workflow = %self.wf_name(), job = %job.name, "adopted the bmc job this workflow created earlier");
                 Ok(JobProgress::Running)
             }
@@ -630,21 +620,27 @@ impl Ctx<'_> {
                     Err(StoreError::AlreadyExists(_)) => return Ok(JobProgress::Running),
                     Err(e) => return Err(e.into()),
                 };
-                let entry = jobs(status).entry(job.name.clone()).or_default();
-                entry.uid = created.meta().uid.clone();
-                entry.complete = Some(false);
-                set_condition(
-                    status,
-                    cond::BOOT_JOB_SETUP_COMPLETE,
-                    true,
-                    "Created",
-                    &format!("bmc job {} created", job.name),
-                    self.now,
-                );
+                self.track_job(status, &job.name, created.meta().uid.clone());
                 tracing::info!(workflow = %self.wf_name(), job = %job.name, "created bmc job");
                 Ok(JobProgress::Running)
             }
         }
+    }
+
+    /// Record the bmc Job `name` (with `uid`) as this Workflow's, not yet complete, and say so
+    /// in the `BootJobSetupComplete` condition.
+    fn track_job(&self, status: &mut WorkflowStatus, name: &str, uid: Option<String>) {
+        let entry = jobs(status).entry(name.to_string()).or_default();
+        entry.uid = uid;
+        entry.complete = Some(false);
+        set_condition(
+            status,
+            cond::BOOT_JOB_SETUP_COMPLETE,
+            true,
+            "Created",
+            &format!("bmc job {name} created"),
+            self.now,
+        );
     }
 
     /// Whether this Workflow (this incarnation: its UID) is the Job's controller owner.
