@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
   set +e
   features=()
   case $t in rmcp_decode|redfish_json) features=(--features rufio) ;; esac
-  cargo "${tc[@]}" fuzz run "${features[@]}" --target-dir "$target_dir" "$t" "$work" "$here/seeds/$t" -- \
+  cargo "${tc[@]}" fuzz run --debug-assertions "${features[@]}" --target-dir "$target_dir" "$t" "$work" "$here/seeds/$t" -- \
     -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e

@@ -59,9 +59,10 @@ tests/lab/netboot.sh
 # End to end: workflows with --netboot provision a BIOS and a UEFI lab machine (rufio power-on,
 # PXE, HookOS, image2disk, writefile, reboot) and the installed OS reads its metadata.
 tests/lab/e2e.sh
-# The same end to end with the store in a real kube-apiserver (started inside the lab's
-# namespace) and boots, hegel, tink-server, tink-controller and rufio as separate processes on
-# --backend kube; the inventory reaches the cluster through `tinkerbell move`.
+# The pivot on the wire with the store in a real kube-apiserver: the embedded appliance
+# provisions m1, `tinkerbell move` hands the inventory to the cluster (DHCP handoff watched by a
+# probe), boots, hegel, tink-server, tink-controller and rufio as separate processes on
+# --backend kube provision m2 and re-provision m1, then the inventory moves back.
 TINKERBELL_SERVICES_DIR="$(dirname "$TINKERBELL_BIN")" E2E_WORKER_BIN="${TINK_WORKER_STATIC_BIN:-}" \
   tests/lab/e2e-kube.sh
 # Move, then provision from the target: appliance A provisions m1, `tinkerbell move` to appliance

@@ -259,9 +259,9 @@ pub async fn export(g: &Global, file: Option<&Path>, show_secrets: bool) -> anyh
     }
     match file {
         Some(f) => {
-            let tmp = f.with_extension("tmp");
-            std::fs::write(&tmp, &docs).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, f).with_context(|| format!("writing {}", f.display()))?;
+            // It may hold BMC credentials (--show-secrets): 0600 whatever the umask.
+            tinkerbell_core::private_files::write(f, docs.as_bytes())
+                .with_context(|| format!("writing {}", f.display()))?;
             eprintln!("exported {total} objects to {}", f.display());
         }
         None => print!("{docs}"),

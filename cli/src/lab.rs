@@ -199,7 +199,9 @@ impl Lab {
         cmd.arg("serve")
             .args(["--bind-address", &ip])
             .args(["--http-port", &HTTP_PORT.to_string()])
+            // The lab's private bridge: plain HTTP off loopback is what a lab wants.
             .args(["--store-api-addr", &format!("{ip}:{API_PORT}")])
+            .arg("--store-api-allow-plaintext")
             .args(["--dhcp-enabled", "--dhcp-bind-interface", &bridge])
             .args(["--tftp-enabled", "--syslog-enabled", "--ipv6-ra-enabled"]);
         if let Some(dir) = hookos_dir {

@@ -1,5 +1,6 @@
 //! `tinkerbell logs HARDWARE`: what a machine sent to boots' syslog receiver, read through the
-//! running appliance's HTTP route `GET /tinkerbell/v1/logs/<name>` (token: the store API's).
+//! running appliance's HTTP route `GET /tinkerbell/v1/logs/<name>` (token: the reader token,
+//! `<data-dir>/reader-token`).
 
 use anyhow::Context;
 use clap::Args;
@@ -88,8 +89,12 @@ pub(crate) fn http_base_and_token(
             .with_context(|| format!("reading {}", f.display()))?
             .trim()
             .to_string(),
-        None => token::load(&dir)
-            .with_context(|| format!("no token in {} (or pass --token-file)", dir.display()))?,
+        None => token::load_named(&dir, token::READER_FILE_NAME).with_context(|| {
+            format!(
+                "no reader token in {} (or pass --token-file)",
+                dir.display()
+            )
+        })?,
     };
     Ok((base, tok))
 }

@@ -202,6 +202,19 @@ pub struct ServeArgs {
     )]
     pub store_api_addr: SocketAddr,
 
+    /// Allow a --store-api-addr that is not a loopback address. The store API speaks plain
+    /// HTTP: its token and every Secret (BMC passwords) then cross the network unencrypted, so
+    /// `serve` refuses such an address unless this is given (a lab, a trusted management
+    /// network; `tinkerbell move --from http://HOST:7081` between appliances).
+    #[arg(
+        long,
+        env = "TINKERBELL_STORE_API_ALLOW_PLAINTEXT",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub store_api_allow_plaintext: bool,
+
     /// Serve EC2-style instance metadata (hegel; upstream's name is tootles) on the HTTP port.
     #[arg(
         long,

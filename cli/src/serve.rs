@@ -61,6 +61,10 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         }
     };
     let token = token::load_or_create(&dir).context("store API token")?;
+    // Reading logs and timelines takes its own token, never the store API's (which can write
+    // everything).
+    let reader =
+        token::load_or_create_named(&dir, token::READER_FILE_NAME).context("reader token")?;
 
     // One timeline for every service in this process (`tinkerbell timeline`).
     let timeline = Arc::new(Timeline::new());
@@ -83,6 +87,16 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // again below with the ports actually bound.
     boots_config(args, &hegel_config, args.http_port, None, None)?;
 
+    if !args.store_api_addr.ip().is_loopback() {
+        if !args.store_api_allow_plaintext {
+            anyhow::bail!(
+                "--store-api-addr {}: not a loopback address, and the store API speaks plain HTTP (its token and every Secret would cross the network unencrypted); keep it on loopback (the default, 127.0.0.1:7081) or pass --store-api-allow-plaintext on a network you trust",
+                args.store_api_addr
+            );
+        }
+        tracing::warn!(addr = %args.store_api_addr,
+            "the store API listens off loopback in plain HTTP (--store-api-allow-plaintext): its token and Secrets cross the network unencrypted");
+    }
     let root = CancellationToken::new();
     let config = ApiConfig {
         listen: args.store_api_addr,
@@ -96,7 +110,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // The tink gRPC server (42113), on the same store; its log readers use the store API
+    // The tink gRPC server (42113), on the same store; its log readers use the reader
     // token. Started before boots: the scripts' grpc_authority default is its bound port.
     let tink = if args.enable_tink_server {
         if key.is_none() {
@@ -116,7 +130,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             },
             auth: tinkerbell_tink_server::Auth {
                 key: key.clone(),
-                admin_token: Some(token.clone()),
+                admin_token: Some(reader.clone()),
             },
             shutdown_grace: GRACE,
             timeline: Some(timeline.clone()),
@@ -163,11 +177,11 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // The listener carries boots' iPXE routes (binaries, scripts, HookOS), logs (store API
     // token required) and metrics, the timeline, and hegel's metadata.
     let mut router = boots
-        .router(Some(token.clone()))
+        .router(Some(reader.clone()))
         .merge(tinkerbell_core::timeline::router(
             timeline.clone(),
             store.clone(),
-            Some(token.clone()),
+            Some(reader.clone()),
         ));
     if args.enable_tootles {
         router = router.merge(tinkerbell_hegel::router(store.clone(), &hegel_config));

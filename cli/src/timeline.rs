@@ -1,7 +1,7 @@
 //! `tinkerbell timeline MACHINE`: when each provisioning phase of a machine happened (BMC
 //! power-on, DHCP, TFTP, iPXE script, kernel and initramfs, worker, each action, reboot, first
 //! metadata read), read from the running appliance's `GET /tinkerbell/v1/timeline/<name>`
-//! (token: the store API's). The events live in the appliance's memory
+//! (token: the reader token). The events live in the appliance's memory
 //! ([`tinkerbell_core::timeline`]); a restart starts a new timeline.
 
 use anyhow::Context;

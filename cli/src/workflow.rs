@@ -7,8 +7,8 @@
 //! * `watch` follows the Workflow through `Store::watch` and prints a line whenever the
 //!   workflow or an action changes state; it exits 0 on SUCCESS and 1 on FAILED/TIMEOUT (or
 //!   when the Workflow is deleted).
-//! * `logs` asks the tink server (`tinkerbell.v1.WorkerLogs/ReadLogs`) with the store API
-//!   token, which `serve` gives the tink server as its log-reading token.
+//! * `logs` asks the tink server (`tinkerbell.v1.WorkerLogs/ReadLogs`) with the reader token
+//!   (`<data-dir>/reader-token`), which `serve` gives the tink server as its log-reading token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -224,7 +224,7 @@ async fn logs(
     let token_file = g
         .token_file
         .clone()
-        .unwrap_or_else(|| dir.join(tinkerbell_core::api::token::FILE_NAME));
+        .unwrap_or_else(|| dir.join(tinkerbell_core::api::token::READER_FILE_NAME));
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading the token {}", token_file.display()))?;
     let channel = tonic::transport::Endpoint::from_shared(url.clone())

@@ -282,6 +282,61 @@ fn bad_input_applies_nothing() {
     assert!(fails(&dir, &["delete", "hw", "ghost"]).contains("Hardware default/ghost not found"));
 }
 
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// The data directory 0700 and the store (every BMC password) 0600 whatever the umask; an
+/// older appliance's 0755/0644 tightened at start; `export --show-secrets -o FILE` 0600 even
+/// over an older world-readable file. They used to be 0755, 0644 and 0644.
+#[test]
+fn secrets_at_rest_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (t, dir) = temp_dir();
+    let app = Appliance::start(&dir);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    assert_eq!(mode(&dir.join("store.redb")), 0o600, "store");
+    app.kill_9();
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("store.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let _app = Appliance::start(&dir);
+    assert_eq!(mode(&dir), 0o700, "data dir tightened at start");
+    assert_eq!(
+        mode(&dir.join("store.redb")),
+        0o600,
+        "store tightened at start"
+    );
+
+    let file = t.path().join("export.yaml");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(
+        &dir,
+        &[
+            "export",
+            "--show-secrets",
+            "-o",
+            &file.display().to_string(),
+        ],
+    );
+    assert_eq!(mode(&file), 0o600, "export with secrets");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("kind: Secret")
+    );
+}
+
 #[test]
 fn export_import_round_trip_keeps_status() {
     let (t, dir) = temp_dir();
@@ -409,17 +464,77 @@ fn serve_runs_the_tink_controller() {
 
 /// A plain HTTP/1.0 GET: (status, body).
 fn http_get(url: &str) -> (u16, Vec<u8>) {
+    http_get_as(url, None)
+}
+
+/// GET `url`, with `Authorization: Bearer <token>` when given.
+fn http_get_as(url: &str, token: Option<&str>) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n").unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&out[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, out[split + 4..].to_vec())
+}
+
+/// The token that reads logs and timelines over the HTTP port (the provisioning network) is not
+/// the store API's: each opens only its own door. serve used to give both the store API token.
+#[test]
+fn reader_and_store_api_tokens_are_separate() {
+    let (_t, dir) = temp_dir();
+    let _app = Appliance::start(&dir);
+    ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (api, reader) = (read("api-token"), read("reader-token"));
+    assert_ne!(api, reader);
+    assert_eq!(mode(&dir.join("reader-token")), 0o600);
+    let http = read("http-url");
+    let store = read("api-url");
+    let timeline = format!("{http}/tinkerbell/v1/timeline/cp-0?namespace=default");
+    assert_eq!(http_get_as(&timeline, Some(&reader)).0, 200);
+    assert!(matches!(http_get_as(&timeline, Some(&api)).0, 401 | 403));
+    let hw = format!("{store}/apis/tinkerbell.org/v1alpha1/namespaces/default/hardware");
+    assert_eq!(http_get_as(&hw, Some(&api)).0, 200);
+    assert_eq!(http_get_as(&hw, Some(&reader)).0, 401);
+    // The CLI finds the reader token by itself.
+    ok(&dir, &["timeline", "cp-0"]);
+}
+
+/// The store API is plain HTTP: serve refuses to open it off loopback unless told the network
+/// is trusted (it used to bind any address silently).
+#[test]
+fn store_api_off_loopback_needs_an_explicit_flag() {
+    let (_t, dir) = temp_dir();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--store-api-addr", "0.0.0.0:0", "--http-port", "0"])
+        .args([
+            "--tink-server-bind-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--store-api-allow-plaintext"), "{err}");
+    assert!(!dir.join("api-url").exists(), "nothing started");
 }
 
 /// One process is enough to netboot: serve's HTTP port carries boots' iPXE routes, and the
@@ -459,12 +574,25 @@ fn serve_scripts_point_at_itself() {
         script.contains(&format!(" grpc_authority={tink} ")),
         "{tink}: {script}"
     );
+    // This test is not cp-0 (10.10.0.10): its script carries no worker token.
+    assert!(!script.contains("worker_token="), "{script}");
+    // A machine asking from its own reserved address gets the token the tink server checks.
+    let local = t.path().join("local.yaml");
+    std::fs::write(
+        &local,
+        "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata:\n  name: local-0\n  namespace: default\nspec:\n  interfaces:\n    - dhcp:\n        mac: 52:54:00:00:00:99\n        ip:\n          address: 127.0.0.1\n          netmask: 255.0.0.0\n      netboot:\n        allowPXE: true\n",
+    )
+    .unwrap();
+    ok(&dir, &["apply", "-f", &local.display().to_string()]);
+    let (status, body) = http_get(&format!("{http}/ipxe/script/52:54:00:00:00:99/auto.ipxe"));
+    let script = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{script}");
+    let token = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("worker_token="))
+        .unwrap_or_else(|| panic!("no worker token: {script}"));
     let key = tinkerbell_core::worker_token::WorkerTokenKey::load(&dir).unwrap();
-    let token = key.token_for("52:54:00:00:00:10");
-    assert!(
-        script.contains(&format!(" worker_token={token} ")),
-        "{script}"
-    );
+    assert!(key.verify("52:54:00:00:00:99", token), "{token}");
     assert_eq!(
         http_get(&format!("{http}/hookos/vmlinuz-x86_64")),
         (200, b"kernel".to_vec())
@@ -472,7 +600,7 @@ fn serve_scripts_point_at_itself() {
     let (_, metrics) = http_get(&format!("{http}/boots/metrics"));
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
-        metrics.contains("boots_http_requests_total{route=\"Script\",status=\"200\"} 1"),
+        metrics.contains("boots_http_requests_total{route=\"Script\",status=\"200\"} 2"),
         "{metrics}"
     );
 }

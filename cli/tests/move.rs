@@ -364,6 +364,8 @@ fn serve_in(ns: &str, dir: &Path, api: &str) -> Appliance {
             "serve",
             "--store-api-addr",
             api,
+            // Two namespaces joined by a veth: a private wire, plain HTTP on purpose.
+            "--store-api-allow-plaintext",
             "--bind-address",
             "127.0.0.1",
             "--http-port",

@@ -35,6 +35,8 @@ pub mod csv;
 #[cfg(feature = "store")]
 pub mod mover;
 #[cfg(feature = "store")]
+pub mod private_files;
+#[cfg(feature = "store")]
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

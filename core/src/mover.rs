@@ -22,8 +22,10 @@
 //!    object read back is a newer version than the one the copy wrote, the copy as written must
 //!    hash the same and the newer version may differ from it in `status` only; anything else
 //!    (spec, labels, annotations) is still a mismatch.
-//! 3. **Hand over DHCP.** Mark the source's Hardware `moved-out` (one batch; its boots stops
-//!    answering them), then clear `incoming` on the target (one batch; its boots starts). The
+//! 3. **Hand over DHCP.** Mark the source's Hardware `moved-out` (one batch, conditional on the
+//!    version read just before; one changed on the source since the copy stops the move
+//!    unmarked; its boots stops answering them), then clear `incoming` on the target (one
+//!    conditional batch; its boots starts). The
 //!    window in which no server answers is the time between those two commits; the report gives
 //!    it. A re-run after the source was marked copies Hardware without `incoming`, since the
 //!    source is already silent for them.
@@ -169,6 +171,10 @@ pub enum MoveError {
     /// The target's copies differ from the source.
     #[error("verification failed; the source was not changed: {}", .0.join("; "))]
     Verify(Vec<String>),
+    /// Hardware changed on the source while moving: not handed over (the source still answers
+    /// it, the target holds its copy); run the move again to carry the new version.
+    #[error("changed on the source during the move, not handed over (run the move again): {}", .0.join("; "))]
+    Changed(Vec<String>),
 }
 
 fn store_err(side: Side, what: impl Into<String>) -> impl FnOnce(StoreError) -> MoveError {
@@ -263,41 +269,96 @@ pub async fn run(
         short(&report.source_digest)
     ));
 
-    // Step 3: hand DHCP over, source first.
+    // Step 3: hand DHCP over, source first. Both writes are conditional on the version just
+    // read: a change made meanwhile (an operator's edit on the source, the target's
+    // controllers writing status) is never overwritten; the write is re-read and retried.
     let started = Instant::now();
-    let to_mark: Vec<Object> = objects
-        .iter()
-        .filter(|o| o.kind() == Kind::Hardware && handoff(o).as_deref() != Some(HANDOFF_MOVED_OUT))
-        .map(|o| with_handoff(o, Some(HANDOFF_MOVED_OUT)))
-        .collect();
-    let marked = to_mark.len();
-    if marked > 0 {
-        src.apply_all(to_mark)
-            .await
-            .map_err(store_err(Side::Source, "marking Hardware moved-out"))?;
-    }
-    let mut to_release = Vec::new();
-    for o in objects.iter().filter(|o| o.kind() == Kind::Hardware) {
-        let current = dst
-            .get(Kind::Hardware, o.namespace(), o.name())
-            .await
-            .map_err(store_err(Side::Target, format!("reading {}", o.key())))?;
-        if handoff(&current).is_some() {
-            to_release.push(with_handoff(&current, None));
-        }
-    }
-    if !to_release.is_empty() {
-        dst.apply_all(to_release).await.map_err(store_err(
-            Side::Target,
-            "releasing DHCP for the moved Hardware",
-        ))?;
-    }
+    let marked = mark_moved_out(src, &objects).await?;
+    release(dst, &objects).await?;
     if marked > 0 {
         report.handed_over = marked;
         report.no_server_window = Some(started.elapsed());
     }
     progress("DHCP handed over");
     Ok(report)
+}
+
+/// How often a conditional handoff write is retried after a conflict.
+const HANDOFF_ATTEMPTS: usize = 5;
+
+/// Marks the source's copies of the moved Hardware `moved-out`, each on the version read just
+/// before (one batch, conditional). A Hardware changed on the source since the copy is not
+/// marked: the move stops with [`MoveError::Changed`], the source keeps answering it, and a
+/// re-run copies the new version.
+async fn mark_moved_out(src: &dyn Store, objects: &[Object]) -> Result<usize, MoveError> {
+    for attempt in 1..=HANDOFF_ATTEMPTS {
+        let mut batch = Vec::new();
+        let mut changed = Vec::new();
+        for o in objects.iter().filter(|o| o.kind() == Kind::Hardware) {
+            let current = match src.get(Kind::Hardware, o.namespace(), o.name()).await {
+                Ok(c) => c,
+                Err(StoreError::NotFound(_)) => {
+                    changed.push(format!("{} was deleted on the source", o.key()));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(store_err(Side::Source, format!("reading {}", o.key()))(e));
+                }
+            };
+            if handoff(&current).as_deref() == Some(HANDOFF_MOVED_OUT) {
+                continue;
+            }
+            if digest(&current) != digest(o) {
+                changed.push(format!("{} changed on the source", o.key()));
+                continue;
+            }
+            batch.push(with_handoff(&current, Some(HANDOFF_MOVED_OUT)));
+        }
+        if !changed.is_empty() {
+            return Err(MoveError::Changed(changed));
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let n = batch.len();
+        match src.apply_all(batch).await {
+            Ok(_) => return Ok(n),
+            Err(StoreError::Conflict { .. }) if attempt < HANDOFF_ATTEMPTS => {}
+            Err(e) => return Err(store_err(Side::Source, "marking Hardware moved-out")(e)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Clears the hold on the target's copies, each on the version read just before (one batch,
+/// conditional; a conflict with the target's own controllers is re-read and retried).
+async fn release(dst: &dyn Store, objects: &[Object]) -> Result<(), MoveError> {
+    for attempt in 1..=HANDOFF_ATTEMPTS {
+        let mut batch = Vec::new();
+        for o in objects.iter().filter(|o| o.kind() == Kind::Hardware) {
+            let current = dst
+                .get(Kind::Hardware, o.namespace(), o.name())
+                .await
+                .map_err(store_err(Side::Target, format!("reading {}", o.key())))?;
+            if handoff(&current).is_some() {
+                batch.push(with_handoff(&current, None));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match dst.apply_all(batch).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) if attempt < HANDOFF_ATTEMPTS => {}
+            Err(e) => {
+                return Err(store_err(
+                    Side::Target,
+                    "releasing DHCP for the moved Hardware",
+                )(e));
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// Read everything that moves, Secrets first (Machines reference them), then Machines,

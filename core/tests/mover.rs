@@ -5,7 +5,9 @@ use serde_json::json;
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_INCOMING, HANDOFF_MOVED_OUT};
 use tinkerbell_core::mover::{self, MoveError, MoveOptions, digest};
 use tinkerbell_core::store::embedded::EmbeddedStore;
-use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store};
+use tinkerbell_core::store::{
+    Applied, HardwareLookup, Kind, Object, ObjectList, Store, StoreError, WatchStream,
+};
 
 fn obj(v: serde_json::Value) -> Object {
     Object::from_typed_json(v).unwrap()
@@ -456,4 +458,148 @@ async fn a_status_written_by_the_targets_controller_after_the_copy_is_not_a_mism
             assert_eq!(annotation(&hw).as_deref(), Some(HANDOFF_MOVED_OUT));
         }
     }
+}
+
+/// A source on which an operator edits `node-1` just before the mover's handoff write lands
+/// (inside its first `apply_all`): the write is conditional, so the edit is not overwritten.
+struct EditDuringHandoff {
+    inner: EmbeddedStore,
+    edited: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for EditDuringHandoff {
+    async fn get(&self, kind: Kind, ns: &str, name: &str) -> Result<Object, StoreError> {
+        self.inner.get(kind, ns, name).await
+    }
+    async fn list(&self, kind: Kind, ns: Option<&str>) -> Result<ObjectList, StoreError> {
+        self.inner.list(kind, ns).await
+    }
+    async fn watch(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError> {
+        self.inner.watch(kind, ns, since).await
+    }
+    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
+        self.inner.create(obj).await
+    }
+    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
+        self.inner.update(obj).await
+    }
+    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
+        self.inner.update_status(obj).await
+    }
+    async fn delete(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        rv: Option<&str>,
+    ) -> Result<Object, StoreError> {
+        self.inner.delete(kind, ns, name, rv).await
+    }
+    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
+        if !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let cur = self
+                .inner
+                .get(Kind::Hardware, "eksa-system", "node-1")
+                .await?;
+            let mut v = cur.to_json();
+            v["metadata"]["labels"]["edited"] = json!("by-operator");
+            self.inner.update(obj(v)).await?;
+        }
+        self.inner.apply_all(objs).await
+    }
+}
+
+/// The handoff's writes are conditional: an edit on the source between the copy and the mark
+/// is kept (the old mark wrote the start-of-move snapshot back over it), the changed Hardware
+/// is not handed over (the source still answers it; the target holds its copy), and a re-run
+/// carries the edit over and completes the handoff.
+#[tokio::test]
+async fn an_edit_on_the_source_during_the_handoff_is_kept() {
+    let (_s, inner) = source_with(2).await;
+    let src = EditDuringHandoff {
+        inner: inner.clone(),
+        edited: std::sync::atomic::AtomicBool::new(false),
+    };
+    let (_d, dst) = empty_target();
+    let e = mover::run(&src, &dst, &all_ns(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, MoveError::Changed(c) if c.iter().any(|x| x.contains("node-1"))),
+        "{e}"
+    );
+    let node1 = inner
+        .get(Kind::Hardware, "eksa-system", "node-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        node1
+            .meta()
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("edited")
+            .map(String::as_str),
+        Some("by-operator"),
+        "the edit survives"
+    );
+    assert_eq!(
+        annotation(&node1),
+        None,
+        "node-1 still answered by the source"
+    );
+    let copy = dst
+        .get(Kind::Hardware, "eksa-system", "node-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        annotation(&copy).as_deref(),
+        Some(HANDOFF_INCOMING),
+        "held on the target"
+    );
+
+    let report = run(&inner, &dst, &all_ns()).await.unwrap();
+    assert_eq!(report.handed_over, 2);
+    let copy = dst
+        .get(Kind::Hardware, "eksa-system", "node-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        copy.meta()
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("edited")
+            .map(String::as_str),
+        Some("by-operator")
+    );
+    assert_eq!(annotation(&copy), None);
+    let node1 = inner
+        .get(Kind::Hardware, "eksa-system", "node-1")
+        .await
+        .unwrap();
+    assert_eq!(annotation(&node1).as_deref(), Some(HANDOFF_MOVED_OUT));
+}
+
+/// An applied object carrying a resourceVersion is conditional on it (server-side apply's
+/// precondition): the store behind the mover's handoff.
+#[tokio::test]
+async fn apply_with_a_stale_resource_version_conflicts() {
+    let (_s, store) = source_with(1).await;
+    let cur = store
+        .get(Kind::Hardware, "eksa-system", "node-1")
+        .await
+        .unwrap();
+    let mut v = cur.to_json();
+    v["metadata"]["labels"]["a"] = json!("1");
+    store.apply_all(vec![obj(v.clone())]).await.unwrap();
+    v["metadata"]["labels"]["a"] = json!("2");
+    let e = store.apply_all(vec![obj(v)]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
 }

@@ -613,9 +613,12 @@ async fn kube_to_embedded_reads_lists_and_writes_only_the_handoff_mark() {
             format!("LIST {h}")
         ]
     );
+    // The mark reads the current version (its write is conditional on it), then apply_all
+    // reads, dry-runs and writes.
     assert_eq!(
         c.log,
         vec![
+            format!("GET {h}/node-1"),
             format!("GET {h}/node-1"),
             format!("PUT {h}/node-1?dryRun"),
             format!("PUT {h}/node-1"),

@@ -397,6 +397,12 @@ async fn stale_writes_conflict(h: impl Harness) {
         Err(StoreError::Conflict { key, .. }) => assert_eq!(key.name, "t"),
         other => panic!("stale delete: expected Conflict, got {other:?}"),
     }
+    // apply_all with a resourceVersion is conditional on it (server-side apply's precondition;
+    // the mover's DHCP handoff relies on it).
+    match s.apply_all(vec![stale.clone()]).await {
+        Err(StoreError::Conflict { key, .. }) => assert_eq!(key.name, "t"),
+        other => panic!("stale apply_all: expected Conflict, got {other:?}"),
+    }
     // Nothing of the stale writes landed.
     let cur = s.get(Kind::Template, ns, "t").await.unwrap();
     assert_eq!(cur, v2);

@@ -132,7 +132,7 @@ fi
 STORE=$OUT/store
 mkdir -p "$STORE"
 "$DOCKER" run -d --name "$ID-store" --network "$NET" -v "$STORE:/var/lib/tinkerbell" \
-  "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 --enable-tootles=false \
+  "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 --store-api-allow-plaintext --enable-tootles=false \
   --enable-tink-server=false --enable-tink-controller=false --enable-rufio-controller=false >/dev/null
 containers+=("$ID-store")
 wait_for 30 test -s "$STORE/api-token" || fail "store container wrote no api-token"

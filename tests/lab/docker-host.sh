@@ -81,7 +81,7 @@ ip netns exec "$LAB_NS" python3 -m http.server 8090 --bind "$LAB_APPLIANCE_IP" -
 
 "$DOCKER" run -d --name "$name" --network host \
   -v "$E/data:/var/lib/tinkerbell" -v "$E/hookos:/hookos:ro" "$image" \
-  serve --bind-address "$H" --http-port 7080 --store-api-addr "$H:7081" \
+  serve --bind-address "$H" --http-port 7080 --store-api-addr "$H:7081" --store-api-allow-plaintext \
   --dhcp-enabled --dhcp-bind-interface "$IFACE" --ipv6-ra-enabled \
   --tftp-enabled --tftp-server-bind-addr "$H" \
   --syslog-enabled --syslog-bind-addr "$H" \

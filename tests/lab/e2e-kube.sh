@@ -1,27 +1,37 @@
 #!/usr/bin/env bash
-# End-to-end provisioning with the store in a real Kubernetes API server: tests/lab/e2e.sh's
-# flow (power-on over IPMI, PXE, HookOS, image2disk + writefile + reboot, the installed OS reads
-# its metadata), but every service is its own process on `--backend kube`, as the Helm chart
-# deploys them, instead of one `tinkerbell serve` on the embedded store.
+# The pivot as an EKS Anywhere user lives it, on the wire and with the store in a real
+# kube-apiserver: the admin machine's appliance (`tinkerbell serve`, embedded store) provisions
+# m1; `tinkerbell move` hands Hardware, bmc Machines and Secrets to the cluster while a DHCP
+# probe watches m1's answers; the services on the cluster, each its own process on
+# `--backend kube` as the Helm chart deploys them, provision m2 and re-provision m1; then the
+# inventory moves back to the admin machine, under the probe again.
 #
-#   etcd + kube-apiserver (tests/kube/kube.sh up, on the lab namespace's loopback), the CRDs
-#   (deploy/crds, server-side apply)
-#   → hardware.csv imported into a scratch embedded store, then `tinkerbell move --from DIR
-#     --to kube:KUBECONFIG#default -A` (the pivot path: bootstrap appliance → cluster)
-#   → boots (DHCP on br0, TFTP, syslog, iPXE/HookOS HTTP on 10.99.0.1:7080, RA), hegel
-#     (10.99.0.1:50061), tink-server (10.99.0.1:42113), tink-controller and rufio, each
+#   lab: m1 (BIOS), m2 (UEFI), ..., their BMCs (ipmi_sim) on the lab bridge
+#   A, the admin machine: `tinkerbell serve` in the lab's namespace on LAB_NET.1 (every
+#     service, DHCP on br0), hardware.csv imported; provisions m1 as tests/lab/e2e.sh does
+#   K, the cluster's host: a second namespace on the bridge, LAB_NET.2, with etcd +
+#     kube-apiserver (tests/kube/kube.sh up, on its loopback), the CRDs (deploy/crds,
+#     server-side apply), and boots (DHCP on its eth0, TFTP, syslog, iPXE/HookOS HTTP on :7080,
+#     RA), hegel (:50061), tink-server (:42113), tink-controller and rufio, each
 #     `--backend kube --backend-kube-namespace default`; boots and tink-server share one
 #     `--worker-token-key-file` (worker authentication on)
-#   → the Template and one Workflow per machine (what `tinkerbell workflow create --netboot`
-#     writes) applied with kubectl; the controller makes the bmc Job, rufio powers the machine
-#     on, ... ; workflows watched with kubectl until SUCCESS; each installed OS must print
-#     E2E-OK read from hegel.
+#   P, the probe's host: a third namespace on the bridge, LAB_NET.3, where
+#     tests/lab/dhcp_probe.py broadcasts a DISCOVER for m1's MAC every 10 ms during each move:
+#     never two answers to one DISCOVER, the old server never again once the new one answered
+#   1. A provisions m1 (workflow create --netboot; A's rufio, DHCP, ..., metadata from A)
+#   2. on K: tinkerbell move -A --from http://A:7081 --to kube:KUBECONFIG#default (probe A → K);
+#      A's Hardware are marked moved-out, the cluster's released
+#   3. the Template and one Workflow per machine (what `tinkerbell workflow create --netboot`
+#      writes) applied with kubectl; the controller makes the bmc Jobs, rufio powers the
+#      machines on, ...; workflows watched with kubectl until SUCCESS; each installed OS must
+#      print E2E-OK read from the cluster's hegel; A sent no DHCP reply meanwhile
+#   4. on K: tinkerbell move -A --from kube:KUBECONFIG#default --to http://A:7081 (probe K → A)
 #
 #   tests/lab/e2e-kube.sh [--machines N]   (root; default 2: m1 BIOS, m2 UEFI)
 #
 # There is no `tinkerbell timeline` without serve (each standalone service keeps its own, in
-# memory), so the script rebuilds each machine's timeline from what the processes leave behind
-# and checks it with e2e-lib.sh's e2e_check_timeline (same order checks as e2e.sh):
+# memory), so the script rebuilds each machine's timeline on the cluster from what the processes
+# leave behind and checks it with e2e-lib.sh's e2e_check_timeline (same order checks as e2e.sh):
 #   power-on          the lab BMC hook's "=== lab: power on ... boot=pxe" line in the console
 #   dhcp-*, tftp, ipxe-*, kernel, initramfs
 #                     boots' own timeline records (its `tinkerbell_boots::record` debug log)
@@ -33,8 +43,10 @@
 #                     hegel) appeared on its console, polled every 0.2 s
 # and prints e2e.sh's summary line (the format bench/e2e.sh parses):
 #   e2e: lab-m1 bios power-on→image-written 61.2 s power-on→metadata-read 98.7 s
-# Consoles, every service's log, the control plane's logs, the Workflows/Jobs/Machines as YAML
-# and the rebuilt timelines stay under target/e2e-kube/logs (E2E_KUBE_DIR) whatever the outcome.
+# (A's own provisioning of m1 is checked from A's timeline and printed as "e2e: A: ...").
+# Consoles, every service's log, the control plane's logs, the probes' records, the
+# Workflows/Jobs/Machines as YAML and the rebuilt timelines stay under target/e2e-kube/logs
+# (E2E_KUBE_DIR) whatever the outcome.
 #
 # Binaries: TINKERBELL_BIN (the CLI, as e2e.sh) and TINKERBELL_SERVICES_DIR (a directory with
 # boots, hegel, tink-server, tink-controller and rufio; default: cargo builds them into
@@ -66,8 +78,8 @@ fi
 
 "$L" down --purge > /dev/null 2>&1 || true
 [ ! -f "$E/kube/apiserver.pid" ] || "$K" down "$E/kube" > /dev/null 2>&1 || true
-rm -rf "$E/scratch" "$E/www" "$E/logs" "$E/kube" "$E/run"
-mkdir -p "$E/scratch" "$E/www" "$E/logs" "$E/run"
+rm -rf "$E/a" "$E/www" "$E/logs" "$E/kube" "$E/run"
+mkdir -p "$E/a" "$E/www" "$E/logs" "$E/run"
 
 # --- build: the CLI, HookOS, the OS image, the services, the control plane ----------------------
 say "building tinkerbell, HookOS and the OS image"
@@ -87,36 +99,51 @@ done
 "$K" build > "$E/logs/kube-build.log" 2>&1 || { tail -20 "$E/logs/kube-build.log" >&2; fail "tests/kube/kube.sh build"; }
 kbin=$("$K" bin)
 
-# --- the lab, the control plane ----------------------------------------------------------------
+# --- the lab, the admin machine A, the cluster's host K, the probe's host P ---------------------
 NS=default                 # the Kubernetes namespace of every object and of every service
 KC="$E/kube/kubeconfig"
 KEY="$E/run/worker-token-key"
-nsx() { ip netns exec "$LAB_NS" "$@"; }
-kc() { nsx "$kbin/kubectl" --kubeconfig "$KC" "$@"; }
+nsa() { ip netns exec "$LAB_NS" "$@"; }
+nsk() { ip netns exec "$NK" "$@"; }
+nsp() { ip netns exec "$NP" "$@"; }
+kc() { nsk "$kbin/kubectl" --kubeconfig "$KC" "$@"; }
+ta() { nsa "$cli" --data-dir "$E/a" "$@"; }
+# A's store as another host reads it: its store API with its token.
+ta_remote() { nsp "$cli" --server "http://$A:7081" --token-file "$E/a/api-token" "$@"; }
 
 declare -A pid          # service name → pid (the service itself: `ip netns exec` execs it)
+pids=()                 # A's serve and artifact server, the probes
 services=(boots hegel tink-server tink-controller rufio)
 cleanup() {
   rc=$?
   set +e
-  if [ -f "$KC" ] && [ -n "${LAB_NS:-}" ]; then
+  if [ -f "$KC" ] && [ -n "${NK:-}" ]; then
     for k in workflows templates hardware machines.bmc.tinkerbell.org jobs.bmc.tinkerbell.org tasks.bmc.tinkerbell.org; do
       kc get "$k" -n "$NS" -o yaml > "$E/logs/kube-$k.yaml" 2>&1
     done
   fi
-  for i in $(seq 1 "$n"); do
-    cp -f "$LAB_STATE/m$i/console.log" "$E/logs/console-m$i.log" 2>/dev/null
-    [ -z "${pid[boots]:-}" ] || nsx curl -sf "http://$A:7080/tinkerbell/v1/logs/lab-m$i?namespace=$NS" > "$E/logs/syslog-m$i.json" 2>/dev/null
-  done
+  if [ -n "${LAB_NS:-}" ]; then
+    ta timeline lab-m1 > "$E/logs/timeline-a.txt" 2>&1
+    for i in $(seq 1 "$n"); do
+      cp -f "$LAB_STATE/m$i/console.log" "$E/logs/console-m$i.log" 2>/dev/null
+      [ -z "${pid[boots]:-}" ] || nsk curl -sf "http://$B:7080/tinkerbell/v1/logs/lab-m$i?namespace=$NS" > "$E/logs/syslog-m$i.json" 2>/dev/null
+    done
+  fi
   for s in "${!pid[@]}"; do kill "${pid[$s]}" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for s in "${!pid[@]}"; do
     for _ in $(seq 50); do kill -0 "${pid[$s]}" 2>/dev/null || break; sleep 0.1; done
     kill -9 "${pid[$s]}" 2>/dev/null
   done
   cp -f "$E/kube/etcd.log" "$E/kube/apiserver.log" "$E/logs/" 2>/dev/null
   "$K" down "$E/kube" > /dev/null 2>&1
+  for ns in "${NK:-}" "${NP:-}"; do
+    [ -n "$ns" ] || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
   "$L" down > /dev/null 2>&1
-  [ $rc = 0 ] || echo "e2e-kube: FAILED; consoles, service and control-plane logs, objects and timelines are in $E/logs" >&2
+  [ $rc = 0 ] || echo "e2e-kube: FAILED; consoles, service and control-plane logs, probes, objects and timelines are in $E/logs" >&2
   exit $rc
 }
 trap cleanup EXIT
@@ -126,42 +153,43 @@ say "lab up: $n machines"
 # shellcheck disable=SC1091
 . "$LAB_STATE/lab.env"
 A=$LAB_APPLIANCE_IP
-MD_URL="http://$A:50061"   # hegel
+B=$LAB_NET.2               # the cluster's host: apiserver (loopback), every service
+P=$LAB_NET.3               # the probe's host
+NK="$LAB_NS-k"
+NP="$LAB_NS-p"
+MD_URL="http://$B:50061"   # the cluster's hegel
+MAC1=$(awk -F, '$1 == "lab-m1" {print $6}' "$LAB_CSV")
+dhcp_sent_a() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_sent_total/ {n += $2} END {print n + 0}'; }
 
-say "control plane up in $LAB_NS"
-nsx "$K" up "$E/kube" > "$E/logs/kube-up.log" 2>&1 || { cat "$E/logs/kube-up.log" >&2; fail "kube.sh up"; }
+# --- 1. the admin machine's appliance (embedded store) provisions m1 ----------------------------
+e2e_serve "$E/a" "$A" br0 a nsa
+say "appliance A up on $A (embedded store)"
+ta hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
+e2e_template "$E/template-a.yaml" "http://$A:8090/os.raw.zst" "http://$A:7080"
+ta apply -f "$E/template-a.yaml" > /dev/null
+ta workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
+timeout 900 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/a" workflow watch lab-m1 > "$E/logs/watch-a.log" 2>&1 \
+  || { tail -5 "$E/logs/watch-a.log" >&2; fail "A: the workflow for lab-m1 did not succeed"; }
+ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || fail "A: lab-m1's installed OS"
+say "A: lab-m1: $ok"
+ta timeline lab-m1 --json > "$E/logs/timeline-a.json"
+e2e_check_timeline "$E/logs/timeline-a.json" lab-m1 bios | sed 's/^e2e: /e2e: A: /'
+
+# --- the cluster: control plane and services on K ------------------------------------------------
+e2e_attach "$NK" "$B" vk
+e2e_attach "$NP" "$P" vp
+say "control plane up on K ($NK, $B)"
+nsk "$K" up "$E/kube" > "$E/logs/kube-up.log" 2>&1 || { cat "$E/logs/kube-up.log" >&2; fail "kube.sh up"; }
 kc apply --server-side -f "$repo/deploy/crds/" > "$E/logs/crds.log"
 kc wait --for condition=established --timeout 60s crd --all > /dev/null
 say "$(tail -n1 "$E/logs/kube-up.log"); CRDs established"
 
-# --- inventory: hardware.csv → a scratch embedded store → tinkerbell move → the cluster ---------
-# `hardware import` writes through a store API, so a bare `serve` (loopback, no DHCP/TFTP/
-# syslog, no controllers) holds the scratch store while it imports; the move opens the store
-# file itself once serve is gone, as an admin's bootstrap appliance pivots to a cluster.
-ip netns exec "$LAB_NS" "$cli" --data-dir "$E/scratch" serve --bind-address 127.0.0.1 --http-port 0 --store-api-addr 127.0.0.1:0 \
-  --enable-tink-server=false --enable-tink-controller=false --enable-rufio-controller=false \
-  --enable-tootles=false > "$E/logs/scratch-serve.log" 2>&1 &
-pid[scratch-serve]=$!
-for _ in $(seq 300); do [ -f "$E/scratch/api-url" ] && break; sleep 0.1; done
-[ -f "$E/scratch/api-url" ] || { cat "$E/logs/scratch-serve.log" >&2; fail "the scratch serve did not start"; }
-nsx "$cli" --data-dir "$E/scratch" hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
-kill "${pid[scratch-serve]}"; wait "${pid[scratch-serve]}" || true
-unset 'pid[scratch-serve]'
-nsx "$cli" move --from "$E/scratch" --to "kube:$KC#$NS" -A > "$E/logs/move.log" 2>&1 \
-  || { cat "$E/logs/move.log" >&2; fail "tinkerbell move to the cluster"; }
-for i in $(seq 1 "$n"); do
-  kc get hardware "lab-m$i" -n "$NS" > /dev/null || fail "Hardware lab-m$i is not in the cluster after the move"
-  kc get machines.bmc.tinkerbell.org "bmc-lab-m$i" -n "$NS" > /dev/null || fail "bmc Machine bmc-lab-m$i is not in the cluster after the move"
-done
-say "hardware.csv moved into the cluster: $(kc get hardware -n "$NS" --no-headers | wc -l) Hardware, $(kc get machines.bmc.tinkerbell.org -n "$NS" --no-headers | wc -l) bmc Machines"
-
-# --- the services, one process each, all on the cluster ----------------------------------------
 openssl rand -hex 32 > "$KEY"; chmod 600 "$KEY"
 kube=(--backend kube --backend-kube-config "$KC" --backend-kube-namespace "$NS")
-start() { # NAME ARGS...: the service in the lab namespace, its own empty data dir, log in logs/
+start() { # NAME ARGS...: the service on K, its own empty data dir, log in logs/
   local name=$1; shift
   mkdir -p "$E/run/$name"
-  NO_COLOR=1 ip netns exec "$LAB_NS" "$sbin/$name" "${kube[@]}" --data-dir "$E/run/$name" "$@" \
+  NO_COLOR=1 ip netns exec "$NK" "$sbin/$name" "${kube[@]}" --data-dir "$E/run/$name" "$@" \
     > "$E/logs/$name.log" 2>&1 &
   pid[$name]=$!
 }
@@ -171,37 +199,69 @@ alive() { # fails naming the first service that exited
     kill -0 "${pid[$s]}" 2>/dev/null || { tail -20 "$E/logs/$s.log" >&2; fail "$s exited"; }
   done
 }
-start boots --bind-address "$A" --http-port 7080 \
-  --dhcp-bind-interface br0 --ipv6-ra-enabled \
-  --tftp-server-bind-addr "$A" --syslog-bind-addr "$A" \
+start boots --bind-address "$B" --http-port 7080 \
+  --dhcp-bind-interface eth0 --ipv6-ra-enabled \
+  --tftp-server-bind-addr "$B" --syslog-bind-addr "$B" \
   --hookos-dir "$E/hookos" --tink-server-bind-port 42113 \
   --worker-token-key-file "$KEY" \
   --log-level info,tinkerbell_boots::record=debug
-start hegel --http-addr "$A:50061"
-start tink-server --tink-server-bind-addr "$A" --tink-server-bind-port 42113 --worker-token-key-file "$KEY"
+start hegel --http-addr "$B:50061"
+start tink-server --tink-server-bind-addr "$B" --tink-server-bind-port 42113 --worker-token-key-file "$KEY"
 start tink-controller
 start rufio
 ready() {
-  nsx curl -sf -o /dev/null "http://$A:7080/boots/metrics" \
-    && nsx curl -sf -o /dev/null "$MD_URL/healthz" \
-    && nsx bash -c "exec 3<>/dev/tcp/$A/42113" 2> /dev/null
+  nsk curl -sf -o /dev/null "http://$B:7080/boots/metrics" \
+    && nsk curl -sf -o /dev/null "$MD_URL/healthz" \
+    && nsk bash -c "exec 3<>/dev/tcp/$B/42113" 2> /dev/null
 }
 for _ in $(seq 300); do alive; ready && break; sleep 0.1; done
 ready || fail "boots, hegel or tink-server not listening after 30 s"
 sleep 1; alive
-say "services up: boots $A:7080 (DHCP br0, TFTP, syslog), hegel $MD_URL, tink-server $A:42113, tink-controller, rufio"
+say "services up on K: boots $B:7080 (DHCP eth0, TFTP, syslog), hegel $MD_URL, tink-server $B:42113, tink-controller, rufio"
+nsk python3 -m http.server 8090 --bind "$B" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
+pids+=($!)
 
-# --- the OS image, template, workflows ---------------------------------------------------------
-ip netns exec "$LAB_NS" python3 -m http.server 8090 --bind "$A" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
-pid[www]=$!
-e2e_template "$E/template.yaml" "http://$A:8090/os.raw.zst" "$MD_URL"
+# same KIND CLUSTER_KIND: A's and the cluster's KIND objects are the same set (namespace/name).
+same() {
+  local a k
+  a=$(e2e_names ta_remote get "$1" -A -o json)
+  k=$(e2e_names kc get "$2" -A -o json)
+  [ -n "$a" ] && [ "$a" = "$k" ] || fail "$1 differs between A and the cluster: A [$a] cluster [$k]"
+}
+handoff_of() { # A|K NAME: the DHCP handoff annotation of Hardware NAME there
+  case $1 in
+    A) ta_remote get hw "$2" -o json | e2e_handoff ;;
+    K) kc get hardware "$2" -n "$NS" -o json | e2e_handoff ;;
+  esac
+}
+
+# --- 2. the move onto the cluster, under the probe -----------------------------------------------
+[ -z "$(e2e_names kc get hardware -A -o json)" ] || fail "the cluster has Hardware before the move"
+e2e_probe_start in "$MAC1" "$A" "$B" nsp
+nsk "$cli" move -A --from "http://$A:7081" --from-token-file "$E/a/api-token" --to "kube:$KC#$NS" \
+  > "$E/logs/move-in.txt" 2> "$E/logs/move-in.err" || { cat "$E/logs/move-in.err" >&2; fail "tinkerbell move to the cluster"; }
+sent_after_move=$(dhcp_sent_a)
+e2e_probe_end in
+sed 's/^/  /' "$E/logs/move-in.txt"
+say "move A → cluster: DHCP handoff seen by the probe: $handoff"
+same hardware hardware; same machine machines.bmc.tinkerbell.org; same secret secrets
+for i in $(seq 1 "$n"); do
+  [ "$(handoff_of A "lab-m$i")" = moved-out ] || fail "A's lab-m$i is not marked moved-out"
+  [ "$(handoff_of K "lab-m$i")" = none ] || fail "the cluster's lab-m$i still carries the handoff annotation"
+done
+say "moved: $(kc get hardware -n "$NS" --no-headers | wc -l) Hardware, $(kc get machines.bmc.tinkerbell.org -n "$NS" --no-headers | wc -l) bmc Machines and their Secrets; A's marked moved-out"
+
+# --- 3. the cluster provisions m2.. and re-provisions m1 -----------------------------------------
+declare -A off            # console offset per machine: what the cluster's provisioning printed
+for i in $(seq 1 "$n"); do off[$i]=$(stat -c %s "$LAB_STATE/m$i/console.log" 2>/dev/null || echo 0); done
+e2e_template "$E/template.yaml" "http://$B:8090/os.raw.zst" "$MD_URL"
 kc apply -f "$E/template.yaml" > /dev/null
 # What `tinkerbell workflow create --template e2e --hardware lab-mI --netboot` writes
 # (cli/src/workflow.rs): hardwareMap.device_1 = the Hardware's first MAC, bootOptions netboot.
 for i in $(seq 1 "$n"); do
   mac=$(kc get hardware "lab-m$i" -n "$NS" -o jsonpath='{.spec.interfaces[0].dhcp.mac}')
   [ -n "$mac" ] || fail "Hardware lab-m$i has no MAC"
-  cat > "$E/workflow-m$i.yaml" <<EOF
+  cat > "$E/workflow-m$i.yaml" <<EOW
 apiVersion: tinkerbell.org/v1alpha1
 kind: Workflow
 metadata:
@@ -215,11 +275,11 @@ spec:
   bootOptions:
     toggleAllowNetboot: true
     bootMode: netboot
-EOF
+EOW
 done
 wf_created=$(date +%s.%N)   # the timelines start here (before: the controller and rufio are quick)
 for i in $(seq 1 "$n"); do kc create -f "$E/workflow-m$i.yaml" > /dev/null; done
-say "workflows created; tink-controller makes the bmc Jobs, rufio powers the machines on"
+say "workflows created on the cluster; tink-controller makes the bmc Jobs, rufio powers the machines on"
 
 # --- wait: every workflow SUCCESS (kubectl), then every installed OS reads its metadata ----------
 # Rendering and the netboot Job (power off, bootdev pxe, power on) take seconds: a workflow still
@@ -262,12 +322,12 @@ while :; do
   left=0
   for i in $(seq 1 "$n"); do
     [ -z "${md_at[$i]:-}" ] || continue
-    c="$LAB_STATE/m$i/console.log"
-    if grep -qa "e2e-os\[.*\(E2E-OK\|ERROR\)" "$c"; then
+    c=$(tail -c +$((off[$i] + 1)) "$LAB_STATE/m$i/console.log")
+    if grep -qa "e2e-os\[.*\(E2E-OK\|ERROR\)" <<< "$c"; then
       md_at[$i]=$(date +%s.%N)
-    elif grep -qa "e2e-os\[.*metadata not readable yet.*(attempt 10)" "$c"; then
-      grep -a "e2e-os\[" "$c" | tail -3 >&2
-      nsx curl -sf "$MD_URL/metrics" | grep '^hegel_http_requests_total' >&2
+    elif grep -qa "e2e-os\[.*metadata not readable yet.*(attempt 10)" <<< "$c"; then
+      grep -a "e2e-os\[" <<< "$c" | tail -3 >&2
+      nsk curl -sf "$MD_URL/metrics" | grep '^hegel_http_requests_total' >&2
       fail "lab-m$i: the installed OS could not read its metadata from hegel ($MD_URL)"
     else
       left=1
@@ -278,11 +338,11 @@ while :; do
   sleep 0.2
 done
 for i in $(seq 1 "$n"); do
-  ok=$(e2e_wait_os "$i" "$LAB_STATE/m$i/console.log" 0 "$MD_URL") || fail "lab-m$i: the installed OS"
+  ok=$(e2e_wait_os "$i" "$LAB_STATE/m$i/console.log" "${off[$i]}" "$MD_URL") || fail "lab-m$i: the installed OS"
   say "lab-m$i: $ok"
 done
 # ... and hegel (on the cluster) is who answered: at least hostname, an address and instance-id each.
-hits=$(nsx curl -sf "$MD_URL/metrics" | awk '/^hegel_http_requests_total\{.*status="200"/ {n += $2} END {print n + 0}')
+hits=$(nsk curl -sf "$MD_URL/metrics" | awk '/^hegel_http_requests_total\{.*status="200"/ {n += $2} END {print n + 0}')
 [ "$hits" -ge $((3 * n)) ] || fail "hegel answered $hits metadata reads with 200, expected at least $((3 * n))"
 
 # --- the timeline, rebuilt from the processes' traces ------------------------------------------
@@ -361,4 +421,20 @@ done
 line="e2e-kube: cpu"
 for s in "${services[@]}"; do line="$line $s $(cpu "${pid[$s]}") s,"; done
 echo "$line kube-apiserver $(cpu "$(cat "$E/kube/apiserver.pid")") s, etcd $(cpu "$(cat "$E/kube/etcd.pid")") s"
-say "PASS ($n machines, store in kube-apiserver, services on --backend kube)"
+
+# --- A stayed silent; 4. the move back to the admin machine, under the probe ---------------------
+sent=$(dhcp_sent_a)
+[ "$sent" = "$sent_after_move" ] || fail "A's boots sent $((sent - sent_after_move)) DHCP replies after the move to the cluster"
+say "A sent no DHCP reply while the cluster provisioned"
+e2e_probe_start out "$MAC1" "$B" "$A" nsp
+nsk "$cli" move -A --from "kube:$KC#$NS" --to "http://$A:7081" --to-token-file "$E/a/api-token" \
+  > "$E/logs/move-out.txt" 2> "$E/logs/move-out.err" || { cat "$E/logs/move-out.err" >&2; fail "tinkerbell move back to A"; }
+e2e_probe_end out
+sed 's/^/  /' "$E/logs/move-out.txt"
+say "move cluster → A: DHCP handoff seen by the probe: $handoff"
+same hardware hardware; same machine machines.bmc.tinkerbell.org; same secret secrets
+for i in $(seq 1 "$n"); do
+  [ "$(handoff_of K "lab-m$i")" = moved-out ] || fail "the cluster's lab-m$i is not marked moved-out"
+  [ "$(handoff_of A "lab-m$i")" = none ] || fail "A's lab-m$i still carries the handoff annotation"
+done
+say "PASS ($n machines: A provisioned lab-m1, moved to kube-apiserver, the services on --backend kube provisioned all, moved back)"

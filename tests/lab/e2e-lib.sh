@@ -1,4 +1,4 @@
-# Shared by tests/lab/e2e.sh and tests/lab/move.sh (sourced, not run): the prerequisites, the
+# Shared by tests/lab/e2e.sh, move.sh and e2e-kube.sh (sourced, not run): the prerequisites, the
 # builds (the CLI, HookOS with the static tink-worker, the installed OS image), the Template,
 # and the checks of an installed OS's console and of a machine's timeline.
 # The caller sets `here` (tests/lab), `repo` and `E` (its output directory) and `set -euo pipefail`.
@@ -143,4 +143,74 @@ if netboot:
 t = lambda k: (events[k]["at_unix_nanos"] - events[on]["at_unix_nanos"]) / 1e9
 print(f"e2e: {name} {fw} power-on→image-written {t(written):.1f} s power-on→metadata-read {t(md):.1f} s")
 PY
+}
+
+# e2e_attach NS IP PORT: a network namespace NS with one veth (eth0, IP/24), the other end PORT a
+# port of the lab bridge: a second host on the lab's wire.
+e2e_attach() {
+  local ns=$1 ip=$2 port=$3
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+  ip -n "$LAB_NS" link add "$port" type veth peer name eth0 netns "$ns"
+  ip -n "$LAB_NS" link set "$port" master br0 up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+}
+
+# e2e_serve DIR IP IFACE LOG NSX...: one appliance (`tinkerbell serve`, embedded store in DIR,
+# every service, DHCP on IFACE only, HookOS from $E/hookos) on IP and an artifact server for
+# $E/www on IP:8090, both run through NSX (e.g. `ip netns exec NS`); their pids are appended to
+# the caller's `pids` array, their logs go to $E/logs/{serve,www}-LOG.log. Waits until it serves.
+e2e_serve() {
+  local dir=$1 ip=$2 ifc=$3 log=$4
+  shift 4
+  "$@" python3 -m http.server 8090 --bind "$ip" --directory "$E/www" > "$E/logs/www-$log.log" 2>&1 &
+  pids+=($!)
+  "$@" "$cli" --data-dir "$dir" serve \
+    --bind-address "$ip" --http-port 7080 --store-api-addr "$ip:7081" --store-api-allow-plaintext \
+    --dhcp-enabled --dhcp-bind-interface "$ifc" \
+    --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
+    --hookos-dir "$E/hookos" \
+    > "$E/logs/serve-$log.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do [ -f "$dir/http-url" ] && [ -f "$dir/tink-grpc-url" ] && break; sleep 0.1; done
+  [ -f "$dir/http-url" ] || { cat "$E/logs/serve-$log.log" >&2; echo "appliance $log did not start" >&2; exit 1; }
+}
+
+# e2e_names CMD...: namespace/name of every object in the JSON list CMD prints (`tinkerbell get
+# KIND -A -o json`, `kubectl get KIND -A -o json`), sorted, on one line.
+e2e_names() {
+  "$@" | python3 -c 'import json,sys; print(" ".join(sorted(o["metadata"]["namespace"]+"/"+o["metadata"]["name"] for o in json.load(sys.stdin).get("items") or [])))'
+}
+
+# e2e_handoff JSON: the DHCP handoff annotation of the object `get -o json` printed into JSON
+# ("none" without one).
+e2e_handoff() {
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"].get("annotations",{}).get("move.tinkerbell.org/dhcp-handoff","none"))'
+}
+
+# e2e_probe_start TAG MAC FROM TO NSX...: tests/lab/dhcp_probe.py (run through NSX, on its eth0)
+# broadcasts DISCOVERs for MAC and records who answers; returns once FROM has answered (start
+# the move then). Files: $E/probe-TAG.{ready,stop}, $E/logs/probe-TAG.{log,json}.
+e2e_probe_start() {
+  local tag=$1 mac=$2 from=$3 to=$4
+  shift 4
+  rm -f "$E/probe-$tag.ready" "$E/probe-$tag.stop"
+  "$@" python3 "$here/dhcp_probe.py" --iface eth0 --mac "$mac" --from-server "$from" --to-server "$to" \
+    --ready-file "$E/probe-$tag.ready" --stop-file "$E/probe-$tag.stop" --json "$E/logs/probe-$tag.json" \
+    > "$E/logs/probe-$tag.log" 2>&1 &
+  probe_pid=$!
+  pids+=($probe_pid)
+  for _ in $(seq 100); do [ -f "$E/probe-$tag.ready" ] && break; kill -0 $probe_pid 2>/dev/null || break; sleep 0.1; done
+  [ -f "$E/probe-$tag.ready" ] || { cat "$E/logs/probe-$tag.log" >&2; echo "$from does not answer the probe's DISCOVERs for $mac" >&2; exit 1; }
+}
+
+# e2e_probe_end TAG: stops the probe once the new server answered; fails when two servers
+# answered one DISCOVER or the old one answered after the new one; sets $handoff to the probe's
+# numbers. (Not in a subshell: it waits for the probe, a child of the caller's shell.)
+e2e_probe_end() {
+  touch "$E/probe-$1.stop"
+  wait "$probe_pid" || { cat "$E/logs/probe-$1.log" >&2; echo "FAIL: DHCP handoff ($1)" >&2; exit 1; }
+  handoff=$(grep '^dhcp_probe: [0-9]' "$E/logs/probe-$1.log" | sed 's/^dhcp_probe: //')
 }

@@ -34,7 +34,7 @@ fail() { echo "move: FAIL: $*" >&2; exit 1; }
 e2e_require tests/lab/move.sh
 
 "$L" down --purge >/dev/null 2>&1 || true
-rm -rf "$E/a" "$E/b" "$E/www" "$E/logs" "$E/probe.ready" "$E/probe.stop"
+rm -rf "$E/a" "$E/b" "$E/www" "$E/logs"
 mkdir -p "$E/a" "$E/b" "$E/www" "$E/logs"
 
 say "building tinkerbell, HookOS and the OS image"
@@ -56,18 +56,6 @@ nso() { ip netns exec "$NO" "$@"; }
 ta() { nsa "$cli" --data-dir "$E/a" "$@"; }
 tb() { nsb "$cli" --data-dir "$E/b" "$@"; }
 
-# A namespace with one veth, a port of the lab bridge, and one address on the lab subnet.
-attach() {
-  local ns=$1 ip=$2 port=$3
-  ip netns del "$ns" 2>/dev/null || true
-  ip netns add "$ns"
-  ip -n "$LAB_NS" link add "$port" type veth peer name eth0 netns "$ns"
-  ip -n "$LAB_NS" link set "$port" master br0 up
-  ip -n "$ns" addr add "$ip/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-}
-
 pids=()
 cleanup() {
   rc=$?
@@ -87,27 +75,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# serve_in DIR IP IFACE NSX...: one appliance with every service, DHCP on IFACE only.
-serve_in() {
-  local dir=$1 ip=$2 ifc=$3 log=$4
-  shift 4
-  "$@" python3 -m http.server 8090 --bind "$ip" --directory "$E/www" > "$E/logs/www-$log.log" 2>&1 &
-  pids+=($!)
-  "$@" "$cli" --data-dir "$dir" serve \
-    --bind-address "$ip" --http-port 7080 --store-api-addr "$ip:7081" \
-    --dhcp-enabled --dhcp-bind-interface "$ifc" \
-    --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
-    --hookos-dir "$E/hookos" \
-    > "$E/logs/serve-$log.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 300); do [ -f "$dir/http-url" ] && [ -f "$dir/tink-grpc-url" ] && break; sleep 0.1; done
-  [ -f "$dir/http-url" ] || { cat "$E/logs/serve-$log.log" >&2; fail "appliance $log did not start"; }
-}
 dhcp_sent() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_sent_total/ {n += $2} END {print n + 0}'; }
 unknown_mac() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_not_answered_total\{reason="unknown_mac"\}/ {n += $2} END {print n + 0}'; }
 
 # --- A provisions m1 -------------------------------------------------------------------------------
-serve_in "$E/a" "$A" br0 a nsa
+e2e_serve "$E/a" "$A" br0 a nsa
 say "appliance A up on $A"
 ta hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
 e2e_template "$E/template-a.yaml" "http://$A:8090/os.raw.zst" "http://$A:7080"
@@ -122,22 +94,15 @@ ta timeline lab-m1 --json > "$E/logs/timeline-a-before.json"
 e2e_check_timeline "$E/logs/timeline-a-before.json" lab-m1 bios | sed 's/^e2e: /e2e: A: /'
 
 # --- B, the operator, and the move ---------------------------------------------------------------
-attach "$NB" "$B" mvb
-attach "$NO" "$OP" mvo
-serve_in "$E/b" "$B" eth0 b nsb
+e2e_attach "$NB" "$B" mvb
+e2e_attach "$NO" "$OP" mvo
+e2e_serve "$E/b" "$B" eth0 b nsb
 say "appliance B up on $B (namespace $NB)"
 # names KIND URL TOKEN: namespace/name of every KIND object in that store, sorted.
-names() { nso "$cli" --server "$2" --token-file "$3" get "$1" -A -o json \
-  | python3 -c 'import json,sys; print(" ".join(sorted(o["metadata"]["namespace"]+"/"+o["metadata"]["name"] for o in json.load(sys.stdin).get("items") or [])))'; }
+names() { e2e_names nso "$cli" --server "$2" --token-file "$3" get "$1" -A -o json; }
 [ -z "$(names hardware "http://$B:7081" "$E/b/api-token")" ] || fail "B's store is not empty before the move"
 
-nso python3 "$here/dhcp_probe.py" --iface eth0 --mac "$MAC1" --from-server "$A" --to-server "$B" \
-  --ready-file "$E/probe.ready" --stop-file "$E/probe.stop" --json "$E/logs/probe.json" \
-  > "$E/logs/probe.log" 2>&1 &
-probe=$!
-pids+=($probe)
-for _ in $(seq 100); do [ -f "$E/probe.ready" ] && break; kill -0 $probe 2>/dev/null || break; sleep 0.1; done
-[ -f "$E/probe.ready" ] || { cat "$E/logs/probe.log" >&2; fail "A does not answer the probe's DISCOVERs for $MAC1"; }
+e2e_probe_start move "$MAC1" "$A" "$B" nso
 
 t_move=$(date +%s%N)
 nso "$cli" move -A \
@@ -148,10 +113,9 @@ t_moved=$(date +%s%N)
 move_ms=$(( (t_moved - t_move) / 1000000 ))
 sent_after_move=$(dhcp_sent)
 unknown_after_move=$(unknown_mac)
-touch "$E/probe.stop"
-wait $probe || { cat "$E/logs/probe.log" >&2; fail "DHCP handoff"; }
+e2e_probe_end move
 cat "$E/logs/move.txt"
-say "handoff: $(grep '^dhcp_probe: [0-9]' "$E/logs/probe.log" | sed 's/^dhcp_probe: //')"
+say "handoff: $handoff"
 window=$(sed -n 's/.*for at most \([0-9.]*\) ms.*/\1/p' "$E/logs/move.txt")
 [ -n "$window" ] || fail "the move reported no DHCP handoff"
 say "move took $move_ms ms; the mover's own bound of the window: $window ms"
@@ -162,8 +126,7 @@ for k in hardware machine secret; do
   nb=$(names "$k" "http://$B:7081" "$E/b/api-token")
   [ -n "$na" ] && [ "$na" = "$nb" ] || fail "$k differs after the move: A [$na] B [$nb]"
 done
-ann() { nso "$cli" --server "http://$1:7081" --token-file "$2" get hw lab-m1 -o json \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"].get("annotations",{}).get("move.tinkerbell.org/dhcp-handoff","none"))'; }
+ann() { nso "$cli" --server "http://$1:7081" --token-file "$2" get hw lab-m1 -o json | e2e_handoff; }
 [ "$(ann "$A" "$E/a/api-token")" = moved-out ] || fail "A's lab-m1 is not marked moved-out"
 [ "$(ann "$B" "$E/b/api-token")" = none ] || fail "B's lab-m1 still carries the handoff annotation"
 

@@ -71,6 +71,8 @@ struct App {
 
 /// Build the store API router over `store`, requiring `token`.
 pub fn router(store: Arc<dyn Backend>, token: &str) -> Router {
+    let health = store.clone();
+    let metrics = store.clone();
     let app = App {
         store,
         token: Arc::from(token),
@@ -84,8 +86,44 @@ pub fn router(store: Arc<dyn Backend>, token: &str) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(move || healthz(health.clone())))
+        .route("/metrics", get(move || store_metrics(metrics.clone())))
         .merge(protected)
+}
+
+/// `/healthz`: 503 naming the cause while the store cannot write (a full disk), else `ok`.
+async fn healthz(store: Arc<dyn Backend>) -> Response {
+    match store.write_health().failing {
+        None => "ok\n".into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store writes failing: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `/metrics`: the store's write health in the Prometheus text format.
+async fn store_metrics(store: Arc<dyn Backend>) -> Response {
+    let h = store.write_health();
+    let body = format!(
+        "# HELP tinkerbell_store_write_failures_total Store commits that failed (nothing of them was applied).\n\
+         # TYPE tinkerbell_store_write_failures_total counter\n\
+         tinkerbell_store_write_failures_total {}\n\
+         # HELP tinkerbell_store_writable Whether the last store commit succeeded.\n\
+         # TYPE tinkerbell_store_writable gauge\n\
+         tinkerbell_store_writable {}\n",
+        h.write_failures,
+        u8::from(h.failing.is_none())
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// An error answered as a Kubernetes `Status` object. Details go to the log, the body is terse.

@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 /// The token file's name inside the data directory.
 pub const FILE_NAME: &str = "api-token";
 
+/// The reader token's file in the data directory (mode 0600): it reads logs and timelines
+/// (`/tinkerbell/v1/logs`, `/tinkerbell/v1/timeline` on the HTTP port, the tink server's
+/// `ReadLogs`) and nothing else. Separate from the store API token, which can change
+/// everything and never needs to cross the provisioning network.
+pub const READER_FILE_NAME: &str = "reader-token";
+
 /// Why the token could not be read or created.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -52,7 +58,9 @@ pub fn load_or_create_named(data_dir: &Path, name: &str) -> Result<String, Token
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    if let Some(t) = crate::private_files::dir(data_dir).map_err(io)? {
+        tracing::warn!("tightened the data directory's permissions: {t}");
+    }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

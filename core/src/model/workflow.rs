@@ -50,6 +50,9 @@ pub mod workflow_condition_type {
     pub const ALLOW_NETBOOT_FALSE: &str = "AllowNetbootFalse";
     /// The template was rendered.
     pub const TEMPLATE_RENDERED_SUCCESS: &str = "TemplateRenderedSuccess";
+    /// True while an older unfinished Workflow holds the same Hardware: this one waits (ours;
+    /// upstream lets two Workflows fight over one machine).
+    pub const HARDWARE_IN_USE: &str = "HardwareInUse";
     /// Every known value.
     pub const ALL: &[&str] = &[
         BOOT_JOB_FAILED,
@@ -60,6 +63,7 @@ pub mod workflow_condition_type {
         ALLOW_NETBOOT_TRUE,
         ALLOW_NETBOOT_FALSE,
         TEMPLATE_RENDERED_SUCCESS,
+        HARDWARE_IN_USE,
     ];
 }
 

@@ -16,9 +16,15 @@
 //!   [`StoreError::Expired`] and lists again — it never silently misses a change.
 //! * **Ownership.** The file carries a format marker; a file that is not ours is refused with
 //!   [`StoreError::NotOurs`] instead of being "repaired".
+//! * **Failed commits.** After a commit fails (a full disk), redb refuses every later write of
+//!   that handle (`PreviousIo`). The writer therefore reopens the file before its next commit,
+//!   so writes work again once space is freed; until a commit succeeds the store reports itself
+//!   failing ([`EmbeddedStore::health`]: logged, counted, and `/healthz` of the store API says
+//!   so with 503). Memory only changes after a successful commit, so nothing half-applied shows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -74,10 +80,29 @@ pub struct EmbeddedStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    db: Database,
-    writer: Mutex<()>,
+    writer: Mutex<Writer>,
     state: RwLock<State>,
     events: broadcast::Sender<Arc<Change>>,
+    /// Commits that failed since open.
+    write_failures: AtomicU64,
+}
+
+/// The database handle, owned by the one writer.
+#[derive(Debug)]
+struct Writer {
+    /// `None` only while a reopen is in progress or after it failed.
+    db: Option<Database>,
+    /// Why the last commit failed, until one succeeds.
+    failing: Option<String>,
+}
+
+/// Whether the store can write, as [`EmbeddedStore::health`] reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Why writes are failing (the last commit's error), `None` when the last commit worked.
+    pub failing: Option<String>,
+    /// Commits that failed since the store was opened.
+    pub write_failures: u64,
 }
 
 /// A write to perform in a transaction.
@@ -111,9 +136,22 @@ fn key_string(k: &ObjectKey) -> String {
 impl EmbeddedStore {
     /// Open (or create) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| db_err(data_dir, redb::Error::Io(e)))?;
+        // The store holds every BMC credential: the directory 0700, the file 0600, whatever
+        // the umask; an older appliance's looser modes are tightened (and said).
+        let private =
+            |p: &Path, r: std::io::Result<Option<crate::private_files::Tightened>>| match r {
+                Ok(Some(t)) => {
+                    tracing::warn!("tightened the data directory's permissions: {t}");
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(db_err(p, redb::Error::Io(e))),
+            };
+        private(data_dir, crate::private_files::dir(data_dir))?;
         let path = data_dir.join(FILE_NAME);
-        let exists = path.exists();
+        // An empty file is a new store to redb; created 0600 before redb writes a byte.
+        private(&path, crate::private_files::file(&path))?;
+        let exists = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
         let db = if exists {
             Database::builder()
                 .set_cache_size(REDB_CACHE)
@@ -160,10 +198,13 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
-                db,
-                writer: Mutex::new(()),
+                writer: Mutex::new(Writer {
+                    db: Some(db),
+                    failing: None,
+                }),
                 state: RwLock::new(state),
                 events,
+                write_failures: AtomicU64::new(0),
             }),
         })
     }
@@ -252,9 +293,74 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Closed)?
     }
 
+    /// Whether writes work: the last commit's failure (until one succeeds) and the count.
+    pub fn health(&self) -> StoreHealth {
+        let failing = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failing
+            .clone();
+        StoreHealth {
+            failing,
+            write_failures: self.inner.write_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commit `writes` and the new revision in one durable transaction. After an earlier
+    /// failure the handle is dropped and the file reopened first: redb answers `PreviousIo` to
+    /// every write of a handle whose commit failed.
+    fn persist(
+        &self,
+        writer: &mut Writer,
+        writes: &[(ObjectKey, Option<Object>)],
+        new_rev: u64,
+    ) -> Result<(), StoreError> {
+        let path = &self.inner.path;
+        if writer.failing.is_some() || writer.db.is_none() {
+            // redb refuses a second handle on one file: the old one goes first.
+            writer.db = None;
+            let db = Database::builder()
+                .set_cache_size(REDB_CACHE)
+                .open(path)
+                .map_err(|e| db_err(path, e))?;
+            writer.db = Some(db);
+        }
+        let db = writer
+            .db
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("opened above"));
+        let mut tx = db.begin_write().map_err(|e| db_err(path, e))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| db_err(path, redb::Error::from(e)))?;
+        {
+            let mut table = tx.open_table(OBJECTS).map_err(|e| db_err(path, e))?;
+            for (key, obj) in writes {
+                let k = key_string(key);
+                match obj {
+                    Some(o) => {
+                        let bytes = serde_json::to_vec(&o.to_json())
+                            .unwrap_or_else(|e| unreachable!("JSON values serialise: {e}"));
+                        table
+                            .insert(k.as_str(), bytes.as_slice())
+                            .map_err(|e| db_err(path, e))?;
+                    }
+                    None => {
+                        table.remove(k.as_str()).map_err(|e| db_err(path, e))?;
+                    }
+                }
+            }
+            let mut meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
+            meta.insert(REVISION_KEY, &new_rev.to_le_bytes()[..])
+                .map_err(|e| db_err(path, e))?;
+        }
+        tx.commit().map_err(|e| db_err(path, e))
+    }
+
     /// Apply `ops` in one transaction.
     fn commit(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
-        let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let now = Time(k8s_openapi::jiff::Timestamp::now());
 
         // 1. Compute the new objects against current state plus this batch's earlier ops.
@@ -312,32 +418,16 @@ impl EmbeddedStore {
         let new_rev = base_rev + writes.len() as u64;
 
         // 2. Make it durable.
-        let path = &self.inner.path;
-        let mut tx = self.inner.db.begin_write().map_err(|e| db_err(path, e))?;
-        tx.set_durability(Durability::Immediate)
-            .map_err(|e| db_err(path, redb::Error::from(e)))?;
-        {
-            let mut table = tx.open_table(OBJECTS).map_err(|e| db_err(path, e))?;
-            for (key, obj) in &writes {
-                let k = key_string(key);
-                match obj {
-                    Some(o) => {
-                        let bytes = serde_json::to_vec(&o.to_json())
-                            .unwrap_or_else(|e| unreachable!("JSON values serialise: {e}"));
-                        table
-                            .insert(k.as_str(), bytes.as_slice())
-                            .map_err(|e| db_err(path, e))?;
-                    }
-                    None => {
-                        table.remove(k.as_str()).map_err(|e| db_err(path, e))?;
-                    }
-                }
-            }
-            let mut meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
-            meta.insert(REVISION_KEY, &new_rev.to_le_bytes()[..])
-                .map_err(|e| db_err(path, e))?;
+        if let Err(e) = self.persist(&mut writer, &writes, new_rev) {
+            let n = self.inner.write_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(store = %self.inner.path.display(), failures = n, error = %e,
+                "store commit failed; nothing was applied, the next write reopens the store");
+            writer.failing = Some(e.to_string());
+            return Err(e);
         }
-        tx.commit().map_err(|e| db_err(path, e))?;
+        if let Some(was) = writer.failing.take() {
+            tracing::warn!(store = %self.inner.path.display(), earlier = %was, "store writes work again");
+        }
 
         // 3. Publish.
         let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
@@ -422,6 +512,20 @@ fn prepare(
         }
         Op::Apply(obj) => {
             validate_identity(&obj)?;
+            // A resourceVersion in the applied object is a precondition, as server-side apply
+            // treats it.
+            let key = obj.key();
+            match (current, obj.resource_version().filter(|rv| !rv.is_empty())) {
+                (Some(cur), given @ Some(_)) => check_rv(&key, cur, given)?,
+                (None, Some(given)) => {
+                    return Err(StoreError::Conflict {
+                        key,
+                        current: String::new(),
+                        given: given.to_string(),
+                    });
+                }
+                _ => {}
+            }
             match current {
                 None => {
                     let mut obj = obj;
@@ -700,6 +804,10 @@ impl Store for EmbeddedStore {
     async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
         let out = self.run(objs.into_iter().map(Op::Apply).collect()).await?;
         Ok(out.into_iter().map(|o| (o.object, o.applied)).collect())
+    }
+
+    fn write_health(&self) -> StoreHealth {
+        self.health()
     }
 }
 

@@ -21,7 +21,7 @@ pub enum ClaimKind {
     Mac,
     /// `interfaces[].dhcp.ip.address`.
     Ip,
-    /// `spec.agentID`.
+    /// `spec.agentID`, compared trimmed and lower-cased (as worker tokens compare it).
     AgentId,
     /// `spec.metadata.instance.id`.
     InstanceId,
@@ -45,6 +45,12 @@ pub struct BadClaim {
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// An agent ID as claims compare it: trimmed and lower-cased, as a worker token binds it (two
+/// Hardware whose agentIDs differ only in case would share one token).
+pub fn normalize_agent_id(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
 }
 
 /// Normalise a MAC address to lower-case, colon-separated form.
@@ -117,7 +123,7 @@ pub fn claims_from_json(v: &Value) -> Result<Vec<Claim>, Vec<BadClaim>> {
     if let Some(agent) = spec["agentID"].as_str().filter(|a| !a.is_empty()) {
         claims.push(Claim {
             kind: ClaimKind::AgentId,
-            value: agent.to_string(),
+            value: normalize_agent_id(agent),
             field: "spec.agentID".into(),
         });
     }
@@ -155,7 +161,11 @@ pub struct LookupIndex {
 impl LookupIndex {
     /// Find the Hardware holding `value` as a `kind` claim.
     pub fn get(&self, kind: ClaimKind, value: &str) -> Option<Arc<Hardware>> {
-        self.maps.get(&kind)?.get(value).cloned()
+        let map = self.maps.get(&kind)?;
+        match kind {
+            ClaimKind::AgentId => map.get(&normalize_agent_id(value)).cloned(),
+            _ => map.get(value).cloned(),
+        }
     }
 
     /// Look up by a raw (un-normalised) MAC.
@@ -349,5 +359,30 @@ mod tests {
                 (ClaimKind::InstanceId, "i-1"),
             ]
         );
+    }
+
+    /// Worker tokens lower-case the agent ID, so two Hardware whose agentIDs differ only in
+    /// case would share a token: the second claim conflicts, and lookups ignore case.
+    #[test]
+    fn agent_ids_are_unique_ignoring_case() {
+        let hw = |name: &str, agent: &str| -> Arc<Hardware> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Hardware",
+                    "metadata": {"name": name, "namespace": "default"},
+                    "spec": {"agentID": agent}}))
+                .unwrap(),
+            )
+        };
+        let mut index = LookupIndex::default();
+        index.upsert_hardware(hw("a", "Worker-A"));
+        let b = hw("b", " worker-a ");
+        let claims = hardware_claims(&b).unwrap();
+        let (claim, holder) = index.conflict("default/b", &claims).expect("conflict");
+        assert_eq!(
+            (claim.field.as_str(), holder.as_str()),
+            ("spec.agentID", "default/a")
+        );
+        assert!(index.get(ClaimKind::AgentId, "WORKER-a").is_some());
     }
 }

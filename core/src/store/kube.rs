@@ -770,6 +770,20 @@ impl KubeStore {
                 other => return Err(other),
             },
         };
+        // A resourceVersion in the applied object is a precondition, as on the embedded store.
+        if let Some(given) = obj.resource_version().filter(|rv| !rv.is_empty()) {
+            let now = current
+                .as_ref()
+                .and_then(|c| c.resource_version())
+                .unwrap_or("");
+            if now != given {
+                return Err(StoreError::Conflict {
+                    key,
+                    current: now.to_string(),
+                    given: given.to_string(),
+                });
+            }
+        }
         let status = obj.status_json();
         let dry = PostParams {
             dry_run: true,

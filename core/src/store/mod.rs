@@ -511,6 +511,13 @@ pub trait Store: Send + Sync + 'static {
     /// Create or update every object (including status, when given), all or nothing where the
     /// backend can promise it. Returns what happened to each, in order.
     async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError>;
+
+    /// Whether writes work right now, for health checks and metrics: the embedded store says
+    /// why its last commit failed (a full disk) until one succeeds. Backends whose failures are
+    /// per request (the API servers answer each one) report healthy.
+    fn write_health(&self) -> embedded::StoreHealth {
+        embedded::StoreHealth::default()
+    }
 }
 
 /// The lookups boots, hegel and the tink server make on every packet or request.

@@ -205,22 +205,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // HTTP and the UDP services run until a signal, or until one of them fails, which stops
     // the rest. With DHCP, TFTP and syslog all off, `join` returns at once and HTTP (iPXE
     // scripts, HookOS, logs, metrics) carries on alone.
+    // The shared listener (header-read timeout, connection cap); open downloads get
+    // SHUTDOWN_GRACE to finish, not forever.
+    let server =
+        tinkerbell_hegel::HttpServer::serve(listener, router, root.child_token(), SHUTDOWN_GRACE)?;
     let http = async {
-        use std::future::IntoFuture;
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(root.clone().cancelled_owned())
-        .into_future();
-        // Open downloads get SHUTDOWN_GRACE to finish, not forever.
-        let r = tokio::select! {
-            r = serve => r,
-            () = async {
-                root.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => Ok(()),
-        };
+        let r = server.join().await;
         root.cancel();
         r
     };

@@ -53,6 +53,9 @@ pub enum BootsError {
     /// The IPv6 Router Advertisement responder.
     #[error("IPv6 RA")]
     Ra(#[from] RaError),
+    /// A part's task ended abnormally (panicked or was aborted).
+    #[error("a boots task ended abnormally")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl BootsError {
@@ -263,7 +266,10 @@ impl Boots {
         r
     }
 
-    /// Wait until every part has stopped; the first error is returned.
+    /// Wait until every part has stopped. A part that fails (or panics) ends the wait at once
+    /// with its error, so the process exits and its supervisor restarts it, instead of a
+    /// half-alive boots whose DHCP is gone while TFTP and syslog still answer; the other parts
+    /// are aborted when the returned future's set is dropped.
     pub async fn join(self) -> Result<(), BootsError> {
         let mut set: JoinSet<Result<(), BootsError>> = JoinSet::new();
         if let Some(d) = self.dhcp {
@@ -278,13 +284,51 @@ impl Boots {
         if let Some(r) = self.ra {
             set.spawn(async move { r.join().await.map_err(BootsError::from) });
         }
-        let mut result = Ok(());
-        while let Some(r) = set.join_next().await {
-            let r = r.unwrap_or_else(|e| Err(BootsError::Dhcp(DhcpError::Join(e))));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
+        first_failure(set).await
+    }
+}
+/// Waits for every task of `set`; the first that fails or panics ends the wait with its error
+/// (dropping `set` aborts the rest).
+async fn first_failure(mut set: JoinSet<Result<(), BootsError>>) -> Result<(), BootsError> {
+    while let Some(r) = set.join_next().await {
+        r.unwrap_or_else(|e| Err(BootsError::Task(e)))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// One part panicking (a DHCP listener hit by a packet it could not handle) ends the wait
+    /// at once, although the other parts would run forever: the process exits non-zero.
+    #[tokio::test]
+    async fn a_failed_part_ends_the_wait() {
+        let mut set: JoinSet<Result<(), BootsError>> = JoinSet::new();
+        set.spawn(std::future::pending());
+        let listener = tokio::spawn(async { panic!("listener hit") });
+        set.spawn(async move {
+            listener
+                .await
+                .map_err(DhcpError::Join)
+                .map_err(BootsError::from)
+        });
+        let r = tokio::time::timeout(Duration::from_secs(5), first_failure(set))
+            .await
+            .expect("the wait ends without the pending part");
+        assert!(
+            matches!(r, Err(BootsError::Dhcp(DhcpError::Join(_)))),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn parts_ending_cleanly_end_the_wait_cleanly() {
+        let mut set: JoinSet<Result<(), BootsError>> = JoinSet::new();
+        set.spawn(async { Ok(()) });
+        set.spawn(async { Ok(()) });
+        first_failure(set).await.expect("no failure");
     }
 }

@@ -207,46 +207,86 @@ fn golden(name: &str, got: &str) {
     assert_eq!(got, want, "{name} differs from {}", path.display());
 }
 
+/// The script with its worker token (time-dependent: it carries its expiry) as `<TOKEN>`, and
+/// the token.
+fn split_token(script: &str) -> (String, Option<String>) {
+    let Some(at) = script.find("worker_token=") else {
+        return (script.to_string(), None);
+    };
+    let start = at + "worker_token=".len();
+    let end = script[start..]
+        .find(char::is_whitespace)
+        .map_or(script.len(), |e| start + e);
+    let token = script[start..end].to_string();
+    (
+        format!("{}<TOKEN>{}", &script[..start], &script[end..]),
+        Some(token),
+    )
+}
+
 #[tokio::test]
 async fn golden_scripts_by_mac() {
     let lab = lab(|_| {}).await;
-    let c = client_from("127.0.0.1");
-    for (name, mac) in [
-        ("basic", "02:00:00:00:00:01"),
-        ("agent-vlan-osie", "02-00-00-00-00-02"),
-        ("custom-url", "02:00:00:00:00:03"),
-        ("custom-contents", "0200.0000.0004"),
+    for (name, mac, machine) in [
+        ("basic", "02:00:00:00:00:01", "127.0.1.1"),
+        ("agent-vlan-osie", "02-00-00-00-00-02", "127.0.1.2"),
+        ("custom-url", "02:00:00:00:00:03", "127.0.1.3"),
+        ("custom-contents", "0200.0000.0004", "127.0.1.4"),
     ] {
-        let r = c
+        // Asked by the machine itself, from its reserved address.
+        let r = client_from(machine)
             .get(lab.url(&format!("/ipxe/script/{mac}/auto.ipxe")))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{name}");
-        golden(name, &r.text().await.unwrap());
+        golden(name, &split_token(&r.text().await.unwrap()).0);
     }
-    // The token on the command line is the one the tink server will verify.
-    let basic = c
-        .get(lab.url("/ipxe/script/02:00:00:00:00:01/auto.ipxe"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let tok = key().token_for("02:00:00:00:00:01");
-    assert!(basic.contains(&format!(
-        "hw_addr=02:00:00:00:00:01 worker_token={tok} \\\n"
-    )));
-    let agent = c
-        .get(lab.url("/ipxe/script/02:00:00:00:00:02/auto.ipxe"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(agent.contains(&format!("worker_token={}", key().token_for("worker-2"))));
+    // The token on the command line is the one the tink server will verify: the worker's
+    // (its agentID, else its MAC), plain (the machine asked from its reservation), expiring.
+    let now = tinkerbell_core::worker_token::unix_now();
+    for (mac, machine, worker) in [
+        ("02:00:00:00:00:01", "127.0.1.1", "02:00:00:00:00:01"),
+        ("02:00:00:00:00:02", "127.0.1.2", "worker-2"),
+    ] {
+        let body = client_from(machine)
+            .get(lab.url(&format!("/ipxe/script/{mac}/auto.ipxe")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let tok = split_token(&body).1.expect("a worker token");
+        assert_eq!(key().check(worker, &tok, None, now), Ok(()), "{worker}");
+        let day = tinkerbell_core::worker_token::TOKEN_TTL.as_secs();
+        assert!(
+            key().check(worker, &tok, None, now + day + 5).is_err(),
+            "expires"
+        );
+        assert!(key().check("02:00:00:00:00:09", &tok, None, now).is_err());
+    }
+}
+
+/// Another host asking for a machine's script (by its MAC in the path) gets no token: the
+/// token used to go to whoever asked.
+#[tokio::test]
+async fn another_host_gets_no_worker_token() {
+    let lab = lab(|_| {}).await;
+    for other in ["127.0.0.1", "127.0.1.2"] {
+        let r = client_from(other)
+            .get(lab.url("/ipxe/script/02:00:00:00:00:01/auto.ipxe"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("worker_token="),
+            "{other} got a token:\n{body}"
+        );
+        assert!(body.contains("hw_addr=02:00:00:00:00:01"), "{body}");
+    }
 }
 
 #[tokio::test]
@@ -269,7 +309,22 @@ async fn static_script_and_default_hookos_url() {
         .await
         .unwrap()
         .replace(&lab.addr().to_string(), "HOST");
+    let (body, tok) = split_token(&body);
     golden("static", &body);
+    // An unknown machine has no reservation: its token is bound to the address that asked.
+    let tok = tok.expect("a worker token for discovery");
+    let now = tinkerbell_core::worker_token::unix_now();
+    let asked: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let elsewhere: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    assert_eq!(
+        key().check("02:00:00:00:00:99", &tok, Some(asked), now),
+        Ok(())
+    );
+    assert!(
+        key()
+            .check("02:00:00:00:00:99", &tok, Some(elsewhere), now)
+            .is_err()
+    );
     let r = c
         .get(lab.url("/ipxe/script/02:00:00:00:00:01/auto.ipxe"))
         .send()

@@ -458,3 +458,147 @@ async fn debian_ipxe_binaries_are_served_by_default() {
     cancel.cancel();
     tftp.join().await.unwrap();
 }
+
+/// Send `n` read requests for `file` from `from` (a loopback address other than 127.0.0.1),
+/// from sockets that never acknowledge; returns the sockets, which must stay open (a closed
+/// one would answer with ICMP port unreachable and end its transfers early). Paced in batches
+/// closed by a junk datagram the listener counts, so none is lost in the request socket's
+/// receive buffer; returns the number of junk datagrams sent.
+async fn silent_requests(
+    addr: std::net::SocketAddr,
+    from: [u8; 4],
+    n: usize,
+    files: &[&str],
+    m: &tinkerbell_boots::tftp::TftpMetrics,
+    junk_sent: &mut u64,
+) -> Vec<UdpSocket> {
+    let mut socks = Vec::new();
+    for i in 0..n {
+        // A new source port every 4 requests, as a flood with fresh transfer IDs would have.
+        if i % 4 == 0 {
+            let s = UdpSocket::bind((std::net::Ipv4Addr::from(from), 0))
+                .await
+                .unwrap();
+            socks.push(s);
+        }
+        let rrq = packet::encode_request(opcode::RRQ, files[i % files.len()], "octet", &[]);
+        socks.last().unwrap().send_to(&rrq, addr).await.unwrap();
+        if i % 32 == 31 || i == n - 1 {
+            socks[0].send_to(b"\x00", addr).await.unwrap();
+            *junk_sent += 1;
+            let want = *junk_sent;
+            eventually("flood batch processed", || {
+                m.drops(DropReason::Malformed) == want
+            })
+            .await;
+        }
+    }
+    socks
+}
+
+/// Item 8 of the security review: 512 requests that are never acknowledged, from one address,
+/// plus 64 from each of four more, must not lock out a real client on another address. Before
+/// the per-client cap they took all 512 transfer slots for `(max_retries + 1) * timeout` and
+/// tftp-hpa's request was dropped (it retransmits only after 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_flood_does_not_lock_out_tftp_hpa() {
+    if !have("tftp") {
+        return;
+    }
+    // Default limits; a longer timeout keeps the flood's transfers alive for the whole test.
+    let lab = lab(|c| c.timeout = Duration::from_secs(3)).await;
+    let addr = lab.tftp.local_addr();
+    let m = lab.tftp.metrics();
+    let files = ["exact.bin", "undionly.kpxe"];
+    let mut junk = 0;
+    let mut stallers = silent_requests(addr, [127, 0, 0, 2], 512, &files, m, &mut junk).await;
+    for last in 3..=6 {
+        stallers.extend(silent_requests(addr, [127, 0, 0, last], 64, &files, m, &mut junk).await);
+    }
+    // Each flooding address holds its 8 slots; the rest of its requests were dropped.
+    assert_eq!(m.active_transfers(), 5 * 8);
+    assert_eq!(m.drops(DropReason::ClientBusy), 512 + 4 * 64 - 5 * 8);
+
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // tftp-hpa retransmits its request after 5 s: finishing well before proves the first one
+    // was served.
+    let got = tokio::time::timeout(
+        Duration::from_secs(4),
+        tokio::process::Command::new("tftp")
+            .current_dir(out.path())
+            .kill_on_drop(true)
+            .args(["127.0.0.1", &lab.port().to_string()])
+            .args(["-m", "binary", "-c", "get", "undionly.kpxe", "got"])
+            .output(),
+    )
+    .await;
+    let took = started.elapsed();
+    let o = got
+        .unwrap_or_else(|_| panic!("tftp-hpa not served within 4 s while flooded"))
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "tftp get: {} {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        std::fs::read(out.path().join("got")).unwrap() == lab.ipxe("undionly.kpxe"),
+        "tftp-hpa's copy differs"
+    );
+    eprintln!("tftp-hpa served in {took:?} while flooded");
+    assert_eq!(m.drops(DropReason::Busy), 0, "global slots exhausted");
+    eventually("tftp-hpa's transfer completed", || {
+        m.outcomes(Outcome::Completed) == 1
+    })
+    .await;
+    // The flood's transfers are still waiting for their first ACK: the slots were held.
+    assert_eq!(m.active_transfers(), 5 * 8);
+    drop(stallers);
+}
+
+/// Concurrent transfers of one asset file share one copy in memory, which is freed when the
+/// last of them ends; a transfer of that file meanwhile is served from the same copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transfers_of_one_file_hold_one_copy() {
+    let lab = lab(|c| c.timeout = Duration::from_millis(500)).await;
+    let addr = lab.tftp.local_addr();
+    let m = lab.tftp.metrics();
+    let mut junk = 0;
+    // 16 transfers stalled on their first block (8 per address, the per-client limit).
+    let mut stallers = Vec::new();
+    for last in [2, 3] {
+        stallers.extend(
+            silent_requests(addr, [127, 0, 0, last], 8, &["dir/big.bin"], m, &mut junk).await,
+        );
+    }
+    eventually("16 transfers in progress", || m.active_transfers() == 16).await;
+    assert_eq!(m.file_loads(), 1);
+    assert_eq!(m.file_cache_bytes(), BIG as i64);
+    // One more, to the end, from the same copy.
+    let g = raw_get(
+        addr,
+        "dir/big.bin",
+        "octet",
+        &[("blksize", "1428"), ("windowsize", "16")],
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(g.data == lab.asset("dir/big.bin"), "shared copy differs");
+    assert_eq!(m.file_loads(), 1);
+    assert_eq!(m.file_cache_bytes(), BIG as i64);
+    // The stalled ones give up (6 timeouts of 0.5 s): the copy is freed with the last.
+    eventually("16 timed out", || m.outcomes(Outcome::TimedOut) == 16).await;
+    eventually("copy freed", || m.file_cache_bytes() == 0).await;
+    // The next transfer reads the file again, and sees what is on disk now.
+    std::fs::write(lab.assets.path().join("dir/big.bin"), pattern(BIG, 10)).unwrap();
+    let g = raw_get(addr, "dir/big.bin", "octet", &[("blksize", "1428")], false)
+        .await
+        .unwrap();
+    assert!(g.data == pattern(BIG, 10), "stale copy served");
+    assert_eq!(m.file_loads(), 2);
+    eventually("copy freed", || m.file_cache_bytes() == 0).await;
+    drop(stallers);
+}

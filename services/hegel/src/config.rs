@@ -11,6 +11,9 @@ use tinkerbell_core::timeline::Timeline;
 /// The longest session token lifetime EC2 (and firecracker's MMDS) accept: six hours.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(21_600);
 
+/// The largest connection cap [`Config::validate`] accepts.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Where and how hegel serves.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,8 +28,19 @@ pub struct Config {
     pub require_tokens: bool,
     /// The longest lifetime a session token may ask for (1 s ..= 6 h).
     pub token_ttl_max: Duration,
-    /// How many session tokens are kept at most; beyond that the one closest to expiry goes.
+    /// How many session tokens are kept at most. When the table is full, an address holding
+    /// tokens replaces its own oldest one and an address holding none is refused (503) until
+    /// tokens expire: nobody's valid token is evicted by another address (see
+    /// [`crate::tokens`]).
     pub max_tokens: usize,
+    /// How many live session tokens one address may hold; its next one replaces its oldest.
+    pub max_tokens_per_address: usize,
+    /// How long a client has to send a request's headers (from connecting, or from the end of
+    /// its previous response on a kept-alive connection) before it is disconnected.
+    pub header_read_timeout: Duration,
+    /// How many connections are served at once. At the cap the listener accepts nothing more
+    /// until a connection ends; new ones wait in the kernel's (bounded) listen backlog.
+    pub max_connections: usize,
     /// How long in-flight requests get after cancellation.
     pub shutdown_grace: Duration,
     /// Where the first metadata read of each burst is recorded (`tinkerbell timeline`).
@@ -42,6 +56,9 @@ impl Default for Config {
             require_tokens: false,
             token_ttl_max: MAX_TOKEN_TTL,
             max_tokens: 65_536,
+            max_tokens_per_address: 16,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             shutdown_grace: Duration::from_secs(5),
             timeline: None,
         }
@@ -69,6 +86,18 @@ impl Config {
         }
         if self.max_tokens == 0 {
             problems.push("the token cap must be at least 1".to_string());
+        }
+        if self.max_tokens_per_address == 0 {
+            problems.push("the per-address token cap must be at least 1".to_string());
+        }
+        if self.header_read_timeout.is_zero() {
+            problems.push("the header read timeout must be more than zero".to_string());
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            problems.push(format!(
+                "the connection cap must be between 1 and {MAX_CONNECTIONS}, not {}",
+                self.max_connections
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -223,9 +252,17 @@ mod tests {
         let c = Config {
             token_ttl_max: Duration::from_secs(21_601),
             max_tokens: 0,
+            max_tokens_per_address: 0,
+            header_read_timeout: Duration::ZERO,
+            max_connections: 0,
             ..Config::default()
         };
-        assert_eq!(c.validate().unwrap_err().problems.len(), 2);
+        assert_eq!(c.validate().unwrap_err().problems.len(), 5);
+        let c = Config {
+            max_connections: MAX_CONNECTIONS + 1,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().problems.len(), 1);
         assert!(Config::default().validate().is_ok());
     }
 }

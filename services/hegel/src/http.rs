@@ -19,7 +19,7 @@ use tinkerbell_core::timeline::{Phase, Subject, Timeline};
 use crate::config::{Cidr, Config, canonical};
 use crate::ec2::{self, Node};
 use crate::metrics::Metrics;
-use crate::tokens::{TokenCheck, TokenStore};
+use crate::tokens::{IssueError, TokenCheck, TokenStore};
 
 /// The API versions served; `latest` is the same tree.
 pub const VERSIONS: &[&str] = &["2009-04-04", "latest"];
@@ -75,6 +75,15 @@ pub enum ApiError {
     /// No Hardware has this instance ID.
     #[error("no hardware found for instance id: {0}")]
     NoHardwareForInstance(String),
+    /// The Hardware with this instance ID does not hold the caller's address. Answered like
+    /// an unknown instance ID, so the route does not tell which IDs exist.
+    #[error("no hardware found for instance id: {id}")]
+    NotTheInstance {
+        /// The instance ID asked for.
+        id: String,
+        /// The caller's address.
+        ip: IpAddr,
+    },
     /// The path is not part of the tree.
     #[error("not found")]
     NotFound,
@@ -98,6 +107,9 @@ pub enum ApiError {
     /// A token request relayed by an untrusted proxy.
     #[error("token requests must not carry X-Forwarded-For")]
     ForwardedTokenRequest,
+    /// The token table is full of other addresses' live tokens.
+    #[error("too many session tokens; retry later")]
+    TokensExhausted,
     /// The backend failed.
     #[error("backend lookup failed")]
     Backend(#[source] StoreError),
@@ -116,9 +128,11 @@ impl ApiError {
             | ApiError::ForwardedTokenRequest => StatusCode::BAD_REQUEST,
             ApiError::NoHardwareForIp(_)
             | ApiError::NoHardwareForInstance(_)
+            | ApiError::NotTheInstance { .. }
             | ApiError::NotFound
             | ApiError::Unset(_) => StatusCode::NOT_FOUND,
             ApiError::TokenRequired | ApiError::TokenInvalid => StatusCode::UNAUTHORIZED,
+            ApiError::TokensExhausted => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Backend(_) | ApiError::Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +146,8 @@ impl IntoResponse for ApiError {
                 .map(|s| s.to_string())
                 .unwrap_or_default();
             tracing::error!(error = %self, %source, "request failed");
+        } else if let ApiError::NotTheInstance { id, ip } = &self {
+            tracing::debug!(%id, %ip, "instance metadata refused: not the instance's address");
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
@@ -157,14 +173,15 @@ fn labelled(st: &AppState, route: &'static str, resp: Response) -> Response {
 ///
 /// Routes: `/` (versions), `/2009-04-04/…` and `/latest/…` (the EC2 tree), `PUT
 /// /latest/api/token`, `/metadata` (rootio JSON), `/healthz`, `/metrics`, and with
-/// `config.instance_endpoint`, `/tootles/instanceID/<id>/2009-04-04/…`.
+/// `config.instance_endpoint`, `/tootles/instanceID/<id>/2009-04-04/…` (served only to an
+/// address of that instance's Hardware, with the same token rules as the rest).
 pub fn router(backend: Arc<dyn HardwareLookup>, config: &Config) -> Router {
     let state: Shared = Arc::new(AppState {
         backend,
         trusted_proxies: config.trusted_proxies.clone(),
         require_tokens: config.require_tokens,
         token_ttl_max: config.token_ttl_max,
-        tokens: TokenStore::new(config.max_tokens),
+        tokens: TokenStore::new(config.max_tokens, config.max_tokens_per_address),
         metrics: Metrics::default(),
         timeline: config.timeline.clone(),
     });
@@ -348,18 +365,37 @@ async fn ec2_by_instance(
         .map(|(_, v)| v)
         .unwrap_or_default();
     let result = async {
-        caller(&st, &req)?;
-        st.backend
+        let ip = caller(&st, &req)?;
+        let hw = st
+            .backend
             .hardware_by_instance_id(&id)
             .await
             .map_err(ApiError::Backend)?
-            .ok_or_else(|| ApiError::NoHardwareForInstance(id.clone()))
+            .ok_or_else(|| ApiError::NoHardwareForInstance(id.clone()))?;
+        // The path names the instance, but only the instance itself may read it: the caller's
+        // address (the same identity, tokens included, as the by-address routes) must be one
+        // of the Hardware's. Session tokens are bound to the address they were issued to, so
+        // a token only ever speaks for its own address.
+        if !holds_address(&hw, ip) {
+            return Err(ApiError::NotTheInstance { id: id.clone(), ip });
+        }
+        Ok(hw)
     }
     .await;
     match result {
         Ok(hw) => answer(&st, &hw, &segs),
         Err(e) => labelled(&st, early_label(&segs), e.into_response()),
     }
+}
+
+/// Whether `ip` is one of `hw`'s interface addresses (`interfaces[].dhcp.ip.address`, the
+/// addresses the by-address routes look Hardware up by).
+fn holds_address(hw: &Hardware, ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    hw.ips()
+        .iter()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .any(|a| canonical(a) == ip)
 }
 
 async fn root(State(st): State<Shared>) -> Response {
@@ -441,7 +477,15 @@ fn issue_token(st: &AppState, req: &Parts) -> Result<(String, u64), ApiError> {
     let tok = st
         .tokens
         .issue(ip, Duration::from_secs(ttl))
-        .map_err(ApiError::Random)?;
+        .map_err(|e| match e {
+            IssueError::Full => {
+                // Debug, not warn: whoever fills the table would also fill the log. The
+                // 503s are counted under the token route.
+                tracing::debug!(%ip, "session token refused: the token table is full");
+                ApiError::TokensExhausted
+            }
+            IssueError::Random(e) => ApiError::Random(e),
+        })?;
     tracing::debug!(%ip, ttl, "session token issued");
     Ok((tok, ttl))
 }

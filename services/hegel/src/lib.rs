@@ -24,4 +24,4 @@ pub use http::{AppState, router};
 
 /// The kinds hegel reads from the store (what a `--backend kube` start-up checks it may list).
 pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[tinkerbell_core::store::Kind::Hardware];
-pub use server::{Hegel, HegelError, HttpServer};
+pub use server::{Hegel, HegelError, HttpLimits, HttpServer};

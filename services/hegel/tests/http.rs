@@ -213,35 +213,79 @@ async fn forwarded_for_only_from_trusted_proxies() {
     assert_eq!(r.status(), 400);
 }
 
+/// The instance-ID route serves a Hardware only to that Hardware: the caller's address (after
+/// trusted proxies) must be one of its interface addresses. Anyone else gets the answer an
+/// unknown instance ID gets, so the route is not an oracle for which IDs exist.
 #[tokio::test]
-async fn instance_id_endpoint() {
+async fn instance_id_endpoint_serves_only_the_owner() {
     let node2 = hardware("node2", "10.1.2.3", "i-node2", "node2.lab");
+    let node3 = hardware("node3", "127.0.0.2", "i-node3", "node3.lab");
     let config = Config {
         instance_endpoint: true,
+        // 127.0.0.1 (node1's address) is also a trusted proxy.
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
         ..Config::default()
     };
-    let h = start(config, vec![node1(), node2]).await;
-    // Any caller address: the path names the instance.
-    let c = client_from("127.0.0.9");
+    let h = start(config, vec![node1(), node2, node3]).await;
+    let refused = |id: &str| (404, format!("no hardware found for instance id: {id}"));
+    // A stranger gets nobody's metadata, user-data included.
+    let stranger = client_from("127.0.0.9");
+    for path in [
+        "/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname",
+        "/tootles/instanceID/i-node2/2009-04-04/user-data",
+        "/tootles/instanceID/i-node2/2009-04-04/",
+        "/tootles/instanceID/i-node3/2009-04-04/user-data",
+    ] {
+        let id = path.split('/').nth(3).unwrap();
+        assert_eq!(get(&stranger, &h.url(path)).await, refused(id), "{path}");
+    }
+    // Another machine does not get its neighbour's either.
     assert_eq!(
         get(
-            &c,
-            &h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname")
+            &client_from(ME),
+            &h.url("/tootles/instanceID/i-node3/2009-04-04/user-data")
         )
         .await,
-        (200, "node2.lab".into())
+        refused("i-node3")
     );
-    assert_eq!(
-        get(&c, &h.url("/tootles/instanceID/i-node2/2009-04-04/")).await,
-        (200, "dynamic/\nmeta-data/\nuser-data\nvendor-data".into())
-    );
+    // The owner does.
+    let owner = client_from("127.0.0.2");
     assert_eq!(
         get(
-            &c,
+            &owner,
+            &h.url("/tootles/instanceID/i-node3/2009-04-04/meta-data/hostname")
+        )
+        .await,
+        (200, "node3.lab".into())
+    );
+    assert_eq!(
+        get(&owner, &h.url("/tootles/instanceID/i-node3/2009-04-04/")).await,
+        (200, "dynamic/\nmeta-data/\nuser-data\nvendor-data".into())
+    );
+    // So does the owner behind a trusted proxy.
+    let r = client_from(ME)
+        .get(h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "node2.lab");
+    // An untrusted peer's X-Forwarded-For changes nothing.
+    let r = stranger
+        .get(h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        get(
+            &owner,
             &h.url("/tootles/instanceID/i-nope/2009-04-04/meta-data/hostname")
         )
         .await,
-        (404, "no hardware found for instance id: i-nope".into())
+        refused("i-nope")
     );
     // Disabled by default.
     let h2 = start(Config::default(), vec![node1()]).await;
@@ -251,6 +295,45 @@ async fn instance_id_endpoint() {
     )
     .await;
     assert_eq!(s, 404);
+}
+
+/// With tokens required, the instance-ID route wants the owner's address and a token issued to
+/// it; a stranger's own valid token does not open another machine's data.
+#[tokio::test]
+async fn instance_id_endpoint_with_tokens() {
+    let node3 = hardware("node3", "127.0.0.2", "i-node3", "node3.lab");
+    let config = Config {
+        instance_endpoint: true,
+        require_tokens: true,
+        ..Config::default()
+    };
+    let h = start(config, vec![node1(), node3]).await;
+    let url = h.url("/tootles/instanceID/i-node3/2009-04-04/user-data");
+    let tok_url = h.url("/latest/api/token");
+    let owner = client_from("127.0.0.2");
+    let stranger = client_from("127.0.0.9");
+    let token_of = |c: reqwest::Client| {
+        let tok_url = tok_url.clone();
+        async move {
+            let r = put_token(&c, &tok_url, Some("60")).await;
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let owner_tok = token_of(owner.clone()).await;
+    let stranger_tok = token_of(stranger.clone()).await;
+    let with =
+        |c: &reqwest::Client, tok: &str| c.get(&url).header("X-aws-ec2-metadata-token", tok).send();
+    // The owner: no token is 401, its token is 200.
+    assert_eq!(get(&owner, &url).await.0, 401);
+    let r = with(&owner, &owner_tok).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), USER_DATA);
+    // A stranger with a valid token of its own: refused.
+    let r = with(&stranger, &stranger_tok).await.unwrap();
+    assert_eq!(r.status(), 404);
+    // A stranger presenting the owner's token: the token is bound to the owner's address.
+    assert_eq!(with(&stranger, &owner_tok).await.unwrap().status(), 401);
 }
 
 async fn put_token(c: &reqwest::Client, url: &str, ttl: Option<&str>) -> reqwest::Response {
@@ -421,6 +504,121 @@ async fn token_expires() {
         call(read()).await,
         (401, "invalid or expired session token".into())
     );
+}
+
+/// One request to `app` as if from `peer` (the router directly: no sockets).
+async fn call(app: &axum::Router, peer: &str, req: http::Request<Body>) -> (u16, String) {
+    let mut req = req;
+    let peer: SocketAddr = peer.parse().unwrap();
+    req.extensions_mut().insert(ConnectInfo(peer));
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn token_request(ttl: &str) -> http::Request<Body> {
+    http::Request::put("/latest/api/token")
+        .header("X-aws-ec2-metadata-token-ttl-seconds", ttl)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn read_with(token: &str) -> http::Request<Body> {
+    http::Request::get("/latest/meta-data/instance-id")
+        .header("X-aws-ec2-metadata-token", token)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// One address minting tokens in a loop, past the whole table's cap (70,000 > 65,536), with
+/// the default configuration: it only ever evicts its own tokens; another address's earlier
+/// token keeps working.
+#[tokio::test]
+async fn token_flood_from_one_address_spares_other_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tinkerbell_core::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+    create(&store, node1()).await;
+    create(
+        &store,
+        hardware("node3", "127.0.0.2", "i-node3", "node3.lab"),
+    )
+    .await;
+    let config = Config {
+        require_tokens: true,
+        ..Config::default()
+    };
+    let app = tinkerbell_hegel::router(Arc::new(store), &config);
+    let victim = "127.0.0.1:40000";
+    let flooder = "127.0.0.2:40001";
+    // Same lifetime for every token, the victim's issued first: the oldest, the closest to
+    // expiry, the first a shared eviction would pick.
+    let (s, victim_tok) = call(&app, victim, token_request("21600")).await;
+    assert_eq!(s, 200);
+    let mut flood = Vec::new();
+    for i in 0..70_000 {
+        let (s, tok) = call(&app, flooder, token_request("21600")).await;
+        assert_eq!(s, 200, "token request {i}");
+        if i == 0 || i >= 70_000 - 16 {
+            flood.push(tok);
+        }
+    }
+    assert_eq!(
+        call(&app, victim, read_with(&victim_tok)).await,
+        (200, "i-node1".into()),
+        "the victim's token survived the flood"
+    );
+    // The flooder's own newest tokens work, its oldest was evicted.
+    assert_eq!(
+        call(&app, flooder, read_with(&flood[0])).await.0,
+        401,
+        "the flooder's first token was evicted"
+    );
+    for tok in &flood[1..] {
+        assert_eq!(
+            call(&app, flooder, read_with(tok)).await,
+            (200, "i-node3".into())
+        );
+    }
+}
+
+/// A full token table refuses addresses that hold no token (503) instead of evicting anyone's;
+/// an address that holds tokens still gets new ones (replacing its own oldest).
+#[tokio::test]
+async fn full_token_table_refuses_newcomers() {
+    let node3 = hardware("node3", "127.0.0.2", "i-node3", "node3.lab");
+    let config = Config {
+        max_tokens: 2,
+        ..Config::default()
+    };
+    let h = start(config, vec![node1(), node3]).await;
+    let tok_url = h.url("/latest/api/token");
+    let url = h.url("/latest/meta-data/instance-id");
+    let one = client_from(ME);
+    let two = client_from("127.0.0.2");
+    let r = put_token(&one, &tok_url, Some("600")).await;
+    assert_eq!(r.status(), 200);
+    let r = put_token(&two, &tok_url, Some("600")).await;
+    assert_eq!(r.status(), 200);
+    let two_tok = r.text().await.unwrap();
+    let r = put_token(&client_from("127.0.0.3"), &tok_url, Some("600")).await;
+    assert_eq!(r.status(), 503);
+    let r = put_token(&one, &tok_url, Some("600")).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "an address holding a token replaces its own"
+    );
+    let r = two
+        .get(&url)
+        .header("X-aws-ec2-metadata-token", &two_tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "i-node3");
 }
 
 #[tokio::test]

@@ -268,6 +268,25 @@ pub enum BmcError {
         /// What was wrong.
         detail: String,
     },
+    /// The BMC supplied a URL (an `@odata.id`, a session `Location`, an action target)
+    /// outside its configured endpoint: it is not followed, so no credential goes there.
+    #[error("BMC {host} pointed at {url:?}, outside its configured endpoint; not followed")]
+    ForeignUrl {
+        /// BMC address.
+        host: String,
+        /// The URL as the BMC supplied it.
+        url: String,
+    },
+    /// The BMC answered with a body larger than the client reads.
+    #[error("BMC {host} answered {path} with a body over {limit} bytes")]
+    ResponseTooLarge {
+        /// BMC address.
+        host: String,
+        /// The path requested.
+        path: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The configuration is invalid.
     #[error("invalid BMC configuration: {0}")]
     Config(String),
@@ -281,7 +300,10 @@ impl BmcError {
             BmcError::Unreachable { .. } => ErrorKind::Unreachable,
             BmcError::TimedOut { .. } => ErrorKind::TimedOut,
             BmcError::Unsupported { .. } => ErrorKind::Unsupported,
-            BmcError::Failed { .. } | BmcError::Protocol { .. } => ErrorKind::Failed,
+            BmcError::Failed { .. }
+            | BmcError::Protocol { .. }
+            | BmcError::ForeignUrl { .. }
+            | BmcError::ResponseTooLarge { .. } => ErrorKind::Failed,
             BmcError::Config(_) => ErrorKind::Config,
         }
     }

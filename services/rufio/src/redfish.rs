@@ -15,6 +15,15 @@
 //!
 //! Vendor differences are rows of [`QUIRKS`], looked up by the service root's `Vendor` (or
 //! the system's `Manufacturer`), not conditionals spread through the code.
+//!
+//! The BMC is not trusted with where the credentials go or how much we read:
+//!
+//! * Every URL it supplies (`@odata.id`, the session `Location`, action targets) is pinned to
+//!   the configured endpoint: a path, or an absolute URL with the endpoint's scheme, host and
+//!   port; anything else is [`BmcError::ForeignUrl`] and is never requested.
+//! * Redirects are not followed (see [`RedfishClient::new`]).
+//! * Bodies are read in chunks up to [`MAX_BODY_BYTES`]; a larger one is
+//!   [`BmcError::ResponseTooLarge`].
 
 use std::time::Duration;
 
@@ -93,6 +102,10 @@ impl RedfishConfig {
 }
 
 const DEFAULT_SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+
+/// The largest response body read from a BMC, in bytes. Redfish resources are a few KiB (a
+/// large collection some tens); a body over this is refused, not buffered.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Vendor-specific behaviour, one row per vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +251,10 @@ pub struct VirtualMedia {
 #[derive(Debug, Clone)]
 pub struct RedfishClient {
     cfg: RedfishConfig,
+    /// `scheme://host[:port]`, the configured endpoint.
     base: String,
+    /// `base` parsed: every request's origin must be this one's.
+    origin: reqwest::Url,
     http: reqwest::Client,
 }
 
@@ -260,13 +276,25 @@ struct Conn<'a> {
 impl RedfishClient {
     /// A client; checks the configuration and builds the HTTP client (TLS verification off
     /// only when `insecure_tls`).
+    ///
+    /// The HTTP client follows no redirect (`redirect::Policy::none()`); a 3xx answer is a
+    /// [`BmcError::Protocol`] naming its `Location`. reqwest's default policy would resend
+    /// our headers to wherever the BMC points: on a hop to another origin it drops
+    /// `Authorization` but keeps `X-Auth-Token`, so the session token would leave. A
+    /// same-origin-only policy would be sound too, but Redfish never needs a redirect (every
+    /// resource is named by its `@odata.id`), so refusing all of them is the simplest rule
+    /// that is obviously right, and a misconfigured scheme (`http` on an `https`-only BMC)
+    /// reads as such in the error.
     pub fn new(cfg: RedfishConfig) -> Result<RedfishClient, BmcError> {
         let base = cfg.base_url()?;
+        let origin = reqwest::Url::parse(&base)
+            .map_err(|e| BmcError::Config(format!("Redfish endpoint {base:?}: {e}")))?;
         tinkerbell_core::store::remote::install_crypto_provider();
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(cfg.connect_timeout)
                 .timeout(cfg.timeout)
+                .redirect(reqwest::redirect::Policy::none())
                 .danger_accept_invalid_certs(cfg.insecure_tls)
         };
         // The platform verifier needs a CA bundle on disk; fall back to none (only insecure
@@ -278,7 +306,12 @@ impl RedfishClient {
                 .build()
                 .map_err(|e| BmcError::Config(format!("HTTP client: {e}")))?,
         };
-        Ok(RedfishClient { cfg, base, http })
+        Ok(RedfishClient {
+            cfg,
+            base,
+            origin,
+            http,
+        })
     }
 
     /// The configuration.
@@ -286,11 +319,30 @@ impl RedfishClient {
         &self.cfg
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
+    /// The URL to request for `path`, a path or URL the BMC (or this client) supplied,
+    /// pinned to the configured endpoint: a path (`/...`) is appended to it; an absolute URL
+    /// is taken only when its scheme, host and port are the endpoint's and it has no user
+    /// info. Anything else (another origin, a relative reference without the leading `/`,
+    /// which could splice user info or a host onto the endpoint) is
+    /// [`BmcError::ForeignUrl`].
+    fn url(&self, path: &str) -> Result<reqwest::Url, BmcError> {
+        let parsed = if path.starts_with('/') {
+            reqwest::Url::parse(&format!("{}{}", self.base, path))
         } else {
-            format!("{}{}", self.base, path)
+            reqwest::Url::parse(path)
+        };
+        match parsed {
+            Ok(u)
+                if u.origin() == self.origin.origin()
+                    && u.username().is_empty()
+                    && u.password().is_none() =>
+            {
+                Ok(u)
+            }
+            _ => Err(BmcError::ForeignUrl {
+                host: self.cfg.host.clone(),
+                url: path.to_string(),
+            }),
         }
     }
 
@@ -317,7 +369,7 @@ impl RedfishClient {
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), BmcError> {
         let mut rq = self
             .http
-            .request(method.clone(), self.url(path))
+            .request(method.clone(), self.url(path)?)
             .header("Accept", "application/json");
         match auth {
             Some(Auth::Basic) => {
@@ -333,11 +385,52 @@ impl RedfishClient {
         }
         let resp = rq.send().await.map_err(|e| self.send_error(e))?;
         let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| self.send_error(e))?;
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         tracing::debug!(host = %self.cfg.host, %method, path, status = status.as_u16(), "redfish");
+        let headers = resp.headers().clone();
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(BmcError::Protocol {
+                host: self.cfg.host.clone(),
+                detail: format!(
+                    "{method} {path} answered HTTP {} redirecting to {to:?}; redirects are not followed",
+                    status.as_u16()
+                ),
+            });
+        }
+        let bytes = self.read_body(path, resp).await?;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, headers, v))
+    }
+
+    /// The body of `resp`, read chunk by chunk and refused past [`MAX_BODY_BYTES`] (at once
+    /// when the `Content-Length` says so).
+    async fn read_body(
+        &self,
+        path: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, BmcError> {
+        let too_large = || BmcError::ResponseTooLarge {
+            host: self.cfg.host.clone(),
+            path: path.to_string(),
+            limit: MAX_BODY_BYTES,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_error(e))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn status_error(&self, what: &str, status: StatusCode, body: &Value) -> BmcError {
@@ -421,6 +514,12 @@ impl RedfishClient {
                 host: self.cfg.host.clone(),
                 detail: "session login answered without a Location".into(),
             })?;
+        // Checked now, not at logout: a session we could only delete by sending its token
+        // elsewhere is refused (and left to the BMC's session timeout).
+        if let Err(e) = self.url(&location) {
+            tracing::warn!(host = %self.cfg.host, error = %e, "Redfish session Location refused; the session is left to expire");
+            return Err(e);
+        }
         Ok(Conn {
             c: self,
             auth: Auth::Session {
@@ -900,6 +999,51 @@ mod tests {
         assert_eq!(error_message(&plain).as_deref(), Some("nope"));
         assert_eq!(error_message(&json!("x")), None);
         assert_eq!(error_message(&Value::Null), None);
+    }
+
+    #[test]
+    fn urls_pinned_to_the_endpoint() {
+        let mut cfg = RedfishConfig::new("http://127.0.0.1", "u", "p".into());
+        cfg.port = Some(8000);
+        let c = RedfishClient::new(cfg).unwrap();
+        let table = [
+            (
+                "/redfish/v1/Systems/1",
+                Some("http://127.0.0.1:8000/redfish/v1/Systems/1"),
+            ),
+            (
+                "http://127.0.0.1:8000/redfish/v1/",
+                Some("http://127.0.0.1:8000/redfish/v1/"),
+            ),
+            ("HTTP://127.0.0.1:8000/a", Some("http://127.0.0.1:8000/a")),
+            // A path that looks like a network-path reference stays a path on the endpoint.
+            (
+                "//evil.example/x",
+                Some("http://127.0.0.1:8000//evil.example/x"),
+            ),
+            ("http://127.0.0.1:8001/redfish/v1/", None),
+            ("https://127.0.0.1:8000/redfish/v1/", None),
+            ("http://localhost:8000/redfish/v1/", None),
+            ("http://evil.example/redfish/v1/", None),
+            ("http://u:p@127.0.0.1:8000/redfish/v1/", None),
+            ("@evil.example/x", None),
+            ("evil.example/x", None),
+            ("redfish/v1/Systems", None),
+            ("ftp://127.0.0.1:8000/x", None),
+            ("", None),
+        ];
+        for (path, want) in table {
+            match (c.url(path), want) {
+                (Ok(u), Some(w)) => assert_eq!(u.as_str(), w, "{path:?}"),
+                (Err(BmcError::ForeignUrl { url, .. }), None) => assert_eq!(url, path),
+                (got, _) => panic!("{path:?}: {got:?}"),
+            }
+        }
+        // The scheme's default port is the same origin whether written or not.
+        let c = RedfishClient::new(RedfishConfig::new("10.0.0.1", "u", "p".into())).unwrap();
+        assert!(c.url("https://10.0.0.1:443/redfish/v1/").is_ok());
+        assert!(c.url("https://10.0.0.1/redfish/v1/").is_ok());
+        assert!(c.url("http://10.0.0.1/redfish/v1/").is_err());
     }
 
     #[test]

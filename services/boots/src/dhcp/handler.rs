@@ -320,7 +320,7 @@ fn reservation(
             .unwrap_or(false);
         if !allowed {
             if netboot::is_http_client(req) {
-                m.set_fname_str(not_allowed_url(cfg, local_ip));
+                set_boot_file(&mut m, &not_allowed_url(cfg, local_ip));
                 m.opts_mut()
                     .insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
             } else {
@@ -330,7 +330,8 @@ fn reservation(
             return Outcome::Reply(Box::new(m));
         }
         if let Some((boot, kind)) = boot(cfg, req, mac, local_ip, Some(iface)) {
-            m.set_fname_str(&boot.file).set_siaddr(boot.next_server);
+            set_boot_file(&mut m, &boot.file);
+            m.set_siaddr(boot.next_server);
             let o = m.opts_mut();
             o.insert(DhcpOption::VendorExtensions(netboot::vendor_options(
                 netboot::is_rpi(mac),
@@ -454,8 +455,8 @@ fn proxy(
     };
     let mut m = reply_base(req);
     m.set_siaddr(next_server)
-        .set_sname_str(next_server.to_string())
-        .set_fname_str(&file);
+        .set_sname_str(next_server.to_string());
+    set_boot_file(&mut m, &file);
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(reply_type(req)));
     o.insert(DhcpOption::ServerIdentifier(next_server));
@@ -478,6 +479,31 @@ fn proxy(
         vlan,
     )));
     Outcome::Reply(Box::new(m))
+}
+
+/// The BOOTP `file` field's capacity, keeping its terminating NUL.
+pub const FILE_FIELD_MAX: usize = 127;
+
+/// Puts the boot file name in the reply: in the `file` field when it fits, else (a Hardware's
+/// iPXE script URL may be long) in option 67, which iPXE, PXE ROMs and UEFI HTTP boot read
+/// before `file`; dhcproto splits a name over 255 bytes into RFC 3396 long-option pieces.
+/// Never panics (dhcproto's `set_fname_str` asserts ≤ 128 bytes, in release builds too).
+pub fn set_boot_file(m: &mut Message, file: &str) {
+    if file.len() <= FILE_FIELD_MAX {
+        m.set_fname_str(file);
+    } else {
+        m.opts_mut()
+            .insert(DhcpOption::BootfileName(file.as_bytes().to_vec()));
+    }
+}
+
+/// The boot file name a reply carries: option 67 when present, else the `file` field.
+pub fn boot_file(m: &Message) -> Option<String> {
+    if let Some(DhcpOption::BootfileName(b)) = m.opts().get(OptionCode::BootfileName) {
+        return Some(String::from_utf8_lossy(b).into_owned());
+    }
+    let f = m.fname_str()?.ok()?.trim_end_matches('\0');
+    (!f.is_empty()).then(|| f.to_string())
 }
 
 #[cfg(test)]
@@ -899,6 +925,60 @@ mod tests {
             };
             assert_eq!(got_class, class, "{name}");
         }
+    }
+
+    /// A Hardware's iPXE script URL or binary longer than the BOOTP `file` field (128 bytes):
+    /// the reply carries it in option 67 with `file` empty, in every mode, and encodes; it
+    /// used to panic in dhcproto's `set_fname_str` (an assert, in release builds too) inside
+    /// the DHCP receive loop.
+    #[test]
+    fn long_boot_file_names_go_in_option_67() {
+        let url = format!("http://10.0.0.1:7080/{}/auto.ipxe", "s".repeat(169));
+        assert_eq!(url.len(), 200);
+        let binary = format!("{}.efi", "b".repeat(200));
+        let tinkerbell = DhcpOption::UserClass(b"Tinkerbell".to_vec());
+        for mode in [Mode::Reservation, Mode::Proxy, Mode::AutoProxy] {
+            let cfg = Config {
+                mode,
+                ..Config::default()
+            };
+            let mut h = hw(true);
+            h.spec.interfaces.as_mut().unwrap()[0]
+                .netboot
+                .as_mut()
+                .unwrap()
+                .ipxe = Some(Ipxe {
+                url: Some(url.clone()),
+                binary: Some(binary.clone()),
+                ..Ipxe::default()
+            });
+            let cases = [
+                (
+                    "tinkerbell",
+                    [pxe("PXEClient", 0), vec![tinkerbell.clone()]].concat(),
+                    &url,
+                ),
+                ("pxe rom", pxe("PXEClient:Arch:00000", 0), &binary),
+            ];
+            for (name, opts, want) in cases {
+                let m = reply(run(&cfg, &req(MessageType::Discover, opts), Some(&h)));
+                assert_eq!(m.fname(), None, "{mode:?} {name}");
+                assert_eq!(boot_file(&m).as_ref(), Some(want), "{mode:?} {name}");
+                let bytes = super::super::wire::encode(&m).expect("encodes");
+                let back = super::super::wire::decode(&bytes).expect("decodes");
+                assert_eq!(
+                    boot_file(&back).as_ref(),
+                    Some(want),
+                    "{mode:?} {name} on the wire"
+                );
+            }
+        }
+        // Short names stay in `file`, option 67 unused.
+        let cfg = Config::default();
+        let r = req(MessageType::Discover, pxe("PXEClient:Arch:00000", 0));
+        let m = reply(run(&cfg, &r, Some(&hw(true))));
+        assert_eq!(boot_file(&m).as_deref(), Some("undionly.kpxe"));
+        assert!(!m.opts().contains(OptionCode::BootfileName));
     }
 
     /// With stock iPXE binaries (the default of the binaries), an iPXE client gets the script

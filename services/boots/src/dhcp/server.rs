@@ -315,7 +315,7 @@ fn finish(shared: &Shared, req: &Message, mac: &[u8; 6], rx: Received, result: L
                         record(rec, hw, &reply);
                     }
                     tracing::debug!(mac = %mac_string(mac), xid = req.xid(), %dest, yiaddr = %reply.yiaddr(),
-                        file = ?reply.fname_str(), "replied");
+                        file = ?handler::boot_file(&reply), "replied");
                 }
                 Err(e) => {
                     m.dropped(Drop::SendError);
@@ -340,11 +340,7 @@ fn record(rec: &Recorder, hw: &Hardware, reply: &Message) {
 /// when the reply has one — so a timeline shows whether a boot was a netboot (and
 /// `/netboot-not-allowed` when it was refused) or an installed OS asking for its address.
 fn detail(reply: &Message) -> String {
-    let file = reply
-        .fname_str()
-        .and_then(Result::ok)
-        .unwrap_or_default()
-        .trim_end_matches('\0');
+    let file = handler::boot_file(reply).unwrap_or_default();
     match (reply.yiaddr().is_unspecified(), file.is_empty()) {
         (true, _) => file.to_string(),
         (false, true) => reply.yiaddr().to_string(),

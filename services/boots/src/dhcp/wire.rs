@@ -45,39 +45,56 @@ pub enum Malformed {
     Decode,
 }
 
+/// Whether an option's data length suits the decoder dhcproto uses for its code.
+fn length_ok(code: u8, len: usize) -> bool {
+    match code {
+        53 => len == 1,
+        80 => len == 0,
+        81 => len >= 3,
+        93 => len >= 2,
+        94 => len == 3,
+        151 => len >= 1,
+        152..=155 => len == 4,
+        1 | 28 | 50 | 54 | 118 | 150 => len == 4,
+        51 | 58 | 59 => len == 4,
+        _ => true,
+    }
+}
+
 /// Check the option area: every option complete, lengths valid for the types whose decoders
-/// assume them, and an END.
+/// assume them, and an END. dhcproto joins a run of adjacent options with the same code into
+/// one (RFC 3396 long options; `94 3 … 94 3 …` becomes one 94 of length 6), so the length
+/// rules apply to each run's total, as dhcproto will decode it.
 fn check_options(opts: &[u8]) -> Result<(), Malformed> {
     let mut i = 0;
+    // The run being collected: its code and total data length.
+    let mut run: Option<(u8, usize)> = None;
+    let end_run = |run: Option<(u8, usize)>| match run {
+        Some((code, len)) if !length_ok(code, len) => Err(Malformed::BadLength(code)),
+        _ => Ok(()),
+    };
     while i < opts.len() {
         let code = opts[i];
         match code {
             0 => {
+                end_run(run.take())?;
                 i += 1;
                 continue;
             }
-            255 => return Ok(()),
+            255 => return end_run(run),
             _ => {}
         }
         let len = *opts.get(i + 1).ok_or(Malformed::Truncated(code))? as usize;
         if i + 2 + len > opts.len() {
             return Err(Malformed::Truncated(code));
         }
-        let ok = match code {
-            53 => len == 1,
-            80 => len == 0,
-            81 => len >= 3,
-            93 => len >= 2,
-            94 => len == 3,
-            151 => len >= 1,
-            152..=155 => len == 4,
-            1 | 28 | 50 | 54 | 118 | 150 => len == 4,
-            51 | 58 | 59 => len == 4,
-            _ => true,
+        run = match run {
+            Some((c, total)) if c == code => Some((c, total + len)),
+            other => {
+                end_run(other)?;
+                Some((code, len))
+            }
         };
-        if !ok {
-            return Err(Malformed::BadLength(code));
-        }
         i += 2 + len;
     }
     Err(Malformed::NoEnd)
@@ -193,6 +210,22 @@ mod tests {
                 opts_at(&[53, 2, 1, 1, 255]),
                 Malformed::BadLength(53),
             ),
+            // Adjacent repeats are one option to dhcproto (RFC 3396): 3 + 3 is not 3.
+            (
+                "94 3 94 3",
+                opts_at(&[53, 1, 1, 94, 3, 1, 2, 3, 94, 3, 1, 2, 3, 255]),
+                Malformed::BadLength(94),
+            ),
+            (
+                "53 1 53 1",
+                opts_at(&[53, 1, 1, 53, 1, 1, 255]),
+                Malformed::BadLength(53),
+            ),
+            (
+                "80 0 80 1",
+                opts_at(&[80, 0, 80, 1, 0, 255]),
+                Malformed::BadLength(80),
+            ),
         ];
         for (name, bytes, want) in cases {
             assert_eq!(decode(&bytes).unwrap_err(), want, "{name}");
@@ -211,6 +244,20 @@ mod tests {
                 let _ = decode(&v);
             }
             let _ = decode(&g[..i]);
+        }
+    }
+
+    #[test]
+    fn split_runs_are_separate_options() {
+        // A PAD or another code between two 94s: dhcproto keeps the last one, 3 bytes long.
+        let g = good();
+        for extra in [
+            &[94, 3, 1, 2, 3, 0, 94, 3, 4, 5, 6, 255][..],
+            &[94, 3, 1, 2, 3, 53, 1, 1, 94, 3, 4, 5, 6, 255][..],
+        ] {
+            let mut v = g[..HEADER_LEN].to_vec();
+            v.extend_from_slice(extra);
+            decode(&v).expect("two separate 94s decode");
         }
     }
 

@@ -31,7 +31,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tinkerbell_core::model::{Hardware, Interface};
 use tinkerbell_core::store::HardwareLookup;
-use tinkerbell_core::worker_token::WorkerTokenKey;
+use tinkerbell_core::worker_token::{self, WorkerTokenKey};
 use tinkerbell_hegel::Cidr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,9 @@ pub enum HttpError {
     /// Serving failed.
     #[error("HTTP server")]
     Serve(#[source] std::io::Error),
+    /// The shared HTTP listener failed.
+    #[error("HTTP server")]
+    Server(#[source] tinkerbell_hegel::HegelError),
     /// The server task ended abnormally.
     #[error("HTTP server task ended abnormally")]
     Join(#[source] tokio::task::JoinError),
@@ -298,27 +301,29 @@ async fn script_response(
         return text(StatusCode::NOT_FOUND, "no such script\n".into());
     }
     let mac = parts.len().checked_sub(2).and_then(|i| parse_mac(parts[i]));
-    let (found, client) = match &mac {
-        Some(mac) => (st.backend.hardware_by_mac(mac).await, mac.clone()),
-        None => {
-            let Some(peer) = peer else {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    "no MAC and no client address\n".into(),
-                );
-            };
-            let ip = match tinkerbell_hegel::http::client_ip(
-                tinkerbell_hegel::config::canonical(peer.ip()),
-                headers,
-                &st.config.trusted_proxies,
-            ) {
-                Ok(ip) => ip,
-                Err(_) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n".into()),
-            };
-            (
-                st.backend.hardware_by_ip(&ip.to_string()).await,
-                ip.to_string(),
-            )
+    // The address asking (through trusted proxies): a worker token goes to the machine only.
+    let caller = match peer.map(|p| {
+        tinkerbell_hegel::http::client_ip(
+            tinkerbell_hegel::config::canonical(p.ip()),
+            headers,
+            &st.config.trusted_proxies,
+        )
+    }) {
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n".into()),
+        None => None,
+    };
+    let (found, client) = match (&mac, caller) {
+        (Some(mac), _) => (st.backend.hardware_by_mac(mac).await, mac.clone()),
+        (None, Some(ip)) => (
+            st.backend.hardware_by_ip(&ip.to_string()).await,
+            ip.to_string(),
+        ),
+        (None, None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no MAC and no client address\n".into(),
+            );
         }
     };
     let hw = match found {
@@ -328,9 +333,11 @@ async fn script_response(
                 tracing::warn!(%client, error = %e, "ipxe script: hardware lookup failed");
             }
             if st.config.static_script {
+                // An unknown machine (discovery): no reservation, so the token is bound to
+                // the address that asked.
                 let token = mac
                     .as_deref()
-                    .and_then(|m| st.config.worker_token_key.as_ref().map(|k| k.token_for(m)));
+                    .and_then(|m| worker_token(st, m, None, caller, &client));
                 tracing::info!(%client, "ipxe script: no hardware, static script");
                 return text(
                     StatusCode::OK,
@@ -379,7 +386,7 @@ async fn script_response(
                     rec.hardware(
                         &hw,
                         Phase::IpxeScript,
-                        format!("/ipxe/script/{path} (custom)"),
+                        format!("/ipxe/script/{} (custom)", recorded_path(path)),
                     );
                 }
                 text(StatusCode::OK, s)
@@ -400,6 +407,11 @@ async fn script_response(
         .and_then(parse_mac)
         .or(mac.clone())
         .unwrap_or_default();
+    let reserved = dhcp
+        .ip
+        .as_ref()
+        .and_then(|ip| ip.address.as_deref())
+        .and_then(|a| a.parse::<IpAddr>().ok());
     let worker_id = hw
         .spec
         .agent_id
@@ -417,11 +429,7 @@ async fn script_response(
             .and_then(|m| m.facility.as_ref())
             .and_then(|f| f.facility_code.clone())
             .unwrap_or_default(),
-        worker_token: st
-            .config
-            .worker_token_key
-            .as_ref()
-            .map(|k| k.token_for(&worker_id)),
+        worker_token: worker_token(st, &worker_id, reserved, caller, &client),
         worker_id,
         mac: mac_addr,
         osie_base_url: osie.base_url.unwrap_or_default(),
@@ -431,13 +439,60 @@ async fn script_response(
     };
     tracing::info!(%client, hardware = ?hw.metadata.name, "ipxe script: hook");
     if let Some(rec) = &st.recorder {
-        rec.hardware(&hw, Phase::IpxeScript, format!("/ipxe/script/{path}"));
+        rec.hardware(
+            &hw,
+            Phase::IpxeScript,
+            format!("/ipxe/script/{}", recorded_path(path)),
+        );
     }
     let script_config = st.config.script.for_host(request_host(headers).as_deref());
     text(
         StatusCode::OK,
         script::hook(&script_config, &machine, &own_hookos_url(st, headers)),
     )
+}
+
+/// The most of a requested script path the timeline keeps, in bytes.
+const MAX_RECORDED_PATH: usize = 256;
+
+/// `path` as the timeline keeps it: the caller chooses the path (up to the whole URI), so at
+/// most [`MAX_RECORDED_PATH`] bytes of it, cut at a character boundary and marked with `…`.
+fn recorded_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_RECORDED_PATH {
+        return path.into();
+    }
+    let mut end = MAX_RECORDED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end]).into()
+}
+
+/// The worker token for `worker_id`, when the caller is the machine (see
+/// [`tinkerbell_core::worker_token`]): a Hardware interface that reserves an address gets a
+/// plain token only when the request comes from that address (anyone else gets the script
+/// without a token, and a warning is logged); without a reservation the token is bound to the
+/// address that asked, and the tink server accepts it from there only.
+fn worker_token(
+    st: &AppState,
+    worker_id: &str,
+    reserved: Option<IpAddr>,
+    caller: Option<IpAddr>,
+    client: &str,
+) -> Option<String> {
+    let key = st.config.worker_token_key.as_ref()?;
+    let expiry = worker_token::unix_now() + worker_token::TOKEN_TTL.as_secs();
+    let caller = caller.map(tinkerbell_hegel::config::canonical);
+    match (reserved, caller) {
+        (Some(r), Some(c)) if r == c => Some(key.issue(worker_id, expiry)),
+        (Some(r), c) => {
+            tracing::warn!(%client, reserved = %r, from = ?c,
+                "ipxe script: worker token withheld, the request does not come from the machine's reserved address");
+            None
+        }
+        (None, Some(c)) => Some(key.issue_bound(worker_id, expiry, c)),
+        (None, None) => None,
+    }
 }
 
 /// The host part of the `Host` header (the address the client sent the request to).
@@ -513,22 +568,12 @@ impl Http {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(HttpError::Serve)?;
-        let grace = config.shutdown_grace;
         tracing::info!(addr = %local_addr, "boots http listening");
-        let task = tokio::spawn(async move {
-            use std::future::IntoFuture;
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future();
-            tokio::pin!(serve);
-            tokio::select! {
-                r = &mut serve => r.map_err(HttpError::Serve),
-                () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => Ok(()),
-            }
-        });
+        // The shared listener: header-read timeout and connection cap of the open port.
+        let server =
+            tinkerbell_hegel::HttpServer::serve(listener, app, cancel, config.shutdown_grace)
+                .map_err(HttpError::Server)?;
+        let task = tokio::spawn(async move { server.join().await.map_err(HttpError::Server) });
         Ok(Http {
             local_addr,
             metrics,

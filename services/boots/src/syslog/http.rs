@@ -137,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_lines_with_token() {
-        let store = Arc::new(LogStore::new(10, 100));
+        let store = Arc::new(LogStore::new(crate::syslog::Config::default().budget()));
         let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
         let key = MachineKey::Hardware {
             namespace: "default".into(),

@@ -4,8 +4,13 @@
 //! stored in memory under the machine that sent it (source IP → Hardware via
 //! [`HardwareLookup::hardware_by_ip`]; an unknown source is kept under its IP), so an operator can
 //! read one machine's boot log with `tinkerbell logs HARDWARE` or `GET
-//! /tinkerbell/v1/logs/<hardware>`. Retention is bounded per machine and in total, so a chatty
-//! or hostile sender can only push older lines out, never grow memory.
+//! /tinkerbell/v1/logs/<hardware>`. Retention is a byte budget per machine, in total, and for
+//! unknown senders together (a smaller share, so strangers cannot push registered machines'
+//! lines out); a chatty or hostile sender can only push older lines out, never grow memory.
+//! Budgets count bytes, not lines, because the sender picks each line's size (see [`store`]).
+//!
+//! Lines are not written to the process log above `debug` (a sender would choose how much the
+//! appliance logs); `tinkerbell logs` and the HTTP route are where they are read.
 //!
 //! Parsing is [`syslog_loose`] (RFC 5424 first, then RFC 3164); it is lenient, so the raw line
 //! is what the entry keeps as `message` when nothing parses. A message body that is a JSON object
@@ -25,17 +30,21 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use store::{LogEntry, LogStore, MachineKey};
+pub use store::{Budget, LogEntry, LogStore, MachineKey};
 
 /// Syslog receiver configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Listen address (`--syslog-bind-addr`:`--syslog-bind-port`, default 0.0.0.0:514).
     pub bind: SocketAddr,
-    /// Lines kept per machine (oldest dropped first).
-    pub per_machine: usize,
-    /// Lines kept in total, over all machines (oldest dropped first).
-    pub total: usize,
+    /// Bytes kept per machine, known or not (oldest lines dropped first). Default 4 MiB.
+    pub per_machine_bytes: usize,
+    /// Bytes kept in total, over all machines (oldest lines dropped first, unknown senders'
+    /// before known machines'). Default 64 MiB.
+    pub total_bytes: usize,
+    /// Bytes kept for unknown senders (no Hardware has the address) together, within
+    /// `total_bytes`. Default 8 MiB.
+    pub unknown_bytes: usize,
     /// Longer messages are truncated to this many bytes.
     pub max_message: usize,
     /// How long the source-IP → Hardware lookup may take before the line is kept under the IP.
@@ -46,8 +55,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([0, 0, 0, 0], 514)),
-            per_machine: 2000,
-            total: 200_000,
+            per_machine_bytes: 4 << 20,
+            total_bytes: 64 << 20,
+            unknown_bytes: 8 << 20,
             max_message: 8192,
             lookup_timeout: Duration::from_millis(500),
         }
@@ -75,14 +85,30 @@ pub enum SyslogError {
 }
 
 impl Config {
+    /// The store's byte budgets.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            per_machine: self.per_machine_bytes,
+            total: self.total_bytes,
+            unknown: self.unknown_bytes,
+        }
+    }
+
     /// Check the configuration.
     pub fn validate(&self) -> Result<(), SyslogError> {
         let mut p = Vec::new();
-        if self.per_machine == 0 {
-            p.push("per_machine must be at least 1");
+        // Room for a few of the longest lines (their decoded JSON weighs more than the text).
+        if self.per_machine_bytes < 4 * self.max_message {
+            p.push("per_machine_bytes must be at least 4 × max_message");
         }
-        if self.total < self.per_machine {
-            p.push("total must be at least per_machine");
+        if self.total_bytes < self.per_machine_bytes {
+            p.push("total_bytes must be at least per_machine_bytes");
+        }
+        if self.unknown_bytes < 4 * self.max_message {
+            p.push("unknown_bytes must be at least 4 × max_message");
+        }
+        if self.unknown_bytes > self.total_bytes {
+            p.push("unknown_bytes must be at most total_bytes");
         }
         if self.max_message < 64 {
             p.push("max_message must be at least 64");
@@ -112,14 +138,23 @@ impl SyslogMetrics {
              # TYPE boots_syslog_received_total counter\nboots_syslog_received_total {}\n\
              # HELP boots_syslog_lookup_failures_total Source lookups that failed or timed out.\n\
              # TYPE boots_syslog_lookup_failures_total counter\nboots_syslog_lookup_failures_total {}\n\
-             # HELP boots_syslog_evicted_total Stored lines dropped by the retention limits.\n\
+             # HELP boots_syslog_evicted_total Stored lines dropped by the retention budgets.\n\
              # TYPE boots_syslog_evicted_total counter\nboots_syslog_evicted_total {}\n\
+             # HELP boots_syslog_evicted_bytes_total Bytes freed by the retention budgets.\n\
+             # TYPE boots_syslog_evicted_bytes_total counter\nboots_syslog_evicted_bytes_total {}\n\
              # HELP boots_syslog_stored_lines Lines currently stored.\n\
-             # TYPE boots_syslog_stored_lines gauge\nboots_syslog_stored_lines {}\n",
+             # TYPE boots_syslog_stored_lines gauge\nboots_syslog_stored_lines {}\n\
+             # HELP boots_syslog_stored_bytes Bytes currently stored, by sender.\n\
+             # TYPE boots_syslog_stored_bytes gauge\n\
+             boots_syslog_stored_bytes{{sender=\"known\"}} {}\n\
+             boots_syslog_stored_bytes{{sender=\"unknown\"}} {}\n",
             self.received.load(Ordering::Relaxed),
             self.lookup_failures.load(Ordering::Relaxed),
             store.evicted(),
+            store.evicted_bytes(),
             store.len(),
+            store.known_bytes(),
+            store.unknown_bytes(),
         )
     }
 }
@@ -147,7 +182,7 @@ impl SyslogServer {
         };
         let sock = UdpSocket::bind(cfg.bind).await.map_err(bind_err)?;
         let local_addr = sock.local_addr().map_err(bind_err)?;
-        let store = Arc::new(LogStore::new(cfg.per_machine, cfg.total));
+        let store = Arc::new(LogStore::new(cfg.budget()));
         let metrics = Arc::new(SyslogMetrics::default());
         let task = tokio::spawn(receive(
             sock,
@@ -224,7 +259,8 @@ async fn receive(
                 }
             };
         let entry = store::parse(&buf[..n], ip, cfg.max_message);
-        tracing::info!(target: "boots::syslog", machine = %key, host = ?entry.hostname,
+        // Debug only: the sender decides how much is logged here.
+        tracing::debug!(target: "boots::syslog", machine = %key, host = ?entry.hostname,
             app = ?entry.app, severity = ?entry.severity, msg = %entry.message, "syslog");
         store.push(key, entry);
     }

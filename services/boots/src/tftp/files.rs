@@ -5,10 +5,11 @@
 //! of a PXE storm never touches the disk; TFTP and HTTP share the same catalogue type. Asset
 //! files are opened per request with `openat2(RESOLVE_BENEATH)`, so the kernel itself refuses
 //! every path that would leave the directory — `..`, absolute symlinks, symlinks pointing
-//! outside — with no check-then-open race.
+//! outside — with no check-then-open race. (Their bytes are then shared by concurrent
+//! transfers of the same file version: `cache`.)
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -262,8 +263,8 @@ impl AssetRoot {
     }
 
     /// Open `rel` beneath the root: symlinks may be followed only while they stay inside.
-    /// Returns the file and its size. Blocking (one `openat2` and one `fstat`).
-    pub fn open_file(&self, rel: &str) -> Result<(File, u64), OpenError> {
+    /// Returns the file and its `fstat`. Blocking (one `openat2` and one `fstat`).
+    pub fn open_file(&self, rel: &str) -> Result<(File, Metadata), OpenError> {
         let how = OpenHow::new()
             .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -277,7 +278,7 @@ impl AssetRoot {
         if !meta.is_file() {
             return Err(OpenError::NotFound);
         }
-        Ok((file, meta.len()))
+        Ok((file, meta))
     }
 }
 
@@ -361,8 +362,8 @@ mod tests {
         std::os::unix::fs::symlink("../../../../../../etc/passwd", root.path().join("rel-link"))
             .unwrap();
         let r = AssetRoot::open(root.path()).unwrap();
-        assert_eq!(r.open_file("sub/file").unwrap().1, 5);
-        assert_eq!(r.open_file("inside-link").unwrap().1, 5);
+        assert_eq!(r.open_file("sub/file").unwrap().1.len(), 5);
+        assert_eq!(r.open_file("inside-link").unwrap().1.len(), 5);
         assert!(matches!(r.open_file("abs-link"), Err(OpenError::Denied)));
         assert!(matches!(r.open_file("rel-link"), Err(OpenError::Denied)));
         assert!(matches!(r.open_file("/etc/passwd"), Err(OpenError::Denied)));

@@ -35,6 +35,8 @@ pub enum DropReason {
     Unexpected,
     /// All transfer slots were busy.
     Busy,
+    /// A read request from a client that already had its maximum of transfers in progress.
+    ClientBusy,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +57,8 @@ pub struct TftpMetrics {
     active: Gauge,
     bytes: Counter,
     retransmits: Counter,
+    cache_bytes: Gauge,
+    file_loads: Counter,
 }
 
 impl TftpMetrics {
@@ -86,6 +90,16 @@ impl TftpMetrics {
             "Packets sent again after a timeout",
             self.retransmits.clone(),
         );
+        r.register(
+            "file_cache_bytes",
+            "Bytes of asset files held in memory, shared by the transfers serving them",
+            self.cache_bytes.clone(),
+        );
+        r.register(
+            "file_loads",
+            "Asset files read whole into memory (a transfer of a file already held shares it)",
+            self.file_loads.clone(),
+        );
     }
 
     pub(crate) fn outcome(&self, outcome: Outcome) {
@@ -108,6 +122,29 @@ impl TftpMetrics {
 
     pub(crate) fn retransmit(&self, n: u64) {
         self.retransmits.inc_by(n);
+    }
+
+    pub(crate) fn cache_bytes(&self) -> &Gauge {
+        &self.cache_bytes
+    }
+
+    pub(crate) fn file_loaded(&self) {
+        self.file_loads.inc();
+    }
+
+    /// Transfers in progress (tests).
+    pub fn active_transfers(&self) -> i64 {
+        self.active.get()
+    }
+
+    /// Bytes of asset files held in memory now (tests).
+    pub fn file_cache_bytes(&self) -> i64 {
+        self.cache_bytes.get()
+    }
+
+    /// Asset files read whole into memory so far (tests).
+    pub fn file_loads(&self) -> u64 {
+        self.file_loads.get()
     }
 
     /// The count for `outcome` (tests).

@@ -9,8 +9,11 @@
 //!   answered with an OACK; a client that asked for none gets plain RFC 1350 lockstep;
 //! * one task and one connected UDP socket per transfer (the transfer ID of RFC 1350), with
 //!   retransmission on timeout and no answer to duplicate ACKs (no Sorcerer's Apprentice);
-//! * a bounded number of concurrent transfers: beyond it requests are dropped (the client
-//!   retransmits) rather than queued without limit;
+//! * a bounded number of concurrent transfers, in all and per client address: beyond either
+//!   bound requests are dropped (the client retransmits) rather than queued without limit, so
+//!   one client that never acknowledges cannot lock the others out;
+//! * asset files are shared in memory by the transfers serving them, within a byte budget
+//!   (`cache`);
 //! * file names resolve to the in-memory iPXE binaries (also as `<mac>/<binary>`, the form
 //!   upstream's DHCP hands to iPXE) or to files under the asset directory, confined by
 //!   `openat2(RESOLVE_BENEATH)` ([`files`]);
@@ -19,6 +22,8 @@
 
 pub mod packet;
 
+#[cfg(feature = "server")]
+mod cache;
 #[cfg(feature = "server")]
 pub mod files;
 #[cfg(feature = "server")]
@@ -33,4 +38,7 @@ pub use files::{AssetRoot, IpxeBinaries, parse_mac};
 #[cfg(feature = "server")]
 pub use metrics::TftpMetrics;
 #[cfg(feature = "server")]
-pub use server::{Config, MAX_BLOCK_SIZE, Tftp, TftpError};
+pub use server::{
+    Config, DEFAULT_MAX_FILE_CACHE_BYTES, DEFAULT_MAX_TRANSFERS_PER_CLIENT, MAX_BLOCK_SIZE, Tftp,
+    TftpError,
+};

@@ -1,8 +1,9 @@
 //! The request listener: binds the port, hands each read request to a transfer task.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -10,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::cache::FileCache;
 use super::files::{self, AssetRoot, IpxeBinaries};
 use super::metrics::{self, DropReason, TftpMetrics};
 use super::packet::{self, ErrorCode, Packet};
@@ -38,7 +40,25 @@ pub struct Config {
     pub max_window_size: u16,
     /// Transfers in progress at most; further requests are dropped.
     pub max_transfers: usize,
+    /// Transfers in progress at most per client IP address (IPv4-mapped IPv6 counts as the
+    /// IPv4 address); its further requests are dropped and counted as
+    /// [`DropReason::ClientBusy`], so one client that never acknowledges cannot take every
+    /// slot of [`max_transfers`](Config::max_transfers). A PXE ROM fetches one file at a time;
+    /// raise it when many machines reach the server through one NAT address.
+    pub max_transfers_per_client: usize,
+    /// Bytes of asset files held in memory at most, shared by every transfer:
+    /// concurrent transfers of one file share one copy, released when the last ends. An
+    /// asset that does not fit, or is larger than 16 MiB, is streamed from its file instead.
+    /// `0` streams every asset. The iPXE binaries are loaded at start and not counted here.
+    pub max_file_cache_bytes: u64,
 }
+
+/// Default of [`Config::max_transfers_per_client`].
+pub const DEFAULT_MAX_TRANSFERS_PER_CLIENT: usize = 8;
+
+/// Default of [`Config::max_file_cache_bytes`]: 64 MiB, four asset files of the largest size
+/// read whole.
+pub const DEFAULT_MAX_FILE_CACHE_BYTES: u64 = 64 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -51,6 +71,8 @@ impl Default for Config {
             max_block_size: MAX_BLOCK_SIZE,
             max_window_size: 64,
             max_transfers: 512,
+            max_transfers_per_client: DEFAULT_MAX_TRANSFERS_PER_CLIENT,
+            max_file_cache_bytes: DEFAULT_MAX_FILE_CACHE_BYTES,
         }
     }
 }
@@ -103,6 +125,9 @@ impl Config {
         if self.max_transfers == 0 {
             p.push("maximum transfers must be at least 1".into());
         }
+        if self.max_transfers_per_client == 0 {
+            p.push("maximum transfers per client must be at least 1".into());
+        }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(255) {
             p.push("timeout must be between 1 ms and 255 s".into());
         }
@@ -122,6 +147,7 @@ pub(crate) struct Shared {
     pub(crate) assets: Option<AssetRoot>,
     pub(crate) metrics: TftpMetrics,
     pub(crate) recorder: Option<Recorder>,
+    pub(crate) cache: FileCache,
 }
 
 /// A running TFTP server.
@@ -171,12 +197,14 @@ impl Tftp {
             assets = ?config.asset_dir,
             "tftp listening"
         );
+        let cache = FileCache::new(config.max_file_cache_bytes, metrics.clone());
         let shared = Arc::new(Shared {
             config,
             binaries,
             assets,
             metrics: metrics.clone(),
             recorder,
+            cache,
         });
         let task = tokio::spawn(serve(socket, shared, cancel));
         Ok(Tftp {
@@ -202,8 +230,60 @@ impl Tftp {
     }
 }
 
+/// Transfers in progress per client address. Entries exist only while a transfer of the
+/// client runs, so there are at most [`Config::max_transfers`] of them.
+#[derive(Debug)]
+struct ClientSlots {
+    max: usize,
+    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One transfer of a client; its slot frees on drop (transfer ended, was cancelled or panicked).
+#[derive(Debug)]
+struct ClientPermit {
+    ip: IpAddr,
+    active: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ClientSlots {
+    fn new(max: usize) -> ClientSlots {
+        ClientSlots {
+            max,
+            active: Arc::default(),
+        }
+    }
+
+    /// A slot for `ip`, unless it already has `max` transfers in progress.
+    fn try_acquire(&self, ip: IpAddr) -> Option<ClientPermit> {
+        let ip = ip.to_canonical();
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = active.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientPermit {
+            ip,
+            active: self.active.clone(),
+        })
+    }
+}
+
+impl Drop for ClientPermit {
+    fn drop(&mut self) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = active.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                active.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(shared.config.max_transfers));
+    let clients = ClientSlots::new(shared.config.max_transfers_per_client);
     let mut transfers = JoinSet::new();
     let mut buf = vec![0u8; 4096];
     loop {
@@ -229,6 +309,12 @@ async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken
         };
         match packet {
             Packet::Rrq(req) => {
+                let Some(client) = clients.try_acquire(peer.ip()) else {
+                    // Per packet, so only at debug: a flood must not flood the log as well.
+                    shared.metrics.dropped(DropReason::ClientBusy);
+                    tracing::debug!(%peer, "tftp: client at its transfer limit, request dropped");
+                    continue;
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     shared.metrics.dropped(DropReason::Busy);
                     tracing::warn!(%peer, "tftp: all transfer slots busy, request dropped");
@@ -240,7 +326,7 @@ async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken
                 let local = socket.local_addr().ok();
                 transfers.spawn(async move {
                     transfer::run(shared, local, peer, req, cancel).await;
-                    drop(permit);
+                    drop((permit, client));
                 });
             }
             Packet::Wrq(req) => {
@@ -260,4 +346,42 @@ async fn serve(socket: UdpSocket, shared: Arc<Shared>, cancel: CancellationToken
     }
     transfers.shutdown().await;
     tracing::info!("tftp stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_slots_cap_each_address_and_free_on_drop() {
+        let slots = ClientSlots::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a_mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let p1 = slots.try_acquire(a).unwrap();
+        // IPv4-mapped IPv6 is the same client.
+        let p2 = slots.try_acquire(a_mapped).unwrap();
+        assert!(slots.try_acquire(a).is_none());
+        // Another client is not affected.
+        let q = slots.try_acquire(b).unwrap();
+        drop(p1);
+        let p3 = slots.try_acquire(a).unwrap();
+        assert!(slots.try_acquire(a_mapped).is_none());
+        drop((p2, p3, q));
+        // No entry outlives its client's transfers.
+        assert!(slots.active.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let c = Config {
+            max_transfers: 0,
+            max_transfers_per_client: 0,
+            ..Config::default()
+        };
+        let TftpError::Config(p) = c.validate().unwrap_err() else {
+            panic!("not a config error");
+        };
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
 }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use tinkerbell_core::timeline::Phase;
 
+use super::cache::{Cached, FileHold, FileKey};
 use super::files::{self, OpenError, Resolved};
 use super::metrics::Outcome;
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
@@ -95,14 +96,26 @@ pub(crate) async fn run(
 
 /// Where the bytes come from.
 enum Source {
-    Memory(io::Cursor<Bytes>),
+    /// In memory: an iPXE binary, or an asset file's shared copy with the hold that lets
+    /// concurrent transfers of the same file find it.
+    Memory {
+        data: io::Cursor<Bytes>,
+        _hold: Option<FileHold>,
+    },
     File(BufReader<tokio::fs::File>),
 }
 
 impl Source {
+    fn memory(data: Bytes, hold: Option<FileHold>) -> Source {
+        Source::Memory {
+            data: io::Cursor::new(data),
+            _hold: hold,
+        }
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Source::Memory(c) => AsyncReadExt::read(c, buf).await,
+            Source::Memory { data, .. } => AsyncReadExt::read(data, buf).await,
             Source::File(f) => AsyncReadExt::read(f, buf).await,
         }
     }
@@ -110,7 +123,7 @@ impl Source {
     /// The next `size` bytes without copying, for an in-memory source.
     fn slice(&mut self, size: usize) -> Option<Bytes> {
         match self {
-            Source::Memory(c) => {
+            Source::Memory { data: c, .. } => {
                 let data = c.get_ref();
                 let at = (c.position() as usize).min(data.len());
                 let end = (at + size).min(data.len());
@@ -122,9 +135,6 @@ impl Source {
         }
     }
 }
-
-/// Asset files up to this size are read whole (one blocking read) and served from memory.
-const READ_WHOLE: u64 = 16 << 20;
 
 /// Cuts the source into blocks; in netascii mode, translates LF to CR LF and CR to CR NUL.
 struct Blocks {
@@ -278,7 +288,7 @@ async fn open(shared: &Shared, req: &OwnedRequest) -> Result<(Source, u64), (Err
             tracing::debug!(binary = %name, mac = ?mac, "tftp: iPXE binary");
             let data = shared.binaries.get(&name).cloned().unwrap_or_default();
             let len = data.len() as u64;
-            Ok((Source::Memory(io::Cursor::new(data)), len))
+            Ok((Source::memory(data, None), len))
         }
         Ok(Resolved::Asset(rel)) => {
             let Some(assets) = &shared.assets else {
@@ -286,34 +296,42 @@ async fn open(shared: &Shared, req: &OwnedRequest) -> Result<(Source, u64), (Err
             };
             let root = assets.path().to_path_buf();
             // openat2 needs the directory fd: reopen per request is cheap but blocking.
-            let res = tokio::task::spawn_blocking(move || {
-                let (file, len) = files::AssetRoot::open(&root)
+            let opened = tokio::task::spawn_blocking(move || {
+                files::AssetRoot::open(&root)
                     .map_err(OpenError::Io)
-                    .and_then(|r| r.open_file(&rel))?;
-                if len <= READ_WHOLE {
-                    let mut data = Vec::with_capacity(len as usize);
-                    std::io::Read::read_to_end(&mut std::io::Read::take(&file, len), &mut data)
-                        .map_err(OpenError::Io)?;
-                    Ok((Source::Memory(io::Cursor::new(Bytes::from(data))), len))
-                } else {
-                    let reader =
-                        BufReader::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
-                    Ok((Source::File(reader), len))
-                }
+                    .and_then(|r| r.open_file(&rel))
             })
             .await;
+            let Ok(opened) = opened else {
+                return Err((ErrorCode::NotDefined, Outcome::Failed));
+            };
+            // Every request opens its file; only then may it share a copy of that very file.
+            let res = match opened {
+                Ok((file, meta)) => match shared.cache.get(FileKey::of(&meta), file).await {
+                    Ok(Cached::Memory(hold, data)) => {
+                        let len = data.len() as u64;
+                        Ok((Source::memory(data, Some(hold)), len))
+                    }
+                    Ok(Cached::Stream(file)) => {
+                        let reader =
+                            BufReader::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+                        Ok((Source::File(reader), meta.len()))
+                    }
+                    Err(e) => Err(OpenError::Io(e)),
+                },
+                Err(e) => Err(e),
+            };
             match res {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(OpenError::NotFound)) => Err((ErrorCode::FileNotFound, Outcome::NotFound)),
-                Ok(Err(OpenError::Denied)) => {
+                Ok(v) => Ok(v),
+                Err(OpenError::NotFound) => Err((ErrorCode::FileNotFound, Outcome::NotFound)),
+                Err(OpenError::Denied) => {
                     tracing::warn!("tftp: path resolving outside the root refused");
                     Err((ErrorCode::AccessViolation, Outcome::Refused))
                 }
-                Ok(Err(OpenError::Io(e))) => {
+                Err(OpenError::Io(e)) => {
                     tracing::warn!(error = %e, "tftp: cannot open file");
                     Err((ErrorCode::NotDefined, Outcome::Failed))
                 }
-                Err(_) => Err((ErrorCode::NotDefined, Outcome::Failed)),
             }
         }
     }
@@ -796,7 +814,7 @@ mod tests {
     async fn netascii_translation() {
         let data = Bytes::from_static(b"a\nb\rc\n");
         let mut b = Blocks {
-            source: Source::Memory(io::Cursor::new(data)),
+            source: Source::memory(data, None),
             netascii: true,
             pending: Vec::new(),
             pending_at: 0,

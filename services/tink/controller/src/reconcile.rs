@@ -92,6 +92,8 @@ async fn reconcile_once(
     };
     state::normalize_legacy(&mut status);
     match state::workflow_state(&status) {
+        // One active Workflow per Hardware: a new one waits for older unfinished ones.
+        None if ctx.wait_for_hardware(&mut status).await? => {}
         None => ctx.render(&mut status).await?,
         Some(State::Preparing) => ctx.prepare(&mut status).await?,
         Some(State::Running) => {
@@ -267,6 +269,89 @@ impl Ctx<'_> {
                 Err(e) => Err(e.to_string()),
             },
         )
+    }
+
+    /// Whether this (not yet started) Workflow must wait: another Workflow of the same
+    /// Hardware that is unfinished and older (creation time, then name) runs first, so two
+    /// Workflows never power-cycle one machine against each other or share its bmc Jobs. The
+    /// `HardwareInUse` condition says which one; it turns False when this one may start.
+    async fn wait_for_hardware(&self, status: &mut WorkflowStatus) -> Result<bool, ReconcileError> {
+        let Some(hw) = self.wf.spec.hardware_ref.clone().filter(|h| !h.is_empty()) else {
+            return Ok(false);
+        };
+        let me = (
+            self.wf.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            self.wf_name().to_string(),
+        );
+        let list = self
+            .store
+            .list(Kind::Workflow, Some(self.namespace))
+            .await?;
+        let blocker = list
+            .items
+            .iter()
+            .filter_map(|o| match o {
+                Object::Workflow(w) => Some(w),
+                _ => None,
+            })
+            .filter(|w| {
+                w.spec.hardware_ref.as_deref() == Some(hw.as_str())
+                    && w.spec.disabled != Some(true)
+                    && w.metadata.name.as_deref() != Some(self.wf_name())
+                    && !state::workflow_state(&w.status.clone().unwrap_or_default()).is_some_and(
+                        |s| matches!(s, State::Success | State::Failed | State::Timeout),
+                    )
+            })
+            .map(|w| {
+                (
+                    (
+                        w.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                        w.metadata.name.clone().unwrap_or_default(),
+                    ),
+                    w,
+                )
+            })
+            .filter(|(key, _)| *key < me)
+            .min_by(|a, b| a.0.cmp(&b.0));
+        match blocker {
+            Some((_, other)) => {
+                let other_state = other
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.state.clone())
+                    .unwrap_or_else(|| "new".into());
+                set_condition(
+                    status,
+                    cond::HARDWARE_IN_USE,
+                    true,
+                    "Waiting",
+                    &format!(
+                        "hardware {hw} is in use by workflow {} ({other_state}); this workflow starts when that one finishes",
+                        other.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                    self.now,
+                );
+                Ok(true)
+            }
+            None => {
+                if status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_.as_deref() == Some(cond::HARDWARE_IN_USE))
+                {
+                    set_condition(
+                        status,
+                        cond::HARDWARE_IN_USE,
+                        false,
+                        "Started",
+                        &format!("hardware {hw} is free; this workflow started"),
+                        self.now,
+                    );
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// PREPARING: allowPXE on, the boot Job; then PENDING (or FAILED if the Job failed).
@@ -543,11 +628,12 @@ impl Ctx<'_> {
                 );
                 Ok(JobProgress::Running)
             }
-            Some(j) if tracked_uid.is_empty() && self.owns(&j) => {
-                // Created by this Workflow, but the status write that would have tracked it
-                // never landed: the controller died in between (a leader killed, its standby
-                // now here) or the write failed. Adopt it: deleting and re-creating it would
-                // run the bmc Job — its power actions — a second time.
+            Some(j) if self.owns(&j) => {
+                // Created by this Workflow (its ownerReference names this Workflow's UID), but
+                // the status write that would have tracked it never landed or tracked another
+                // incarnation: the controller died in between (a leader killed, its standby
+                // now here) or the write conflicted. Adopt it: deleting and re-creating it
+                // would run the bmc Job — its power actions — a second time.
                 self.track_job(status, &job.name, j.metadata.uid.clone());
                 tracing::info!(workflow = %self.wf_name(), job = %job.name, "adopted the bmc job this workflow created earlier");
                 Ok(JobProgress::Running)

@@ -3,13 +3,14 @@
 //! the netboot path with the bmc Job completed by hand, render errors, Job failure, timeouts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use tinkerbell_core::model::{Hardware, Job, Workflow};
 use tinkerbell_core::store::embedded::EmbeddedStore;
-use tinkerbell_core::store::{Kind, Object, Store, StoreError};
+use tinkerbell_core::store::{Applied, Kind, Object, ObjectList, Store, StoreError, WatchStream};
 use tinkerbell_tink_controller::{Config, Controller, Reconciled, reconcile};
 use tinkerbell_tink_workflow::state::{self, ActionKey, State};
 use tokio_util::sync::CancellationToken;
@@ -47,8 +48,13 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
+        Self::with_store(|s| s).await
+    }
+
+    /// The controller on the embedded store as `wrap` returns it (fault injection).
+    async fn with_store(wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let store: Arc<dyn Store> = wrap(Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
         let cancel = CancellationToken::new();
         let config = Config {
             resync: Duration::from_millis(100),
@@ -480,5 +486,196 @@ async fn template_secret_ref_keys_are_rendered() {
         .unwrap();
     assert_eq!(env_vars["HTTP_PROXY"], "http://proxy:3128");
     assert_eq!(env_vars["USER"], "admin");
+    env.stop().await;
+}
+
+/// A store that counts bmc Job creates and deletes and fails the first Workflow status write
+/// after a Job was created (a conflict, as when another writer got there first): the side
+/// effect happened, the status that would track it did not land.
+struct LoseTheJobWrite {
+    inner: Arc<dyn Store>,
+    job_created: AtomicBool,
+    failed_once: AtomicBool,
+    job_creates: AtomicUsize,
+    job_deletes: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for LoseTheJobWrite {
+    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
+        self.inner.get(kind, namespace, name).await
+    }
+    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
+        self.inner.list(kind, namespace).await
+    }
+    async fn watch(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<WatchStream, StoreError> {
+        self.inner.watch(kind, namespace, since).await
+    }
+    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
+        let is_job = obj.kind() == Kind::Job;
+        let r = self.inner.create(obj).await;
+        if is_job && r.is_ok() {
+            self.job_creates.fetch_add(1, Ordering::SeqCst);
+            self.job_created.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
+        self.inner.update(obj).await
+    }
+    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
+        if obj.kind() == Kind::Workflow
+            && self.job_created.load(Ordering::SeqCst)
+            && !self.failed_once.swap(true, Ordering::SeqCst)
+        {
+            return Err(StoreError::Conflict {
+                key: obj.key(),
+                current: "injected".into(),
+                given: obj.resource_version().unwrap_or_default().into(),
+            });
+        }
+        self.inner.update_status(obj).await
+    }
+    async fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Object, StoreError> {
+        if kind == Kind::Job {
+            self.job_deletes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner
+            .delete(kind, namespace, name, resource_version)
+            .await
+    }
+    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
+        self.inner.apply_all(objs).await
+    }
+}
+
+/// The status write after the Job's creation is lost: the controller adopts its own Job (by
+/// its ownerReference) instead of deleting it as a stranger's and creating another, which
+/// would power-cycle the machine twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_write_does_not_recreate_the_bmc_job() {
+    let counter: Arc<std::sync::Mutex<Option<Arc<LoseTheJobWrite>>>> = Arc::default();
+    let slot = counter.clone();
+    let env = Env::with_store(move |inner| {
+        let s = Arc::new(LoseTheJobWrite {
+            inner,
+            job_created: AtomicBool::new(false),
+            failed_once: AtomicBool::new(false),
+            job_creates: AtomicUsize::new(0),
+            job_deletes: AtomicUsize::new(0),
+        });
+        *slot.lock().unwrap() = Some(s.clone());
+        s
+    })
+    .await;
+    let faults = counter.lock().unwrap().clone().unwrap();
+    env.fixtures(true).await;
+    env.workflow(
+        "wf-net",
+        600,
+        json!({"toggleAllowNetboot": true, "bootMode": "netboot"}),
+    )
+    .await;
+    let wf = env
+        .wait_wf("wf-net", "the Job tracked", |w| {
+            w.status
+                .as_ref()
+                .and_then(|s| s.boot_options.as_ref())
+                .and_then(|b| b.jobs.as_ref())
+                .and_then(|j| j.get("netboot-hw1"))
+                .is_some_and(|j| j.uid.is_some())
+        })
+        .await;
+    assert!(
+        faults.failed_once.load(Ordering::SeqCst),
+        "the fault was injected"
+    );
+    // Let a few more resyncs pass: nothing may delete and re-create it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap();
+    let tracked = wf
+        .status
+        .as_ref()
+        .unwrap()
+        .boot_options
+        .as_ref()
+        .unwrap()
+        .jobs
+        .as_ref()
+        .unwrap()["netboot-hw1"]
+        .uid
+        .clone();
+    assert_eq!(job.meta().uid, tracked);
+    assert_eq!(
+        faults.job_creates.load(Ordering::SeqCst),
+        1,
+        "one bmc Job, created once"
+    );
+    assert_eq!(
+        faults.job_deletes.load(Ordering::SeqCst),
+        0,
+        "never deleted"
+    );
+    env.stop().await;
+}
+
+/// Two Workflows for one Hardware: the younger waits (HardwareInUse says for which) and
+/// neither touches the other's bmc Job; when the older finishes, the younger starts. Before,
+/// both shared `netboot-<hw>`: the second deleted the first's running Job and made its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_workflow_for_one_hardware_waits() {
+    let env = Env::new().await;
+    env.fixtures(true).await;
+    let boot = json!({"toggleAllowNetboot": true, "bootMode": "netboot"});
+    env.workflow("wf-a", 600, boot.clone()).await;
+    env.wait_wf("wf-a", "its Job", |w| {
+        condition(w, "BootJobSetupComplete").is_some()
+    })
+    .await;
+    let job_a = env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    env.workflow("wf-b", 600, boot).await;
+    let b = env
+        .wait_wf("wf-b", "HardwareInUse", |w| {
+            condition(w, "HardwareInUse").is_some()
+        })
+        .await;
+    let (value, message) = condition(&b, "HardwareInUse").unwrap();
+    assert_eq!(value, "True");
+    assert!(message.contains("in use by workflow wf-a"), "{message}");
+    assert_eq!(st(&b), "", "wf-b has not started");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap();
+    assert_eq!(still.meta().uid, job_a.meta().uid, "wf-a's Job untouched");
+
+    // wf-a runs to the end; then wf-b starts with a Job of its own.
+    let Object::Job(job) = job_a else { panic!() };
+    complete_job(&env, &job, "Completed").await;
+    env.wait_wf("wf-a", "PENDING", |w| st(w) == "PENDING").await;
+    let now = Timestamp::now();
+    for action in ["image", "reboot"] {
+        env.report("wf-a", action, State::Running, now).await;
+        env.report("wf-a", action, State::Success, now).await;
+    }
+    env.wait_wf("wf-a", "SUCCESS", |w| st(w) == "SUCCESS").await;
+    let b = env
+        .wait_wf("wf-b", "started", |w| {
+            condition(w, "BootJobSetupComplete").is_some()
+        })
+        .await;
+    assert_eq!(condition(&b, "HardwareInUse").unwrap().0, "False");
+    let job_b = env.store.get(Kind::Job, NS, "netboot-hw1").await.unwrap();
+    assert_ne!(job_b.meta().uid, job.metadata.uid, "wf-b's own Job");
     env.stop().await;
 }

@@ -15,10 +15,28 @@
 //! request is allowed.
 
 use std::fmt;
+use std::net::IpAddr;
 
-use tinkerbell_core::worker_token::WorkerTokenKey;
-use tonic::Status;
+use tinkerbell_core::worker_token::{self, WorkerTokenKey};
 use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+
+/// Who sent a request: its metadata (the bearer token) and its peer address (address-bound
+/// worker tokens are accepted from that address only).
+#[derive(Debug, Default)]
+pub struct Caller {
+    /// The request's gRPC metadata.
+    pub meta: MetadataMap,
+    /// The TCP peer's address, when the transport knows it.
+    pub peer: Option<IpAddr>,
+}
+
+/// Splits a request into who sent it and its message.
+pub fn caller<T>(request: Request<T>) -> (Caller, T) {
+    let peer = request.remote_addr().map(|a| a.ip());
+    let (meta, _, msg) = request.into_parts();
+    (Caller { meta, peer }, msg)
+}
 
 /// How requests are authenticated.
 #[derive(Clone, Default)]
@@ -58,40 +76,38 @@ impl Auth {
         self.key.is_some()
     }
 
-    /// The request proves it is `worker_id`.
-    pub fn check_identity(&self, meta: &MetadataMap, worker_id: &str) -> Result<(), Status> {
+    /// The request proves it is `worker_id`: its token is that worker's, unexpired, and (when
+    /// address-bound) sent from the address it was issued to.
+    pub fn check_identity(&self, caller: &Caller, worker_id: &str) -> Result<(), Status> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let token = bearer(meta).ok_or_else(missing)?;
-        if key.verify(worker_id, token) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(format!(
-                "the bearer token is not valid for worker {worker_id:?}"
-            )))
-        }
+        let token = bearer(&caller.meta).ok_or_else(missing)?;
+        key.check(worker_id, token, caller.peer, worker_token::unix_now())
+            .map_err(|e| Status::unauthenticated(e.to_string()))
     }
 
     /// The request may act on a workflow owned by `owner`.
-    pub fn check_owner(&self, meta: &MetadataMap, owner: &str) -> Result<(), Status> {
+    pub fn check_owner(&self, caller: &Caller, owner: &str) -> Result<(), Status> {
         let Some(key) = &self.key else {
             return Ok(());
         };
-        let token = bearer(meta).ok_or_else(missing)?;
-        if !owner.is_empty() && key.verify(owner, token) {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(
-                "the bearer token does not belong to this workflow's worker",
-            ))
+        let token = bearer(&caller.meta).ok_or_else(missing)?;
+        if owner.is_empty() {
+            return Err(not_owner());
+        }
+        match key.check(owner, token, caller.peer, worker_token::unix_now()) {
+            Ok(()) => Ok(()),
+            Err(worker_token::TokenRejected::Invalid(_)) => Err(not_owner()),
+            // The owner's own token, but expired or from elsewhere: say which.
+            Err(e) => Err(Status::permission_denied(e.to_string())),
         }
     }
 
     /// The request may read the logs of a workflow owned by `owner`: the admin token, the
     /// owner's token, or anything when worker authentication is off and no admin token is set.
-    pub fn check_reader(&self, meta: &MetadataMap, owner: &str) -> Result<(), Status> {
-        let token = bearer(meta);
+    pub fn check_reader(&self, caller: &Caller, owner: &str) -> Result<(), Status> {
+        let token = bearer(&caller.meta);
         if let (Some(admin), Some(t)) = (&self.admin_token, token)
             && tinkerbell_core::api::token::constant_time_eq(admin.as_bytes(), t.as_bytes())
         {
@@ -101,13 +117,17 @@ impl Auth {
             return Ok(());
         }
         if self.key.is_some() {
-            return self.check_owner(meta, owner);
+            return self.check_owner(caller, owner);
         }
         Err(match token {
             None => missing(),
             Some(_) => Status::permission_denied("the bearer token may not read logs"),
         })
     }
+}
+
+fn not_owner() -> Status {
+    Status::permission_denied("the bearer token does not belong to this workflow's worker")
 }
 
 fn missing() -> Status {
@@ -118,12 +138,15 @@ fn missing() -> Status {
 mod tests {
     use super::*;
 
-    fn meta(token: Option<&str>) -> MetadataMap {
+    fn meta(token: Option<&str>) -> Caller {
         let mut m = MetadataMap::new();
         if let Some(t) = token {
             m.insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
-        m
+        Caller {
+            meta: m,
+            peer: Some("10.0.0.5".parse().unwrap()),
+        }
     }
 
     #[test]
@@ -165,8 +188,27 @@ mod tests {
     }
 
     #[test]
+    fn expired_and_misplaced_tokens_say_why() {
+        let key = WorkerTokenKey::from_bytes(*b"0123456789abcdef").unwrap();
+        let old = key.issue("w", 1);
+        let elsewhere = key.issue_bound("w", u64::MAX, "10.0.0.9".parse().unwrap());
+        let here = key.issue_bound("w", u64::MAX, "10.0.0.5".parse().unwrap());
+        let auth = Auth {
+            key: Some(key),
+            admin_token: None,
+        };
+        let e = auth.check_identity(&meta(Some(&old)), "w").unwrap_err();
+        assert!(e.message().contains("expired"), "{e:?}");
+        let e = auth.check_owner(&meta(Some(&elsewhere)), "w").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("bound to 10.0.0.9"), "{e:?}");
+        assert!(auth.check_owner(&meta(Some(&here)), "w").is_ok());
+        assert!(auth.check_identity(&meta(Some(&here)), "w").is_ok());
+    }
+
+    #[test]
     fn bearer_parsing() {
-        assert_eq!(bearer(&meta(Some("abc"))), Some("abc"));
+        assert_eq!(bearer(&meta(Some("abc")).meta), Some("abc"));
         let mut m = MetadataMap::new();
         m.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(bearer(&m), None);

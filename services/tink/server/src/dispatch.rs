@@ -19,7 +19,9 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tower::Service;
 
-/// Largest `ReportActionStatus` request buffered for classification.
+/// Largest `ReportActionStatus` request buffered for classification (held only while the
+/// request is handled). A worker's message may use most of it; what the Workflow's status
+/// keeps of it is cut to [`tinkerbell_tink_workflow::state::MAX_MESSAGE_BYTES`].
 const MAX_REPORT: usize = 1 << 20;
 
 /// Which generation a `ReportActionStatus` request belongs to.

@@ -20,7 +20,7 @@ use tinkerbell_tink_workflow::state::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Auth;
+use crate::auth::{self, Auth};
 use crate::logs::{ActionId, LogStore, NewLine};
 
 /// How often a status write is retried after a conflict before giving up (Unavailable, so
@@ -286,7 +286,7 @@ impl Handler {
     /// Apply a report to a workflow (both generations).
     async fn apply_report(
         &self,
-        meta: &tonic::metadata::MetadataMap,
+        meta: &auth::Caller,
         id: &str,
         key: ActionKey<'_>,
         state: State,
@@ -417,7 +417,7 @@ impl current::workflow_service_server::WorkflowService for Handler {
         request: Request<current::ActionRequest>,
     ) -> Result<Response<current::ActionResponse>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let agent = req.agent_id.unwrap_or_default();
         let agent = agent.trim();
         if agent.is_empty() {
@@ -434,7 +434,7 @@ impl current::workflow_service_server::WorkflowService for Handler {
         request: Request<current::ActionStatusRequest>,
     ) -> Result<Response<current::ActionStatusResponse>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let id = req.workflow_id.clone().unwrap_or_default();
         let action_id = req.action_id.clone().unwrap_or_default();
         if action_id.is_empty() {
@@ -469,7 +469,7 @@ impl legacy::workflow_service_server::WorkflowService for Handler {
         request: Request<legacy::WorkflowContextRequest>,
     ) -> Result<Response<Self::GetWorkflowContextsStream>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let worker = req.worker_id.trim();
         if worker.is_empty() {
             return Err(Status::invalid_argument("worker_id is required"));
@@ -503,7 +503,7 @@ impl legacy::workflow_service_server::WorkflowService for Handler {
         request: Request<legacy::WorkflowActionsRequest>,
     ) -> Result<Response<legacy::WorkflowActionList>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let (ns, name) = parse_workflow_id(&req.workflow_id)?;
         let wf = self.get_workflow(ns, name).await?;
         self.auth.check_owner(&meta, &owner(&wf))?;
@@ -538,7 +538,7 @@ impl legacy::workflow_service_server::WorkflowService for Handler {
         request: Request<legacy::WorkflowActionStatus>,
     ) -> Result<Response<legacy::Empty>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let state = match legacy::State::try_from(req.action_status) {
             Ok(legacy::State::Running) => State::Running,
             Ok(legacy::State::Success) => State::Success,
@@ -576,7 +576,7 @@ impl logs::worker_logs_server::WorkerLogs for Handler {
         request: Request<logs::PushLogsRequest>,
     ) -> Result<Response<logs::PushLogsResponse>, Status> {
         self.check_running()?;
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let (ns, name) = parse_workflow_id(&req.workflow_id)?;
         if req.action_id.is_empty() && req.action_name.is_empty() {
             return Err(Status::invalid_argument(
@@ -618,7 +618,7 @@ impl logs::worker_logs_server::WorkerLogs for Handler {
         &self,
         request: Request<logs::ReadLogsRequest>,
     ) -> Result<Response<logs::ReadLogsResponse>, Status> {
-        let (meta, _, req) = request.into_parts();
+        let (meta, req) = auth::caller(request);
         let (ns, name) = parse_workflow_id(&req.workflow_id)?;
         let owner = match self.get_workflow(ns, name).await {
             Ok(wf) => owner(&wf),

@@ -397,6 +397,36 @@ async fn restart_mid_action_reserves_the_running_action() {
     server.join().await.unwrap();
 }
 
+/// Tokens expire, and an address-bound token (issued by boots to a machine without a
+/// reservation) works only from the address it was issued to: the server checks the TCP peer.
+#[tokio::test]
+async fn expired_and_address_bound_tokens() {
+    let env = Env::new();
+    env.workflow("wf-a", A, &["x"]).await;
+    let (server, cancel) = env.start(true).await;
+    let far = tinkerbell_core::worker_token::unix_now() + 3600;
+    let here = env.key.issue_bound(A, far, "127.0.0.1".parse().unwrap());
+    let elsewhere = env.key.issue_bound(A, far, "127.0.0.2".parse().unwrap());
+    let expired = env
+        .key
+        .issue(A, tinkerbell_core::worker_token::unix_now() - 1);
+
+    let mut c = current_client(channel(&server, Some(here)).await);
+    c.get_action(get(A))
+        .await
+        .expect("bound to the caller's address");
+    let mut c = current_client(channel(&server, Some(elsewhere)).await);
+    let e = c.get_action(get(A)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("bound to 127.0.0.2"), "{e:?}");
+    let mut c = current_client(channel(&server, Some(expired)).await);
+    let e = c.get_action(get(A)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("expired"), "{e:?}");
+    cancel.cancel();
+    server.join().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_worker_token_only_opens_its_own_workflow() {
     let env = Env::new();

@@ -370,6 +370,33 @@ fn action_mut(status: &mut WorkflowStatus, ti: usize, ai: usize) -> &mut Workflo
         .expect("actions")[ai]
 }
 
+/// Longest action `message` kept in a Workflow's status, in bytes, marker included.
+///
+/// The message is the worker's text (an error, a container's last words) and a worker may send
+/// up to the request size limit (1 MiB); the status is stored with the Workflow (in Kubernetes
+/// under etcd's object size limit) and read on every reconcile, so only its head is kept. The
+/// full text belongs in the action's log (`tinkerbell.v1.WorkerLogs`), which has its own caps.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Appended to a message cut to [`MAX_MESSAGE_BYTES`].
+pub const TRUNCATED_MARKER: &str = "… (truncated)";
+
+/// `message` as stored in the status: at most [`MAX_MESSAGE_BYTES`] bytes, cut on a UTF-8
+/// character boundary and ending in [`TRUNCATED_MARKER`] when it was longer.
+pub fn status_message(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let mut cut = MAX_MESSAGE_BYTES - TRUNCATED_MARKER.len();
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = String::with_capacity(cut + TRUNCATED_MARKER.len());
+    out.push_str(&message[..cut]);
+    out.push_str(TRUNCATED_MARKER);
+    out
+}
+
 /// Applies a worker's report about an action.
 ///
 /// Rules (upstream ReportActionStatus, made strict): the workflow must be PENDING or RUNNING;
@@ -378,8 +405,8 @@ fn action_mut(status: &mut WorkflowStatus, ti: usize, ai: usize) -> &mut Workflo
 /// report that repeats the action's state is [`Outcome::Unchanged`] (a retried report), also
 /// for an action that already succeeded. RUNNING sets `executionStart` and, on the first
 /// action, `globalExecutionStop`; the end states set `executionStop`, `executionDuration` and
-/// `message`. SUCCESS of the last action moves the workflow to POST; FAILED/TIMEOUT end it
-/// unless the action has retries left.
+/// `message` (a report's message is kept, cut to [`MAX_MESSAGE_BYTES`]). SUCCESS of the last
+/// action moves the workflow to POST; FAILED/TIMEOUT end it unless the action has retries left.
 pub fn report(
     status: &mut WorkflowStatus,
     key: ActionKey<'_>,
@@ -439,7 +466,7 @@ pub fn report(
     let first_start = status.global_execution_stop.is_none();
     let action = action_mut(status, ti, ai);
     if let Some(m) = message {
-        action.message = Some(m.to_string());
+        action.message = Some(status_message(m));
     }
     let outcome = match new {
         State::Running => {

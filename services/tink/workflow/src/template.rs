@@ -346,6 +346,8 @@ pub fn render(name: &str, text: &str, data: &Value) -> Result<String, TemplateEr
         out: String::new(),
         overflow: false,
     };
+    // Every function call checks the time budget; every value the byte budget (funcs.rs).
+    let _clock = funcs::RenderClock::start(funcs::MAX_RENDER_TIME);
     match tmpl.execute_fmt(&mut w, data) {
         Ok(()) => Ok(w.out),
         Err(_) if w.overflow => Err(TemplateError::TooLarge {

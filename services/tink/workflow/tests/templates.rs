@@ -257,6 +257,21 @@ const CASES: &[(&str, &str, &str)] = &[
         r#"{{ netmaskToPrefixLength "255.255.240.0" }}"#,
         "20",
     ),
+    // gotmpl's own string builtins, wrapped for the value budget: unchanged results.
+    ("print", r#"{{ print "a" 1 2 }}"#, "a1 2"),
+    ("println", r#"{{ println "a" 1 }}"#, "a 1\n"),
+    (
+        "printf",
+        r#"{{ printf "%s-%03d|%v" "x" 7 true }}"#,
+        "x-007|true",
+    ),
+    (
+        "html",
+        r#"{{ html "<a href='x'>" }}"#,
+        "&lt;a href=&#39;x&#39;&gt;",
+    ),
+    ("js", r#"{{ js "a'b" }}"#, "a\\'b"),
+    ("urlquery", r#"{{ urlquery "a b&c" }}"#, "a+b%26c"),
 ];
 
 #[test]

@@ -440,3 +440,50 @@ fn invariant_checker_rejects_bad_statuses() {
     set(&mut failed_action, 0, "FAILED");
     assert!(check_invariants(&failed_action).is_err());
 }
+
+#[test]
+fn report_messages_are_cut_to_a_bound_in_the_status() {
+    let mut st = started(&[1], 0, false);
+    let stored = |st: &WorkflowStatus| {
+        st.tasks.as_ref().unwrap()[0].actions.as_ref().unwrap()[0]
+            .message
+            .clone()
+            .unwrap()
+    };
+    // At the bound: kept as sent.
+    let exact = "m".repeat(MAX_MESSAGE_BYTES);
+    report(
+        &mut st,
+        ActionKey::Id("t0a0"),
+        State::Running,
+        Some(&exact),
+        t(0),
+    )
+    .unwrap();
+    assert_eq!(stored(&st), exact);
+    // A 1 MiB message of two-byte characters (the most a report request carries): the head
+    // only, cut on a character boundary, marked.
+    let huge = "é".repeat(1 << 19);
+    report(
+        &mut st,
+        ActionKey::Id("t0a0"),
+        State::Failed,
+        Some(&huge),
+        t(1),
+    )
+    .unwrap();
+    let m = stored(&st);
+    assert!(m.len() <= MAX_MESSAGE_BYTES, "{} bytes kept", m.len());
+    assert!(m.len() > MAX_MESSAGE_BYTES - TRUNCATED_MARKER.len() - 2);
+    let head = m.strip_suffix(TRUNCATED_MARKER).expect("marker");
+    assert!(huge.starts_with(head));
+    assert_eq!(st.state.as_deref(), Some("FAILED"));
+    // One byte over: cut too.
+    assert_eq!(
+        status_message(&"m".repeat(MAX_MESSAGE_BYTES + 1)),
+        format!(
+            "{}{TRUNCATED_MARKER}",
+            "m".repeat(MAX_MESSAGE_BYTES - TRUNCATED_MARKER.len())
+        )
+    );
+}

@@ -7,10 +7,12 @@
 //! piped value is the *last* argument: `{{ .x | replace "a" "b" }}`) and its lenient
 //! conversions (`toString`, `int`, ...). Every error names its function.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use gotmpl::{FuncMap, TemplateError, Value};
+use gotmpl::{FuncMap, Template, TemplateError, Value};
 use sha2::{Digest, Sha256};
 
 type R = Result<Value, TemplateError>;
@@ -604,7 +606,164 @@ pub fn func_map() -> FuncMap {
             .map(|n| Value::Int(i64::from(n)))
             .map_err(|e| err(name, e))
     });
+    budgeted(m)
+}
+
+/// The largest value any function may produce (or, for the multiplying ones, be asked to
+/// produce), in bytes: the rendered output's own cap. Every intermediate value is bounded, so
+/// one Template cannot exhaust the appliance's memory on the way to an output that would be
+/// refused anyway.
+pub const MAX_VALUE: usize = super::MAX_OUTPUT;
+
+/// How long one render may run. Checked at every function call; `range` is bounded by its
+/// iteration budget and the output by [`super::MAX_OUTPUT`].
+pub const MAX_RENDER_TIME: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// When the render running on this thread must stop.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The render on this thread must finish by now + [`MAX_RENDER_TIME`] (until the guard
+/// drops).
+pub(crate) struct RenderClock(Option<Instant>);
+
+impl RenderClock {
+    pub(crate) fn start(budget: Duration) -> RenderClock {
+        RenderClock(DEADLINE.with(|d| d.replace(Some(Instant::now() + budget))))
+    }
+}
+
+impl Drop for RenderClock {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(self.0));
+    }
+}
+
+/// The prefix of every budget error, so callers can tell them apart.
+pub const BUDGET_EXCEEDED: &str = "render budget exceeded";
+
+fn over(func: &str, what: impl std::fmt::Display) -> TemplateError {
+    err(func, format!("{BUDGET_EXCEEDED}: {what}"))
+}
+
+/// Bytes of the strings in `v` (lists and maps walked), stopping once past `limit`.
+fn size_of(v: &Value, limit: usize) -> usize {
+    match v {
+        Value::String(x) => x.len(),
+        Value::List(l) => {
+            let mut n = 0usize;
+            for x in l.iter() {
+                n = n.saturating_add(size_of(x, limit)).saturating_add(1);
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+        Value::Map(m) => {
+            let mut n = 0usize;
+            for (k, x) in m.iter() {
+                n = n
+                    .saturating_add(k.len())
+                    .saturating_add(size_of(x, limit))
+                    .saturating_add(1);
+                if n > limit {
+                    break;
+                }
+            }
+            n
+        }
+        _ => 24,
+    }
+}
+
+fn args_size(args: &[Value]) -> usize {
+    args.iter()
+        .fold(0usize, |n, a| n.saturating_add(size_of(a, MAX_VALUE)))
+}
+
+/// What a function would produce at most, for those whose output can outgrow their input by
+/// more than a constant factor (or whose inputs are many): checked before any work is done.
+fn predicted(name: &str, args: &[Value]) -> Option<usize> {
+    let str_at = |i: usize| args.get(i).map(|v| strval(v).len()).unwrap_or(0);
+    let count = |i: usize| usize::try_from(args.get(i).map_or(0, int_of)).unwrap_or(0);
+    Some(match name {
+        "repeat" => str_at(1).saturating_mul(count(0)),
+        "replace" => {
+            let (old, new, x) = (str_at(0), str_at(1), strval(args.get(2)?));
+            let hits = if old == 0 {
+                x.chars().count() + 1
+            } else {
+                x.matches(strval(&args[0]).as_str()).count()
+            };
+            x.len().saturating_add(hits.saturating_mul(new))
+        }
+        "indent" | "nindent" => {
+            let lines = strval(args.get(1)?).matches('\n').count() + 1;
+            str_at(1).saturating_add(lines.saturating_mul(count(0).min(1024) + 1))
+        }
+        "join" => args_size(args).saturating_mul(2),
+        "cat" | "quote" | "squote" | "print" | "println" | "printf" | "toJson" | "toYaml"
+        | "toPrettyJson" => args_size(args).saturating_mul(2),
+        _ => return None,
+    })
+}
+
+/// Wraps every function: the render's time budget is checked before it runs, its predicted
+/// output (see [`predicted`]) before it works, its actual result after. gotmpl's own
+/// string-producing builtins (`print`, `println`, `printf`, `html`, `js`, `urlquery`) are
+/// wrapped the same way (run through a one-call template, as their functions are private).
+fn budgeted(mut m: FuncMap) -> FuncMap {
+    for name in ["print", "println", "printf", "html", "js", "urlquery"] {
+        m.insert(
+            name.to_string(),
+            Arc::new(move |args: &[Value]| -> R { builtin(name, args) }),
+        );
+    }
+    let names: Vec<String> = m.keys().cloned().collect();
+    for name in names {
+        let inner = m[&name].clone();
+        let nm = name.clone();
+        m.insert(
+            name,
+            Arc::new(move |args: &[Value]| -> R {
+                if DEADLINE.with(Cell::get).is_some_and(|d| Instant::now() > d) {
+                    return Err(over(&nm, format!("the render took longer than {MAX_RENDER_TIME:?}")));
+                }
+                if let Some(n) = predicted(&nm, args)
+                    && n > MAX_VALUE
+                {
+                    return Err(over(&nm, format!("its result would be about {n} bytes, over the {MAX_VALUE}-byte budget for a value")));
+                }
+                let v = inner(args)?;
+                let n = size_of(&v, MAX_VALUE);
+                if n > MAX_VALUE {
+                    return Err(over(&nm, format!("its result is over the {MAX_VALUE}-byte budget for a value")));
+                }
+                Ok(v)
+            }),
+        );
+    }
     m
+}
+
+/// gotmpl's builtin `name` on `args`: `{{name .a0 .a1 ...}}` executed over them.
+fn builtin(name: &str, args: &[Value]) -> R {
+    let src = (0..args.len()).fold(format!("{{{{{name}"), |mut t, i| {
+        t.push_str(&format!(" .a{i}"));
+        t
+    }) + "}}";
+    let data: BTreeMap<String, Value> = args
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("a{i}"), v.clone()))
+        .collect();
+    let out = Template::new(name)
+        .parse(&src)
+        .and_then(|t| t.execute_to_string(&Value::from(data)))
+        .map_err(|e| err(name, e))?;
+    Ok(s(out))
 }
 
 /// Names of the functions [`func_map`] provides (for docs and tests).
