@@ -1,4 +1,5 @@
-//! Test support: the real Kubernetes API server the tests run against.
+//! Test support: the real Kubernetes API server the tests run against, and [`Intercepted`], a
+//! store wrapper for fault injection and races.
 //!
 //! `scripts/test.sh` starts one control plane for the whole run (`tests/kube/kube.sh up`: etcd
 //! and kube-apiserver built from the Go module proxy, TLS on loopback) and exports its admin
@@ -215,4 +216,175 @@ pub fn replica_logs(replicas: &[Replica]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A write on its way to the store [`Intercepted`] wraps.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// `create`.
+    Create(&'a crate::store::Object),
+    /// `update`.
+    Update(&'a crate::store::Object),
+    /// `update_status`.
+    UpdateStatus(&'a crate::store::Object),
+    /// `delete`.
+    Delete {
+        /// Its kind.
+        kind: crate::store::Kind,
+        /// Its namespace.
+        namespace: &'a str,
+        /// Its name.
+        name: &'a str,
+    },
+    /// `apply_all`.
+    ApplyAll(&'a [crate::store::Object]),
+}
+
+impl Write<'_> {
+    /// The kind written (`None` for `apply_all`).
+    pub fn kind(&self) -> Option<crate::store::Kind> {
+        match self {
+            Write::Create(o) | Write::Update(o) | Write::UpdateStatus(o) => Some(o.kind()),
+            Write::Delete { kind, .. } => Some(*kind),
+            Write::ApplyAll(_) => None,
+        }
+    }
+}
+
+/// What a test does around the writes of an [`Intercepted`] store: fault injection (fail a
+/// write), races (another writer gets there first), counting.
+#[async_trait::async_trait]
+pub trait Interceptor: Send + Sync + 'static {
+    /// Before `write` reaches `store` (the wrapped one, for competing writes); an error is
+    /// returned instead of the write.
+    async fn before(
+        &self,
+        store: &dyn crate::store::Store,
+        write: Write<'_>,
+    ) -> Result<(), crate::store::StoreError> {
+        let _ = (store, write);
+        Ok(())
+    }
+
+    /// After `write` succeeded.
+    fn after(&self, write: Write<'_>) {
+        let _ = write;
+    }
+}
+
+/// A store that passes everything to `inner`, with `hooks` around every write.
+pub struct Intercepted<I> {
+    /// The store written to.
+    pub inner: std::sync::Arc<dyn crate::store::Store>,
+    /// What happens around each write.
+    pub hooks: I,
+}
+
+impl<I> std::fmt::Debug for Intercepted<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Intercepted")
+    }
+}
+
+impl<I: Interceptor> Intercepted<I> {
+    async fn around<T>(
+        &self,
+        write: Write<'_>,
+        op: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, crate::store::StoreError> {
+        self.hooks.before(self.inner.as_ref(), write).await?;
+        let r = op.await?;
+        self.hooks.after(write);
+        Ok(r)
+    }
+}
+
+#[async_trait::async_trait]
+impl<I: Interceptor> crate::store::Store for Intercepted<I> {
+    async fn get(
+        &self,
+        kind: crate::store::Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<crate::store::Object, crate::store::StoreError> {
+        self.inner.get(kind, namespace, name).await
+    }
+    async fn list(
+        &self,
+        kind: crate::store::Kind,
+        namespace: Option<&str>,
+    ) -> Result<crate::store::ObjectList, crate::store::StoreError> {
+        self.inner.list(kind, namespace).await
+    }
+    async fn watch(
+        &self,
+        kind: crate::store::Kind,
+        namespace: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<crate::store::WatchStream, crate::store::StoreError> {
+        self.inner.watch(kind, namespace, since).await
+    }
+    async fn create(
+        &self,
+        obj: crate::store::Object,
+    ) -> Result<crate::store::Object, crate::store::StoreError> {
+        self.around(Write::Create(&obj), self.inner.create(obj.clone()))
+            .await
+    }
+    async fn update(
+        &self,
+        obj: crate::store::Object,
+    ) -> Result<crate::store::Object, crate::store::StoreError> {
+        self.around(Write::Update(&obj), self.inner.update(obj.clone()))
+            .await
+    }
+    async fn update_status(
+        &self,
+        obj: crate::store::Object,
+    ) -> Result<crate::store::Object, crate::store::StoreError> {
+        self.around(
+            Write::UpdateStatus(&obj),
+            self.inner.update_status(obj.clone()),
+        )
+        .await
+    }
+    async fn delete(
+        &self,
+        kind: crate::store::Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<crate::store::Object, crate::store::StoreError> {
+        self.around(
+            Write::Delete {
+                kind,
+                namespace,
+                name,
+            },
+            self.inner.delete(kind, namespace, name, resource_version),
+        )
+        .await
+    }
+    async fn apply_all(
+        &self,
+        objs: Vec<crate::store::Object>,
+    ) -> Result<Vec<(crate::store::Object, crate::store::Applied)>, crate::store::StoreError> {
+        self.around(Write::ApplyAll(&objs), self.inner.apply_all(objs.clone()))
+            .await
+    }
+}
+
+/// Hooks shared with the test that reads their counters.
+#[async_trait::async_trait]
+impl<T: Interceptor> Interceptor for std::sync::Arc<T> {
+    async fn before(
+        &self,
+        store: &dyn crate::store::Store,
+        write: Write<'_>,
+    ) -> Result<(), crate::store::StoreError> {
+        self.as_ref().before(store, write).await
+    }
+    fn after(&self, write: Write<'_>) {
+        self.as_ref().after(write);
+    }
 }

@@ -5,9 +5,8 @@ use serde_json::json;
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_INCOMING, HANDOFF_MOVED_OUT};
 use tinkerbell_core::mover::{self, MoveError, MoveOptions, digest};
 use tinkerbell_core::store::embedded::EmbeddedStore;
-use tinkerbell_core::store::{
-    Applied, HardwareLookup, Kind, Object, ObjectList, Store, StoreError, WatchStream,
-};
+use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store, StoreError};
+use tinkerbell_core::testing::{Intercepted, Interceptor, Write};
 
 fn obj(v: serde_json::Value) -> Object {
     Object::from_typed_json(v).unwrap()
@@ -460,58 +459,25 @@ async fn a_status_written_by_the_targets_controller_after_the_copy_is_not_a_mism
     }
 }
 
-/// A source on which an operator edits `node-1` just before the mover's handoff write lands
-/// (inside its first `apply_all`): the write is conditional, so the edit is not overwritten.
+/// An operator edits `node-1` on the source just before the mover's handoff write lands (inside
+/// its first `apply_all`): the write is conditional, so the edit is not overwritten.
+#[derive(Default)]
 struct EditDuringHandoff {
-    inner: EmbeddedStore,
     edited: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl Store for EditDuringHandoff {
-    async fn get(&self, kind: Kind, ns: &str, name: &str) -> Result<Object, StoreError> {
-        self.inner.get(kind, ns, name).await
-    }
-    async fn list(&self, kind: Kind, ns: Option<&str>) -> Result<ObjectList, StoreError> {
-        self.inner.list(kind, ns).await
-    }
-    async fn watch(
-        &self,
-        kind: Kind,
-        ns: Option<&str>,
-        since: Option<&str>,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, ns, since).await
-    }
-    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.create(obj).await
-    }
-    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.update(obj).await
-    }
-    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.update_status(obj).await
-    }
-    async fn delete(
-        &self,
-        kind: Kind,
-        ns: &str,
-        name: &str,
-        rv: Option<&str>,
-    ) -> Result<Object, StoreError> {
-        self.inner.delete(kind, ns, name, rv).await
-    }
-    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
-        if !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let cur = self
-                .inner
-                .get(Kind::Hardware, "eksa-system", "node-1")
-                .await?;
+impl Interceptor for EditDuringHandoff {
+    async fn before(&self, store: &dyn Store, write: Write<'_>) -> Result<(), StoreError> {
+        if matches!(write, Write::ApplyAll(_))
+            && !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let cur = store.get(Kind::Hardware, "eksa-system", "node-1").await?;
             let mut v = cur.to_json();
             v["metadata"]["labels"]["edited"] = json!("by-operator");
-            self.inner.update(obj(v)).await?;
+            store.update(obj(v)).await?;
         }
-        self.inner.apply_all(objs).await
+        Ok(())
     }
 }
 
@@ -522,9 +488,9 @@ impl Store for EditDuringHandoff {
 #[tokio::test]
 async fn an_edit_on_the_source_during_the_handoff_is_kept() {
     let (_s, inner) = source_with(2).await;
-    let src = EditDuringHandoff {
-        inner: inner.clone(),
-        edited: std::sync::atomic::AtomicBool::new(false),
+    let src = Intercepted {
+        inner: std::sync::Arc::new(inner.clone()),
+        hooks: EditDuringHandoff::default(),
     };
     let (_d, dst) = empty_target();
     let e = mover::run(&src, &dst, &all_ns(), &mut |_| {})

@@ -20,7 +20,8 @@
 #     never two answers to one DISCOVER, the old server never again once the new one answered
 #   1. A provisions m1 (workflow create --netboot; A's rufio, DHCP, ..., metadata from A)
 #   2. on K: tinkerbell move -A --from http://A:7081 --to kube:KUBECONFIG#default (probe A → K);
-#      A's Hardware are marked moved-out, the cluster's released
+#      A's Hardware are marked moved-out, the cluster's released; then P asks the cluster's boots
+#      for lab-m1's iPXE script and must get it without lab-m1's worker token
 #   3. the Template and one Workflow per machine (what `tinkerbell workflow create --netboot`
 #      writes) applied with kubectl; the controller makes the bmc Jobs, rufio powers the
 #      machines on, ...; workflows watched with kubectl until SUCCESS; each installed OS must
@@ -164,16 +165,7 @@ dhcp_sent_a() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_
 # --- 1. the admin machine's appliance (embedded store) provisions m1 ----------------------------
 e2e_serve "$E/a" "$A" br0 a nsa
 say "appliance A up on $A (embedded store)"
-ta hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
-e2e_template "$E/template-a.yaml" "http://$A:8090/os.raw.zst" "http://$A:7080"
-ta apply -f "$E/template-a.yaml" > /dev/null
-ta workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
-timeout 900 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/a" workflow watch lab-m1 > "$E/logs/watch-a.log" 2>&1 \
-  || { tail -5 "$E/logs/watch-a.log" >&2; fail "A: the workflow for lab-m1 did not succeed"; }
-ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || fail "A: lab-m1's installed OS"
-say "A: lab-m1: $ok"
-ta timeline lab-m1 --json > "$E/logs/timeline-a.json"
-e2e_check_timeline "$E/logs/timeline-a.json" lab-m1 bios | sed 's/^e2e: /e2e: A: /'
+e2e_provision_m1 "$E/a" "$A" A nsa
 
 # --- the cluster: control plane and services on K ------------------------------------------------
 e2e_attach "$NK" "$B" vk
@@ -235,21 +227,45 @@ handoff_of() { # A|K NAME: the DHCP handoff annotation of Hardware NAME there
   esac
 }
 
+# pivot TAG FROM_SIDE TO_SIDE MOVE_ARGS...: `tinkerbell move -A MOVE_ARGS` on K while the probe
+# on P watches lab-m1's DHCP go from FROM_SIDE to TO_SIDE (A or K); then both sides hold the same
+# Hardware, Machines and Secrets, FROM_SIDE's marked moved-out, TO_SIDE's released.
+pivot() {
+  local tag=$1 from=$2 to=$3 ip_from ip_to i
+  shift 3
+  ip_from=$([ "$from" = A ] && echo "$A" || echo "$B")
+  ip_to=$([ "$to" = A ] && echo "$A" || echo "$B")
+  e2e_probe_start "$tag" "$MAC1" "$ip_from" "$ip_to" nsp
+  nsk "$cli" move -A "$@" > "$E/logs/move-$tag.txt" 2> "$E/logs/move-$tag.err" \
+    || { cat "$E/logs/move-$tag.err" >&2; fail "tinkerbell move ($tag)"; }
+  e2e_probe_end "$tag"
+  sed 's/^/  /' "$E/logs/move-$tag.txt"
+  say "move $from → $to: DHCP handoff seen by the probe: $handoff"
+  same hardware hardware; same machine machines.bmc.tinkerbell.org; same secret secrets
+  for i in $(seq 1 "$n"); do
+    [ "$(handoff_of "$from" "lab-m$i")" = moved-out ] || fail "$from's lab-m$i is not marked moved-out"
+    [ "$(handoff_of "$to" "lab-m$i")" = none ] || fail "$to's lab-m$i still carries the handoff annotation"
+  done
+}
+
 # --- 2. the move onto the cluster, under the probe -----------------------------------------------
 [ -z "$(e2e_names kc get hardware -A -o json)" ] || fail "the cluster has Hardware before the move"
-e2e_probe_start in "$MAC1" "$A" "$B" nsp
-nsk "$cli" move -A --from "http://$A:7081" --from-token-file "$E/a/api-token" --to "kube:$KC#$NS" \
-  > "$E/logs/move-in.txt" 2> "$E/logs/move-in.err" || { cat "$E/logs/move-in.err" >&2; fail "tinkerbell move to the cluster"; }
+pivot in A K --from "http://$A:7081" --from-token-file "$E/a/api-token" --to "kube:$KC#$NS"
 sent_after_move=$(dhcp_sent_a)
-e2e_probe_end in
-sed 's/^/  /' "$E/logs/move-in.txt"
-say "move A → cluster: DHCP handoff seen by the probe: $handoff"
-same hardware hardware; same machine machines.bmc.tinkerbell.org; same secret secrets
-for i in $(seq 1 "$n"); do
-  [ "$(handoff_of A "lab-m$i")" = moved-out ] || fail "A's lab-m$i is not marked moved-out"
-  [ "$(handoff_of K "lab-m$i")" = none ] || fail "the cluster's lab-m$i still carries the handoff annotation"
-done
 say "moved: $(kc get hardware -n "$NS" --no-headers | wc -l) Hardware, $(kc get machines.bmc.tinkerbell.org -n "$NS" --no-headers | wc -l) bmc Machines and their Secrets; A's marked moved-out"
+
+# A host on the wire that is not lab-m1 asks boots for lab-m1's script: it gets the script, not
+# the machine's worker token (that goes to lab-m1's reserved address only; the provisioning
+# below shows lab-m1 itself still gets one).
+script=$(nsp curl -sf "http://$B:7080/ipxe/script/$MAC1/auto.ipxe") || fail "P could not fetch lab-m1's iPXE script"
+case $script in
+  *"hw_addr=$MAC1"*) ;;
+  *) fail "P got no Hook script for lab-m1" ;;
+esac
+case $script in
+  *worker_token=*) fail "P ($P), not lab-m1, was handed lab-m1's worker token" ;;
+esac
+say "P ($P) fetched lab-m1's script without its worker token"
 
 # --- 3. the cluster provisions m2.. and re-provisions m1 -----------------------------------------
 declare -A off            # console offset per machine: what the cluster's provisioning printed
@@ -426,15 +442,5 @@ echo "$line kube-apiserver $(cpu "$(cat "$E/kube/apiserver.pid")") s, etcd $(cpu
 sent=$(dhcp_sent_a)
 [ "$sent" = "$sent_after_move" ] || fail "A's boots sent $((sent - sent_after_move)) DHCP replies after the move to the cluster"
 say "A sent no DHCP reply while the cluster provisioned"
-e2e_probe_start out "$MAC1" "$B" "$A" nsp
-nsk "$cli" move -A --from "kube:$KC#$NS" --to "http://$A:7081" --to-token-file "$E/a/api-token" \
-  > "$E/logs/move-out.txt" 2> "$E/logs/move-out.err" || { cat "$E/logs/move-out.err" >&2; fail "tinkerbell move back to A"; }
-e2e_probe_end out
-sed 's/^/  /' "$E/logs/move-out.txt"
-say "move cluster → A: DHCP handoff seen by the probe: $handoff"
-same hardware hardware; same machine machines.bmc.tinkerbell.org; same secret secrets
-for i in $(seq 1 "$n"); do
-  [ "$(handoff_of K "lab-m$i")" = moved-out ] || fail "the cluster's lab-m$i is not marked moved-out"
-  [ "$(handoff_of A "lab-m$i")" = none ] || fail "A's lab-m$i still carries the handoff annotation"
-done
+pivot out K A --from "kube:$KC#$NS" --to "http://$A:7081" --to-token-file "$E/a/api-token"
 say "PASS ($n machines: A provisioned lab-m1, moved to kube-apiserver, the services on --backend kube provisioned all, moved back)"

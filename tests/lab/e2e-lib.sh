@@ -1,6 +1,8 @@
 # Shared by tests/lab/e2e.sh, move.sh and e2e-kube.sh (sourced, not run): the prerequisites, the
 # builds (the CLI, HookOS with the static tink-worker, the installed OS image), the Template,
-# and the checks of an installed OS's console and of a machine's timeline.
+# the checks of an installed OS's console and of a machine's timeline, and for the scripts with
+# more than one host on the wire: a namespace on the bridge, an appliance, lab-m1 provisioned
+# by it, the DHCP handoff probe.
 # The caller sets `here` (tests/lab), `repo` and `E` (its output directory) and `set -euo pipefail`.
 
 # e2e_require NAME: every tool the lab tests need; missing ones fail under CI=true, skip otherwise.
@@ -213,4 +215,23 @@ e2e_probe_end() {
   touch "$E/probe-$1.stop"
   wait "$probe_pid" || { cat "$E/logs/probe-$1.log" >&2; echo "FAIL: DHCP handoff ($1)" >&2; exit 1; }
   handoff=$(grep '^dhcp_probe: [0-9]' "$E/logs/probe-$1.log" | sed 's/^dhcp_probe: //')
+}
+
+# e2e_provision_m1 DIR IP TAG NSX...: the appliance serving DIR on IP (e2e_serve) imports
+# hardware.csv and provisions lab-m1 (BIOS) with `workflow create --netboot`: the workflow
+# succeeds, the installed OS reads its metadata from http://IP:7080, and the appliance's own
+# timeline passes e2e_check_timeline (printed as "e2e: TAG: ..."). Logs: $E/logs/*-TAG.*.
+e2e_provision_m1() {
+  local dir=$1 ip=$2 tag=$3 ok
+  shift 3
+  "$@" "$cli" --data-dir "$dir" hardware import --csv "$LAB_CSV" > "$E/logs/import-$tag.log"
+  e2e_template "$E/template-$tag.yaml" "http://$ip:8090/os.raw.zst" "http://$ip:7080"
+  "$@" "$cli" --data-dir "$dir" apply -f "$E/template-$tag.yaml" > /dev/null
+  "$@" "$cli" --data-dir "$dir" workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
+  timeout 900 "$@" "$cli" --data-dir "$dir" workflow watch lab-m1 > "$E/logs/watch-$tag.log" 2>&1 \
+    || { tail -5 "$E/logs/watch-$tag.log" >&2; echo "FAIL: $tag: the workflow for lab-m1 did not succeed" >&2; exit 1; }
+  ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$ip:7080") || { echo "FAIL: $tag: lab-m1's installed OS" >&2; exit 1; }
+  echo "e2e: $tag: lab-m1: $ok"
+  "$@" "$cli" --data-dir "$dir" timeline lab-m1 --json > "$E/logs/timeline-$tag.json"
+  e2e_check_timeline "$E/logs/timeline-$tag.json" lab-m1 bios | sed "s/^e2e: /e2e: $tag: /"
 }

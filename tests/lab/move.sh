@@ -81,17 +81,7 @@ unknown_mac() { nsa curl -sf "http://$A:7080/boots/metrics" | awk '/^boots_dhcp_
 # --- A provisions m1 -------------------------------------------------------------------------------
 e2e_serve "$E/a" "$A" br0 a nsa
 say "appliance A up on $A"
-ta hardware import --csv "$LAB_CSV" > "$E/logs/import.log"
-e2e_template "$E/template-a.yaml" "http://$A:8090/os.raw.zst" "http://$A:7080"
-ta apply -f "$E/template-a.yaml" > /dev/null
-ta workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
-timeout 900 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/a" workflow watch lab-m1 > "$E/logs/watch-a.log" 2>&1 \
-  || { tail -5 "$E/logs/watch-a.log" >&2; fail "A: the workflow for lab-m1 did not succeed"; }
-say "A: workflow SUCCESS"
-ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || fail "A: lab-m1's installed OS"
-say "A: lab-m1: $ok"
-ta timeline lab-m1 --json > "$E/logs/timeline-a-before.json"
-e2e_check_timeline "$E/logs/timeline-a-before.json" lab-m1 bios | sed 's/^e2e: /e2e: A: /'
+e2e_provision_m1 "$E/a" "$A" A nsa
 
 # --- B, the operator, and the move ---------------------------------------------------------------
 e2e_attach "$NB" "$B" mvb

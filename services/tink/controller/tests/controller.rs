@@ -10,7 +10,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use tinkerbell_core::model::{Hardware, Job, Workflow};
 use tinkerbell_core::store::embedded::EmbeddedStore;
-use tinkerbell_core::store::{Applied, Kind, Object, ObjectList, Store, StoreError, WatchStream};
+use tinkerbell_core::store::{Kind, Object, Store, StoreError};
+use tinkerbell_core::testing::{Intercepted, Interceptor, Write};
 use tinkerbell_tink_controller::{Config, Controller, Reconciled, reconcile};
 use tinkerbell_tink_workflow::state::{self, ActionKey, State};
 use tokio_util::sync::CancellationToken;
@@ -489,11 +490,11 @@ async fn template_secret_ref_keys_are_rendered() {
     env.stop().await;
 }
 
-/// A store that counts bmc Job creates and deletes and fails the first Workflow status write
-/// after a Job was created (a conflict, as when another writer got there first): the side
-/// effect happened, the status that would track it did not land.
+/// Counts bmc Job creates and deletes and fails the first Workflow status write after a Job was
+/// created (a conflict, as when another writer got there first): the side effect happened, the
+/// status that would track it did not land.
+#[derive(Default)]
 struct LoseTheJobWrite {
-    inner: Arc<dyn Store>,
     job_created: AtomicBool,
     failed_once: AtomicBool,
     job_creates: AtomicUsize,
@@ -501,62 +502,36 @@ struct LoseTheJobWrite {
 }
 
 #[async_trait::async_trait]
-impl Store for LoseTheJobWrite {
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
-        self.inner.get(kind, namespace, name).await
+impl Interceptor for LoseTheJobWrite {
+    async fn before(&self, _: &dyn Store, write: Write<'_>) -> Result<(), StoreError> {
+        match write {
+            Write::UpdateStatus(o)
+                if o.kind() == Kind::Workflow
+                    && self.job_created.load(Ordering::SeqCst)
+                    && !self.failed_once.swap(true, Ordering::SeqCst) =>
+            {
+                Err(StoreError::Conflict {
+                    key: o.key(),
+                    current: "injected".into(),
+                    given: o.resource_version().unwrap_or_default().into(),
+                })
+            }
+            Write::Delete {
+                kind: Kind::Job, ..
+            } => {
+                self.job_deletes.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
-    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
-        self.inner.list(kind, namespace).await
-    }
-    async fn watch(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        since: Option<&str>,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, namespace, since).await
-    }
-    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
-        let is_job = obj.kind() == Kind::Job;
-        let r = self.inner.create(obj).await;
-        if is_job && r.is_ok() {
+    fn after(&self, write: Write<'_>) {
+        if let Write::Create(o) = write
+            && o.kind() == Kind::Job
+        {
             self.job_creates.fetch_add(1, Ordering::SeqCst);
             self.job_created.store(true, Ordering::SeqCst);
         }
-        r
-    }
-    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.update(obj).await
-    }
-    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
-        if obj.kind() == Kind::Workflow
-            && self.job_created.load(Ordering::SeqCst)
-            && !self.failed_once.swap(true, Ordering::SeqCst)
-        {
-            return Err(StoreError::Conflict {
-                key: obj.key(),
-                current: "injected".into(),
-                given: obj.resource_version().unwrap_or_default().into(),
-            });
-        }
-        self.inner.update_status(obj).await
-    }
-    async fn delete(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        resource_version: Option<&str>,
-    ) -> Result<Object, StoreError> {
-        if kind == Kind::Job {
-            self.job_deletes.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner
-            .delete(kind, namespace, name, resource_version)
-            .await
-    }
-    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
-        self.inner.apply_all(objs).await
     }
 }
 
@@ -565,21 +540,9 @@ impl Store for LoseTheJobWrite {
 /// would power-cycle the machine twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_status_write_does_not_recreate_the_bmc_job() {
-    let counter: Arc<std::sync::Mutex<Option<Arc<LoseTheJobWrite>>>> = Arc::default();
-    let slot = counter.clone();
-    let env = Env::with_store(move |inner| {
-        let s = Arc::new(LoseTheJobWrite {
-            inner,
-            job_created: AtomicBool::new(false),
-            failed_once: AtomicBool::new(false),
-            job_creates: AtomicUsize::new(0),
-            job_deletes: AtomicUsize::new(0),
-        });
-        *slot.lock().unwrap() = Some(s.clone());
-        s
-    })
-    .await;
-    let faults = counter.lock().unwrap().clone().unwrap();
+    let faults = Arc::new(LoseTheJobWrite::default());
+    let hooks = faults.clone();
+    let env = Env::with_store(move |inner| Arc::new(Intercepted { inner, hooks })).await;
     env.fixtures(true).await;
     env.workflow(
         "wf-net",

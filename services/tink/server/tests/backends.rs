@@ -12,9 +12,8 @@ use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::model::{Workflow, WorkflowStatus};
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::remote::RemoteStore;
-use tinkerbell_core::store::{
-    Applied, HardwareLookup, Kind, Object, ObjectList, Store, StoreError, WatchStream,
-};
+use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store, StoreError};
+use tinkerbell_core::testing::{Intercepted, Interceptor, Write};
 use tinkerbell_tink_proto::current::action_status_request::StateType;
 use tinkerbell_tink_proto::current::workflow_service_client::WorkflowServiceClient;
 use tinkerbell_tink_proto::current::{ActionRequest, ActionStatusRequest};
@@ -121,66 +120,31 @@ async fn over_the_store_api() {
     api.join().await.unwrap();
 }
 
-/// Delegates to an embedded store, but before every other status write of a Workflow it
-/// makes a competing write (a condition the controller might add), so the server's write is
-/// stale and must be retried on a fresh read.
+/// Before every other status write of a Workflow, makes a competing write (a condition the
+/// controller might add), so the server's write is stale and must be retried on a fresh read.
+#[derive(Default)]
 struct Racing {
-    inner: EmbeddedStore,
     writes: AtomicUsize,
     raced: AtomicUsize,
 }
 
 #[async_trait]
-impl Store for Racing {
-    async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Object, StoreError> {
-        self.inner.get(kind, namespace, name).await
-    }
-    async fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<ObjectList, StoreError> {
-        self.inner.list(kind, namespace).await
-    }
-    async fn watch(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        since: Option<&str>,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, namespace, since).await
-    }
-    async fn create(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.create(obj).await
-    }
-    async fn update(&self, obj: Object) -> Result<Object, StoreError> {
-        self.inner.update(obj).await
-    }
-    async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
+impl Interceptor for Racing {
+    async fn before(&self, store: &dyn Store, write: Write<'_>) -> Result<(), StoreError> {
+        let Write::UpdateStatus(obj) = write else {
+            return Ok(());
+        };
         if self.writes.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
-            let current = self
-                .inner
+            let current = store
                 .get(Kind::Workflow, obj.namespace(), obj.name())
                 .await?;
             let mut wf = current.as_workflow().unwrap().as_ref().clone();
             let status = wf.status.get_or_insert_with(Default::default);
             status.global_timeout = Some(status.global_timeout.unwrap_or(0) + 1);
-            self.inner
-                .update_status(Object::Workflow(Arc::new(wf)))
-                .await?;
+            store.update_status(Object::Workflow(Arc::new(wf))).await?;
             self.raced.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.update_status(obj).await
-    }
-    async fn delete(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        resource_version: Option<&str>,
-    ) -> Result<Object, StoreError> {
-        self.inner
-            .delete(kind, namespace, name, resource_version)
-            .await
-    }
-    async fn apply_all(&self, objs: Vec<Object>) -> Result<Vec<(Object, Applied)>, StoreError> {
-        self.inner.apply_all(objs).await
+        Ok(())
     }
 }
 
@@ -189,12 +153,12 @@ async fn status_writes_are_retried_on_conflict_without_losing_the_other_write() 
     let dir = tempfile::tempdir().unwrap();
     let embedded = EmbeddedStore::open(dir.path()).unwrap();
     pending_workflow(&embedded, "wf").await;
-    let racing = Arc::new(Racing {
-        inner: embedded.clone(),
-        writes: AtomicUsize::new(0),
-        raced: AtomicUsize::new(0),
+    let racing = Arc::new(Racing::default());
+    let store = Arc::new(Intercepted {
+        inner: Arc::new(embedded.clone()),
+        hooks: racing.clone(),
     });
-    let state = run_workflow(racing.clone(), Arc::new(embedded.clone())).await;
+    let state = run_workflow(store, Arc::new(embedded.clone())).await;
     assert_eq!(state, "POST");
     let raced = racing.raced.load(Ordering::SeqCst);
     assert!(
