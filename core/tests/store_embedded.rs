@@ -386,6 +386,39 @@ async fn reopen_keeps_everything_and_expires_old_history() {
     );
 }
 
+/// The watch history is bounded in bytes, not only in count: 24 writes of a 4 MiB Template
+/// (96 MiB) push the first ones out (a watch from before them must relist), while a watch from
+/// a recent version still replays what followed it.
+#[tokio::test]
+async fn watch_history_is_capped_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path()).unwrap();
+    let big = "x".repeat(4 << 20);
+    let first = s.create(template("t", &big)).await.unwrap();
+    let mut last = first.clone();
+    for i in 0..23 {
+        let mut next = template("t", &format!("{i}{big}"));
+        next.meta_mut().resource_version = last.resource_version().map(str::to_string);
+        last = s.update(next).await.unwrap();
+    }
+    match s
+        .watch(Kind::Template, None, first.resource_version())
+        .await
+    {
+        Err(StoreError::Expired { .. }) => {}
+        Err(other) => panic!("expected Expired, got {other}"),
+        Ok(_) => panic!("the history still holds 96 MiB of old versions"),
+    }
+    let rv: u64 = last.resource_version().unwrap().parse().unwrap();
+    let mut w = s
+        .watch(Kind::Template, None, Some(&(rv - 2).to_string()))
+        .await
+        .expect("recent history is kept");
+    for _ in 0..2 {
+        assert!(matches!(next(&mut w).await, WatchEvent::Modified(_)));
+    }
+}
+
 #[tokio::test]
 async fn refuses_foreign_and_locked_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,10 @@ pub const FORMAT: &str = "tinkerbell-rs store v1";
 pub const FILE_NAME: &str = "store.redb";
 /// How many changes are kept for watches that resume from a resourceVersion.
 const HISTORY: usize = 65_536;
+/// ... and how many bytes of them at most (their objects' JSON): a few large objects (userData,
+/// Secrets) must not keep gigabytes of old versions alive. A watch resuming from a version older
+/// than what is kept gets `Expired` and relists, as when the count is reached.
+const HISTORY_BYTES: usize = 64 << 20;
 /// redb's page cache. Every object is held in memory by the store itself and the file is only
 /// read at open, so a large redb cache (its default is 1 GiB) would just hold a second copy.
 const REDB_CACHE: usize = 16 << 20;
@@ -59,6 +63,8 @@ const REDB_CACHE: usize = 16 << 20;
 struct Change {
     revision: u64,
     event: WatchEvent,
+    /// The object's JSON size, counted against [`HISTORY_BYTES`].
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +75,8 @@ struct State {
     objects: BTreeMap<ObjectKey, Object>,
     index: LookupIndex,
     history: VecDeque<Arc<Change>>,
+    /// Sum of `bytes` over `history`.
+    history_bytes: usize,
 }
 
 /// The embedded store. Cheap to clone; all clones share one database.
@@ -316,7 +324,7 @@ impl EmbeddedStore {
         writer: &mut Writer,
         writes: &[(ObjectKey, Option<Object>)],
         new_rev: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<usize>, StoreError> {
         let path = &self.inner.path;
         if writer.failing.is_some() || writer.db.is_none() {
             // redb refuses a second handle on one file: the old one goes first.
@@ -331,6 +339,7 @@ impl EmbeddedStore {
             .db
             .as_ref()
             .unwrap_or_else(|| unreachable!("opened above"));
+        let mut sizes = Vec::with_capacity(writes.len());
         let mut tx = db.begin_write().map_err(|e| db_err(path, e))?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| db_err(path, redb::Error::from(e)))?;
@@ -342,11 +351,16 @@ impl EmbeddedStore {
                     Some(o) => {
                         let bytes = serde_json::to_vec(&o.to_json())
                             .unwrap_or_else(|e| unreachable!("JSON values serialise: {e}"));
+                        sizes.push(bytes.len());
                         table
                             .insert(k.as_str(), bytes.as_slice())
                             .map_err(|e| db_err(path, e))?;
                     }
                     None => {
+                        // The delete event carries the last state; its size is not known
+                        // here, so the key stands for it (a deleted object's size was counted
+                        // when it was written).
+                        sizes.push(k.len() + 256);
                         table.remove(k.as_str()).map_err(|e| db_err(path, e))?;
                     }
                 }
@@ -355,7 +369,8 @@ impl EmbeddedStore {
             meta.insert(REVISION_KEY, &new_rev.to_le_bytes()[..])
                 .map_err(|e| db_err(path, e))?;
         }
-        tx.commit().map_err(|e| db_err(path, e))
+        tx.commit().map_err(|e| db_err(path, e))?;
+        Ok(sizes)
     }
 
     /// Apply `ops` in one transaction.
@@ -418,13 +433,16 @@ impl EmbeddedStore {
         let new_rev = base_rev + writes.len() as u64;
 
         // 2. Make it durable.
-        if let Err(e) = self.persist(&mut writer, &writes, new_rev) {
-            let n = self.inner.write_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(store = %self.inner.path.display(), failures = n, error = %e,
+        let sizes = match self.persist(&mut writer, &writes, new_rev) {
+            Ok(sizes) => sizes,
+            Err(e) => {
+                let n = self.inner.write_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(store = %self.inner.path.display(), failures = n, error = %e,
                 "store commit failed; nothing was applied, the next write reopens the store");
-            writer.failing = Some(e.to_string());
-            return Err(e);
-        }
+                writer.failing = Some(e.to_string());
+                return Err(e);
+            }
+        };
         if let Some(was) = writer.failing.take() {
             tracing::warn!(store = %self.inner.path.display(), earlier = %was, "store writes work again");
         }
@@ -435,7 +453,8 @@ impl EmbeddedStore {
             st.index = index;
         }
         let written = outcomes.iter().filter(|o| o.applied != Applied::Unchanged);
-        for (rev, ((key, stored), outcome)) in (base_rev + 1..).zip(writes.into_iter().zip(written))
+        for (rev, (((key, stored), outcome), bytes)) in
+            (base_rev + 1..).zip(writes.into_iter().zip(written).zip(sizes))
         {
             let event = match (&stored, st.objects.contains_key(&key)) {
                 (None, _) => WatchEvent::Deleted(outcome.object.clone()),
@@ -449,13 +468,17 @@ impl EmbeddedStore {
             let change = Arc::new(Change {
                 revision: rev,
                 event,
+                bytes,
             });
-            if st.history.len() == HISTORY
-                && let Some(old) = st.history.pop_front()
-            {
+            st.history_bytes += bytes;
+            st.history.push_back(change.clone());
+            while st.history.len() > HISTORY || st.history_bytes > HISTORY_BYTES {
+                let Some(old) = st.history.pop_front() else {
+                    break;
+                };
+                st.history_bytes -= old.bytes;
                 st.oldest_resumable = old.revision;
             }
-            st.history.push_back(change.clone());
             // No receivers is fine.
             let _ = self.inner.events.send(change);
         }
