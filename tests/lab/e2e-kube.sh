@@ -21,7 +21,7 @@
 #   1. A provisions m1 (workflow create --netboot; A's rufio, DHCP, ..., metadata from A)
 #   2. on K: tinkerbell move -A --from http://A:7081 --to kube:KUBECONFIG#default (probe A → K);
 #      A's Hardware are marked moved-out, the cluster's released; then P asks the cluster's boots
-#      for lab-m1's iPXE script and must get it without lab-m1's worker token
+#      for lab-m2's iPXE script and must get it without lab-m2's worker token
 #   3. the Template and one Workflow per machine (what `tinkerbell workflow create --netboot`
 #      writes) applied with kubectl; the controller makes the bmc Jobs, rufio powers the
 #      machines on, ...; workflows watched with kubectl until SUCCESS; each installed OS must
@@ -254,18 +254,22 @@ pivot in A K --from "http://$A:7081" --from-token-file "$E/a/api-token" --to "ku
 sent_after_move=$(dhcp_sent_a)
 say "moved: $(kc get hardware -n "$NS" --no-headers | wc -l) Hardware, $(kc get machines.bmc.tinkerbell.org -n "$NS" --no-headers | wc -l) bmc Machines and their Secrets; A's marked moved-out"
 
-# A host on the wire that is not lab-m1 asks boots for lab-m1's script: it gets the script, not
-# the machine's worker token (that goes to lab-m1's reserved address only; the provisioning
-# below shows lab-m1 itself still gets one).
-script=$(nsp curl -sf "http://$B:7080/ipxe/script/$MAC1/auto.ipxe") || fail "P could not fetch lab-m1's iPXE script"
-case $script in
-  *"hw_addr=$MAC1"*) ;;
-  *) fail "P got no Hook script for lab-m1" ;;
-esac
-case $script in
-  *worker_token=*) fail "P ($P), not lab-m1, was handed lab-m1's worker token" ;;
-esac
-say "P ($P) fetched lab-m1's script without its worker token"
+# A host on the wire that is not lab-m2 asks boots for lab-m2's script (lab-m2 may netboot:
+# untouched since the import; lab-m1's allowPXE went off when A's workflow ended): it gets the
+# script, not the machine's worker token (that goes to lab-m2's reserved address only; the
+# provisioning below shows lab-m2 itself still gets one).
+if [ "$n" -ge 2 ]; then
+  MAC2=$(awk -F, '$1 == "lab-m2" {print $6}' "$LAB_CSV")
+  script=$(nsp curl -sS "http://$B:7080/ipxe/script/$MAC2/auto.ipxe") || fail "P could not reach boots for lab-m2's iPXE script"
+  case $script in
+    *"hw_addr=$MAC2"*) ;;
+    *) fail "P got no Hook script for lab-m2: $script" ;;
+  esac
+  case $script in
+    *worker_token=*) fail "P ($P), not lab-m2, was handed lab-m2's worker token" ;;
+  esac
+  say "P ($P) fetched lab-m2's script without its worker token"
+fi
 
 # --- 3. the cluster provisions m2.. and re-provisions m1 -----------------------------------------
 declare -A off            # console offset per machine: what the cluster's provisioning printed

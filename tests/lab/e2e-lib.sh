@@ -228,7 +228,7 @@ e2e_provision_m1() {
   e2e_template "$E/template-$tag.yaml" "http://$ip:8090/os.raw.zst" "http://$ip:7080"
   "$@" "$cli" --data-dir "$dir" apply -f "$E/template-$tag.yaml" > /dev/null
   "$@" "$cli" --data-dir "$dir" workflow create --template e2e --hardware lab-m1 --netboot > /dev/null
-  timeout 900 "$@" "$cli" --data-dir "$dir" workflow watch lab-m1 > "$E/logs/watch-$tag.log" 2>&1 \
+  "$@" timeout 900 "$cli" --data-dir "$dir" workflow watch lab-m1 > "$E/logs/watch-$tag.log" 2>&1 \
     || { tail -5 "$E/logs/watch-$tag.log" >&2; echo "FAIL: $tag: the workflow for lab-m1 did not succeed" >&2; exit 1; }
   ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$ip:7080") || { echo "FAIL: $tag: lab-m1's installed OS" >&2; exit 1; }
   echo "e2e: $tag: lab-m1: $ok"
