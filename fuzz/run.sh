@@ -8,7 +8,12 @@
 #
 # dhcp_decode and tftp_decode link boots' protocol logic only (tinkerbell-boots without its
 # `server` feature); rmcp_decode and redfish_json need the fuzz crate's `rufio` feature, which
-# builds all of rufio, and is turned on for them here.
+# builds all of rufio, and the services' targets (syslog_parse, http_range, hegel_paths,
+# store_api_body, yaml_apply, csv_import, template_render, report_classifier) its `services`
+# feature; both are turned on for them here.
+#
+# A unit that runs longer than 30 s counts as a crash (-timeout=30; libFuzzer's default is
+# 20 min): every parser here is bounded, template rendering by its 5 s time budget.
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain; without nightly it
 # uses stable with RUSTC_BOOTSTRAP=1 (libFuzzer's sanitizer flags are nightly-only).
@@ -33,18 +38,24 @@ for t in "${targets[@]}"; do
   log="$target_dir/$t.log"
   set +e
   features=()
-  case $t in rmcp_decode|redfish_json) features=(--features rufio) ;; esac
+  case $t in
+    rmcp_decode|redfish_json) features=(--features rufio) ;;
+    syslog_parse|http_range|hegel_paths|store_api_body|yaml_apply|csv_import|template_render|report_classifier)
+      features=(--features services) ;;
+  esac
   cargo "${tc[@]}" fuzz run --debug-assertions "${features[@]}" --target-dir "$target_dir" "$t" "$work" "$here/seeds/$t" -- \
-    -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1
+    -max_total_time="$secs" -timeout=30 -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
-  cov=$(grep -aoE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  # `|| true`: a build that failed has no stats, and pipefail + set -e would end the script
+  # silently here instead of reporting it below.
+  execs=$({ grep -a 'stat::number_of_executed_units' "$log" || true; } | awk '{print $2}' | tail -1)
+  cov=$({ grep -aoE 'cov: [0-9]+' "$log" || true; } | tail -1 | awk '{print $2}')
   if [ $rc = 0 ]; then
     echo "$t: ${execs:-?} executions in ${secs} s, coverage ${cov:-?}, no crash"
   else
     echo "$t: FAILED (exit $rc) after ${execs:-?} executions; log $log" >&2
-    grep -aE 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -10 >&2
+    grep -aE 'panicked|ERROR|SUMMARY|Test unit written|^error' "$log" | head -10 >&2 || true
     status=1
   fi
 done

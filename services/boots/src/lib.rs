@@ -47,4 +47,5 @@ pub mod syslog;
 pub use service::{Boots, BootsError, Config};
 
 /// The kinds boots reads from the store (what a `--backend kube` start-up checks it may list).
+#[cfg(feature = "server")]
 pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[tinkerbell_core::store::Kind::Hardware];

@@ -162,7 +162,9 @@ fn open(path: &Path) -> io::Result<Option<(File, u64, Option<SystemTime>)>> {
         Err(e)
             if matches!(
                 e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::NotADirectory
+                    | io::ErrorKind::InvalidFilename
             ) =>
         {
             return Ok(None);

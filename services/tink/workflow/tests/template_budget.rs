@@ -68,6 +68,14 @@ fn hostile_templates_fail_cleanly() {
             ),
         ),
         (
+            // Within the byte budget, but 11,000 deep: printing or serialising it recursed
+            // until the stack overflowed (found by fuzz/template_render).
+            "deep nesting",
+            doc(
+                r#"{{ $d := list }}{{ range $i := splitList "" (repeat 11000 "x") }}{{ $d = list $d }}{{ end }}x: {{ toJson $d | len }}"#,
+            ),
+        ),
+        (
             "join doubling",
             doc(
                 r#"{{ $x := list "0123456789abcdef" }}{{ range $i := splitList "," "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40" }}{{ $x = list (join "" $x) (join "" $x) }}{{ end }}{{ len $x }}"#,

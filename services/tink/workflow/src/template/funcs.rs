@@ -647,14 +647,29 @@ fn over(func: &str, what: impl std::fmt::Display) -> TemplateError {
     err(func, format!("{BUDGET_EXCEEDED}: {what}"))
 }
 
-/// Bytes of the strings in `v` (lists and maps walked), stopping once past `limit`.
+/// How deep lists and maps may nest in a value. The budget counts bytes, so without this a
+/// loop of `list $d` builds an 11,000-deep value within it, and the recursive walks that print
+/// or serialise it (ours and gotmpl's) overflow the stack and abort the process.
+pub const MAX_DEPTH: usize = 64;
+
+/// Bytes of the strings in `v` (lists and maps walked), stopping once past `limit`; a value
+/// nested deeper than [`MAX_DEPTH`] counts as over any limit.
 fn size_of(v: &Value, limit: usize) -> usize {
+    size_at(v, limit, 0)
+}
+
+fn size_at(v: &Value, limit: usize, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return usize::MAX;
+    }
     match v {
         Value::String(x) => x.len(),
         Value::List(l) => {
             let mut n = 0usize;
             for x in l.iter() {
-                n = n.saturating_add(size_of(x, limit)).saturating_add(1);
+                n = n
+                    .saturating_add(size_at(x, limit, depth + 1))
+                    .saturating_add(1);
                 if n > limit {
                     break;
                 }
@@ -666,7 +681,7 @@ fn size_of(v: &Value, limit: usize) -> usize {
             for (k, x) in m.iter() {
                 n = n
                     .saturating_add(k.len())
-                    .saturating_add(size_of(x, limit))
+                    .saturating_add(size_at(x, limit, depth + 1))
                     .saturating_add(1);
                 if n > limit {
                     break;
@@ -739,7 +754,7 @@ fn budgeted(mut m: FuncMap) -> FuncMap {
                 let v = inner(args)?;
                 let n = size_of(&v, MAX_VALUE);
                 if n > MAX_VALUE {
-                    return Err(over(&nm, format!("its result is over the {MAX_VALUE}-byte budget for a value")));
+                    return Err(over(&nm, format!("its result is over the {MAX_VALUE}-byte budget for a value, or nested deeper than {MAX_DEPTH}")));
                 }
                 Ok(v)
             }),
