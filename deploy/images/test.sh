@@ -160,7 +160,8 @@ wait_for 30 test -s "$OUT/tink-data/worker-token-key" || fail "tink-server wrote
 
 # The worker: its ID is a MAC; its token is derived from tink-server's key, as boots does.
 MAC=02:42:0a:00:00:99
-token=$(python3 -c 'import hmac,hashlib,sys; k=open(sys.argv[1]).read().strip().encode(); print(hmac.new(k, b"tinkerbell-worker-token-v1\0"+sys.argv[2].lower().encode(), hashlib.sha256).hexdigest())' \
+# A v2 token (core/src/worker_token.rs): v2.<expiry>.<hex HMAC(key, domain || id || 0 || expiry)>.
+token=$(python3 -c 'import hmac,hashlib,sys,time; k=open(sys.argv[1]).read().strip().encode(); e=str(int(time.time())+3600); print("v2."+e+"."+hmac.new(k, b"tinkerbell-worker-token-v2\0"+sys.argv[2].lower().encode()+b"\0"+e.encode(), hashlib.sha256).hexdigest())' \
   "$OUT/tink-data/worker-token-key" "$MAC")
 "$DOCKER" run -d --name "$ID-worker" --network "$NET" "tinkerbell-rs/tink-worker:$TAG" \
   --id "$MAC" --tinkerbell-grpc-authority "$ID-tink-server:42113" --tinkerbell-tls false \
