@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use tinkerbell_core::apply::{self, ApplyErrors, DocError};
-use tinkerbell_core::connect::{self, StoreConnection};
+
 use tinkerbell_core::store::{Backend, Kind, Object};
 
 use crate::output;
@@ -15,23 +15,12 @@ use crate::{Global, OutputFormat};
 
 /// The data directory: the flag, else a per-user or system default.
 pub fn data_dir(g: &Global) -> anyhow::Result<PathBuf> {
-    match &g.data_dir {
-        Some(d) => Ok(d.clone()),
-        None => connect::default_data_dir().context("HOME is not set; pass --data-dir"),
-    }
+    Ok(g.store.data_dir()?)
 }
 
 /// Connect to the store: the appliance's store API, or Kubernetes with `--backend kube`.
 pub async fn connect(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
-    let conn = StoreConnection {
-        backend: g.backend,
-        data_dir: data_dir(g)?,
-        server: g.server.clone(),
-        token_file: g.token_file.clone(),
-        kube_config: g.backend_kube_config.clone(),
-        kube_namespace: g.backend_kube_namespace.clone(),
-    };
-    Ok(conn.connect().await?)
+    Ok(g.store.connection()?.connect().await?)
 }
 
 fn parse_kind(s: &str) -> anyhow::Result<Kind> {

@@ -84,7 +84,7 @@ pub(crate) fn http_base_and_token(
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "http://127.0.0.1:7080".to_string()),
     };
-    let tok = match &g.token_file {
+    let tok = match &g.store.token_file {
         Some(f) => std::fs::read_to_string(f)
             .with_context(|| format!("reading {}", f.display()))?
             .trim()

@@ -33,42 +33,10 @@ struct Cli {
 /// Options every subcommand understands.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Data directory of the embedded store (also holds `api-token` and `api-url`).
-    /// Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
-    #[arg(long, env = "TINKERBELL_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-
-    /// Store API URL for client commands. Default: the URL `serve` wrote into the data
-    /// directory, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER", global = true)]
-    pub server: Option<String>,
-
-    /// File holding the store API bearer token. Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE", global = true)]
-    pub token_file: Option<PathBuf>,
-
-    /// Where client commands read and write objects: the appliance's embedded store (through
-    /// its store API) or the Tinkerbell CRDs on a Kubernetes cluster: `embedded` or `kube`.
-    #[arg(
-        long,
-        env = "TINKERBELL_BACKEND",
-        global = true,
-        default_value = "embedded"
-    )]
-    pub backend: tinkerbell_core::connect::BackendKind,
-
-    /// Kubeconfig for `--backend kube` (default: in-cluster config or $KUBECONFIG).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG", global = true)]
-    pub backend_kube_config: Option<PathBuf>,
-
-    /// Namespace the kube backend reads (all namespaces when empty).
-    #[arg(
-        long,
-        env = "TINKERBELL_BACKEND_KUBE_NAMESPACE",
-        global = true,
-        default_value = ""
-    )]
-    pub backend_kube_namespace: String,
+    /// The store flags every binary shares: backend, store API URL, token, CA, data
+    /// directory (also holding `api-token` and `api-url`), kubeconfig.
+    #[command(flatten)]
+    pub store: tinkerbell_core::connect::StoreArgs,
 
     /// Namespace for objects that name none, and for get/delete.
     #[arg(
@@ -202,10 +170,28 @@ pub struct ServeArgs {
     )]
     pub store_api_addr: SocketAddr,
 
-    /// Allow a --store-api-addr that is not a loopback address. The store API speaks plain
-    /// HTTP: its token and every Secret (BMC passwords) then cross the network unencrypted, so
-    /// `serve` refuses such an address unless this is given (a lab, a trusted management
-    /// network; `tinkerbell move --from http://HOST:7081` between appliances).
+    /// TLS certificate chain (PEM) for the store API, which then serves HTTPS (and may listen
+    /// off loopback). Default: --tls-cert-file. Clients on this machine trust it through
+    /// <data-dir>/api-cert.pem; others pass --ca-file.
+    #[arg(
+        long,
+        env = "TINKERBELL_STORE_API_TLS_CERT_FILE",
+        requires = "store_api_tls_key_file"
+    )]
+    pub store_api_tls_cert_file: Option<PathBuf>,
+
+    /// The store API certificate's private key (PEM). Default: --tls-key-file.
+    #[arg(
+        long,
+        env = "TINKERBELL_STORE_API_TLS_KEY_FILE",
+        requires = "store_api_tls_cert_file"
+    )]
+    pub store_api_tls_key_file: Option<PathBuf>,
+
+    /// Allow a --store-api-addr that is not a loopback address without a certificate. The
+    /// store API then speaks plain HTTP: its token and every Secret (BMC passwords) cross the
+    /// network unencrypted, so `serve` refuses such an address unless this is given (a lab, a
+    /// trusted management network).
     #[arg(
         long,
         env = "TINKERBELL_STORE_API_ALLOW_PLAINTEXT",
@@ -269,7 +255,7 @@ pub struct ServeArgs {
         long,
         env = "TINKERBELL_RUFIO_POWER_CHECK_INTERVAL",
         default_value = "30m",
-        value_parser = tinkerbell_rufio::controller::parse_duration
+        value_parser = tinkerbell_core::duration::parse
     )]
     pub rufio_power_check_interval: std::time::Duration,
 
@@ -324,27 +310,15 @@ pub struct ServeArgs {
         default_missing_value = "true", action = clap::ArgAction::Set)]
     pub syslog_enabled: bool,
 
-    #[command(flatten)]
-    pub dhcp: tinkerbell_boots::flags::DhcpArgs,
-
-    #[command(flatten)]
-    pub syslog: tinkerbell_boots::flags::SyslogArgs,
-
-    /// IPv6 RA responder (boots; off by default, needs --dhcp-bind-interface).
-    #[command(flatten)]
-    pub ra: tinkerbell_boots::flags::RaArgs,
-
     /// Serve the iPXE binaries over TFTP (boots). Off by default here: it binds UDP 69.
     #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = false, num_args = 0..=1,
         default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tftp_enabled: bool,
 
+    /// boots' flags: DHCP, syslog, the IPv6 RA responder, TFTP, and the iPXE binaries,
+    /// scripts and HookOS on the consolidated HTTP port (always on).
     #[command(flatten)]
-    pub tftp: tinkerbell_boots::flags::TftpArgs,
-
-    /// iPXE binaries, scripts and HookOS (boots; on the consolidated HTTP port, always on).
-    #[command(flatten)]
-    pub ipxe: tinkerbell_boots::flags::IpxeArgs,
+    pub boots: tinkerbell_boots::flags::BootsArgs,
 }
 
 fn main() -> ExitCode {

@@ -4,8 +4,9 @@
 //! * a directory: an embedded data directory. When an appliance is running on it (the store
 //!   is locked), its store API is used instead, found through the directory's `api-url` and
 //!   `api-token` — so "a data dir" and "a running appliance" are the same argument.
-//! * `http://HOST:PORT` (or https): a running appliance's store API; its token comes from
-//!   `--from-token-file` / `--to-token-file`.
+//! * `https://HOST:PORT` (or http:// on loopback): a running appliance's store API; its token
+//!   comes from `--from-token-file` / `--to-token-file`, and whom to trust for its certificate
+//!   from `--from-ca-file` / `--to-ca-file` (the CA, or the appliance's `api-cert.pem`).
 //! * `kube:KUBECONFIG` or `kube:KUBECONFIG#NAMESPACE`: the Tinkerbell CRDs on a Kubernetes API
 //!   server (all namespaces when none is given).
 
@@ -13,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tinkerbell_core::api::token;
-use tinkerbell_core::connect::URL_FILE;
+use tinkerbell_core::connect::{BackendKind, StoreConnection};
 use tinkerbell_core::mover::{self, MoveOptions};
 use tinkerbell_core::store::embedded::{self, EmbeddedStore};
 use tinkerbell_core::store::kube::KubeStore;
@@ -39,6 +39,13 @@ pub struct MoveArgs {
     /// Store API token file for an http:// target.
     #[arg(long)]
     to_token_file: Option<PathBuf>,
+    /// For an https:// source: the CA that signed its certificate, or the certificate itself
+    /// (the appliance's <data-dir>/api-cert.pem). Default: the system's CAs.
+    #[arg(long)]
+    from_ca_file: Option<PathBuf>,
+    /// For an https:// target: as --from-ca-file.
+    #[arg(long)]
+    to_ca_file: Option<PathBuf>,
     /// Also move Templates and Workflows (EKS Anywhere's move leaves them behind).
     #[arg(long)]
     include_workflows: bool,
@@ -54,12 +61,22 @@ pub async fn run(g: &Global, args: &MoveArgs) -> anyhow::Result<()> {
     if args.from == args.to {
         bail!("--from and --to are the same store ({})", args.from);
     }
-    let src = open(&args.from, args.from_token_file.as_deref(), false)
-        .await
-        .with_context(|| format!("opening the source {}", args.from))?;
-    let dst = open(&args.to, args.to_token_file.as_deref(), true)
-        .await
-        .with_context(|| format!("opening the target {}", args.to))?;
+    let src = open(
+        &args.from,
+        args.from_token_file.as_deref(),
+        args.from_ca_file.as_deref(),
+        false,
+    )
+    .await
+    .with_context(|| format!("opening the source {}", args.from))?;
+    let dst = open(
+        &args.to,
+        args.to_token_file.as_deref(),
+        args.to_ca_file.as_deref(),
+        true,
+    )
+    .await
+    .with_context(|| format!("opening the target {}", args.to))?;
     let opts = MoveOptions {
         namespace: (!args.all_namespaces).then(|| g.namespace.clone()),
         include_workflows: args.include_workflows,
@@ -74,6 +91,7 @@ pub async fn run(g: &Global, args: &MoveArgs) -> anyhow::Result<()> {
 async fn open(
     spec: &str,
     token_file: Option<&Path>,
+    ca_file: Option<&Path>,
     is_target: bool,
 ) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(rest) = spec.strip_prefix("kube:") {
@@ -84,10 +102,17 @@ async fn open(
         return Ok(Arc::new(store));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        let file = token_file.context("an http:// side needs its store API token: pass --from-token-file/--to-token-file (the appliance's <data-dir>/api-token)")?;
+        let file = token_file.context("an http(s):// side needs its store API token: pass --from-token-file/--to-token-file (the appliance's <data-dir>/api-token)")?;
         let token =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        return Ok(Arc::new(RemoteStore::new(spec, token.trim())?));
+        let store = match ca_file {
+            Some(ca) if spec.starts_with("https://") => {
+                RemoteStore::with_tls(spec, token.trim(), tinkerbell_edge::tls::client_config(ca)?)?
+            }
+            Some(_) => bail!("a CA file is for an https:// side, not {spec}"),
+            None => RemoteStore::new(spec, token.trim())?,
+        };
+        return Ok(Arc::new(store));
     }
     let dir = Path::new(spec);
     if !is_target && !dir.join(embedded::FILE_NAME).exists() {
@@ -100,15 +125,19 @@ async fn open(
     match EmbeddedStore::open(dir) {
         Ok(store) => Ok(Arc::new(store)),
         Err(StoreError::Locked { .. }) => {
-            // An appliance is running on this directory: go through its store API.
-            let url = std::fs::read_to_string(dir.join(URL_FILE)).with_context(|| {
-                format!(
-                    "the store in {} is in use but {URL_FILE} is missing",
-                    dir.display()
-                )
-            })?;
-            let token = token::load(dir)?;
-            Ok(Arc::new(RemoteStore::new(url.trim(), &token)?))
+            // An appliance is running on this directory: go through its store API, as every
+            // client on this machine does (its api-url, api-token and api-cert.pem).
+            let conn = StoreConnection {
+                backend: BackendKind::Embedded,
+                data_dir: dir.to_path_buf(),
+                server: None,
+                token_file: None,
+                ca_file: None,
+                kube_config: None,
+                kube_namespace: String::new(),
+            };
+            let store: Arc<dyn Store> = conn.connect().await?;
+            Ok(store)
         }
         Err(e) => Err(e.into()),
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tinkerbell_boots::flags::IpxeContext;
+use tinkerbell_boots::flags::{Enabled, IpxeContext};
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
 use tinkerbell_core::connect::BackendKind;
@@ -25,7 +25,7 @@ use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Backend, Kind};
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::WorkerTokenKey;
-use tinkerbell_hegel::HttpServer;
+use tinkerbell_edge::{HttpServer, ServeOptions};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +42,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // The store every service shares: the embedded one (default), or the Tinkerbell CRDs on a
     // cluster (`--backend kube`), checked before anything is bound. The store API, the CLI's
     // way in, serves either.
-    let store: Arc<dyn Backend> = match g.backend {
+    let store: Arc<dyn Backend> = match g.store.backend {
         BackendKind::Embedded => {
             let store = EmbeddedStore::open(&dir).context("opening the embedded store")?;
             tracing::info!(path = %store.path().display(), objects = store.len(), revision = store.revision(), "embedded store open");
@@ -50,13 +50,13 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         }
         BackendKind::Kube => {
             let store = KubeStore::connect(
-                g.backend_kube_config.as_deref(),
-                &g.backend_kube_namespace,
+                g.store.backend_kube_config.as_deref(),
+                &g.store.backend_kube_namespace,
                 &Kind::ALL,
             )
             .await
             .context("the kube backend")?;
-            tracing::info!(namespace = %g.backend_kube_namespace, "kube backend connected");
+            tracing::info!(namespace = %g.store.backend_kube_namespace, "kube backend connected");
             Arc::new(store)
         }
     };
@@ -71,7 +71,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // Validate before binding anything.
     let hegel_config = tinkerbell_hegel::Config {
         listen: SocketAddr::new(args.bind_address, args.http_port),
-        trusted_proxies: tinkerbell_hegel::Cidr::parse_list(&args.trusted_proxies).map_err(
+        trusted_proxies: tinkerbell_edge::Cidr::parse_list(&args.trusted_proxies).map_err(
             |errs| {
                 let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
                 anyhow::anyhow!("--trusted-proxies: {}", errs.join("; "))
@@ -87,10 +87,20 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     // again below with the ports actually bound.
     boots_config(args, &hegel_config, args.http_port, None, None)?;
 
-    if !args.store_api_addr.ip().is_loopback() {
+    // With a certificate (its own, else --tls-cert-file's, as the tink server's gRPC) the
+    // store API serves HTTPS.
+    let api_cert = match (&args.store_api_tls_cert_file, &args.store_api_tls_key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ => args.tls_cert_file.as_ref().zip(args.tls_key_file.as_ref()),
+    };
+    let api_tls = match api_cert {
+        Some((cert, key)) => Some(tinkerbell_edge::tls::server_config(cert, key)?),
+        None => None,
+    };
+    if !args.store_api_addr.ip().is_loopback() && api_tls.is_none() {
         if !args.store_api_allow_plaintext {
             anyhow::bail!(
-                "--store-api-addr {}: not a loopback address, and the store API speaks plain HTTP (its token and every Secret would cross the network unencrypted); keep it on loopback (the default, 127.0.0.1:7081) or pass --store-api-allow-plaintext on a network you trust",
+                "--store-api-addr {}: not a loopback address, and without --tls-cert-file and --tls-key-file the store API speaks plain HTTP (its token and every Secret would cross the network unencrypted); give it a certificate, keep it on loopback (the default, 127.0.0.1:7081), or pass --store-api-allow-plaintext on a network you trust",
                 args.store_api_addr
             );
         }
@@ -101,6 +111,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let config = ApiConfig {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
+        tls: api_tls.clone(),
     };
     let api = ApiServer::start(&config, store.clone(), &token, root.child_token()).await?;
     // One worker token key for the tink server (which checks tokens) and boots (whose
@@ -186,7 +197,12 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     if args.enable_tootles {
         router = router.merge(tinkerbell_hegel::router(store.clone(), &hegel_config));
     }
-    let http = HttpServer::serve(listener, router, root.child_token(), GRACE)?;
+    let http = HttpServer::serve(
+        listener,
+        router,
+        root.child_token(),
+        ServeOptions::new(GRACE),
+    )?;
     eprintln!(
         "tinkerbell: HTTP (iPXE, HookOS, metadata, logs) at http://{}",
         http.local_addr()
@@ -224,7 +240,30 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let url = format!("http://{}", api.local_addr());
+    // Local clients trust the certificate as it is (pinned): see `connect::CERT_FILE`.
+    let cert_file = dir.join(tinkerbell_core::connect::CERT_FILE);
+    let scheme = match api_cert {
+        Some((cert, _)) => {
+            let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            write_file_atomic(
+                &dir,
+                tinkerbell_core::connect::CERT_FILE,
+                String::from_utf8_lossy(&pem).trim_end(),
+            )?;
+            "https"
+        }
+        _ => {
+            match std::fs::remove_file(&cert_file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing {}", cert_file.display()));
+                }
+            }
+            "http"
+        }
+    };
+    let url = format!("{scheme}://{}", api.local_addr());
     write_url_file(&dir, &url)?;
     eprintln!(
         "tinkerbell: store API at {url} (token in {})",
@@ -278,21 +317,11 @@ fn boots_config(
     tink_port: Option<u16>,
     key: Option<WorkerTokenKey>,
 ) -> anyhow::Result<tinkerbell_boots::Config> {
-    let mut problems = Vec::new();
-    let dhcp = if args.dhcp_enabled {
-        args.dhcp
-            .to_config(http_port)
-            .map_err(|p| problems.extend(p))
-            .ok()
-    } else {
-        None
+    let enabled = Enabled {
+        dhcp: args.dhcp_enabled,
+        syslog: args.syslog_enabled,
+        tftp: args.tftp_enabled,
     };
-    let syslog = args.syslog_enabled.then(|| args.syslog.to_config());
-    if let Some(s) = &syslog
-        && let Err(e) = s.validate()
-    {
-        problems.push(e.to_string());
-    }
     let ctx = IpxeContext {
         // Before the tink server is bound: the configured port stands in for validation.
         tink_server_port: match tink_port {
@@ -302,41 +331,12 @@ fn boots_config(
                 .then_some(args.tink_server_bind_port),
         },
         tink_tls: args.tls_cert_file.is_some(),
-        syslog_host: args.dhcp.dhcp_syslog_ip,
-        syslog_local: args.syslog_enabled,
         trusted_proxies: hegel.trusted_proxies.clone(),
-        static_script: args.dhcp.dhcp_mode == "auto-proxy",
         worker_token_key: key,
     };
-    let http = args
-        .ipxe
-        .to_config(ctx)
-        .map_err(|p| problems.extend(p))
-        .ok();
-    let tftp = match (args.tftp_enabled, args.ipxe.ipxe_dir()) {
-        (true, Ok(dir)) => args
-            .tftp
-            .to_config(dir)
-            .map_err(|p| problems.extend(p))
-            .ok(),
-        _ => None,
-    };
-    let ra = args
-        .ra
-        .to_config(args.dhcp.dhcp_bind_interface.as_deref())
-        .map_err(|p| problems.extend(p))
-        .ok()
-        .flatten();
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    Ok(tinkerbell_boots::Config {
-        dhcp,
-        syslog,
-        tftp,
-        http,
-        ra,
-    })
+    args.boots
+        .to_config(enabled, ctx, http_port)
+        .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))
 }
 
 /// Where `serve` writes the consolidated HTTP listener's URL (read by `tinkerbell logs`).

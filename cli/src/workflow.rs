@@ -222,6 +222,7 @@ async fn logs(
             .unwrap_or_else(|_| "http://127.0.0.1:42113".into()),
     };
     let token_file = g
+        .store
         .token_file
         .clone()
         .unwrap_or_else(|| dir.join(tinkerbell_core::api::token::READER_FILE_NAME));

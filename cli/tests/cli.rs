@@ -36,6 +36,10 @@ impl Appliance {
     }
 
     fn start_with(dir: &Path, extra: &[&str]) -> Appliance {
+        Self::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    fn start_on(dir: &Path, store_api_addr: &str, extra: &[&str]) -> Appliance {
         let url_file = dir.join("api-url");
         let _ = std::fs::remove_file(&url_file);
         let child = Command::new(BIN)
@@ -44,7 +48,7 @@ impl Appliance {
                 &dir.display().to_string(),
                 "serve",
                 "--store-api-addr",
-                "127.0.0.1:0",
+                store_api_addr,
                 "--bind-address",
                 "127.0.0.1",
                 "--http-port",
@@ -514,8 +518,8 @@ fn reader_and_store_api_tokens_are_separate() {
     ok(&dir, &["timeline", "cp-0"]);
 }
 
-/// The store API is plain HTTP: serve refuses to open it off loopback unless told the network
-/// is trusted (it used to bind any address silently).
+/// Without a certificate the store API is plain HTTP: serve refuses to open it off loopback
+/// unless told the network is trusted (it used to bind any address silently).
 #[test]
 fn store_api_off_loopback_needs_an_explicit_flag() {
     let (_t, dir) = temp_dir();
@@ -534,7 +538,80 @@ fn store_api_off_loopback_needs_an_explicit_flag() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--store-api-allow-plaintext"), "{err}");
+    assert!(err.contains("--tls-cert-file"), "{err}");
     assert!(!dir.join("api-url").exists(), "nothing started");
+}
+
+/// With `--tls-cert-file`/`--tls-key-file` the store API serves HTTPS, off loopback too.
+/// Clients on the machine trust the certificate `serve` leaves in the data directory, as it is
+/// (pinned, so a self-signed certificate for any name works); others pass `--ca-file`.
+#[test]
+fn store_api_over_tls() {
+    let (t, dir) = temp_dir();
+    let certs = t.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let pki = tinkerbell_edge::testing::TestPki::self_signed(&certs, &["appliance.test"]);
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other = tinkerbell_edge::testing::TestPki::self_signed(&other, &["appliance.test"]);
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let app = Appliance::start_on(
+        &dir,
+        "0.0.0.0:0",
+        &[
+            "--enable-tink-controller=false",
+            "--enable-rufio-controller=false",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+        ],
+    );
+    let url_file = dir.join("api-url");
+    let url = std::fs::read_to_string(&url_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(url.starts_with("https://0.0.0.0:"), "{url}");
+    let pinned = std::fs::read_to_string(dir.join("api-cert.pem")).unwrap();
+    assert_eq!(
+        pinned.trim(),
+        std::fs::read_to_string(&pki.cert).unwrap().trim()
+    );
+
+    // On the machine: through the data directory, nothing to pass.
+    let out = ok(
+        &dir,
+        &["hardware", "import", "--csv", &fixture("hardware.csv")],
+    );
+    assert!(out.contains("imported 2 rows"), "{out}");
+    let port = url.rsplit(':').next().unwrap();
+    let local = format!("https://127.0.0.1:{port}");
+    // Elsewhere: --ca-file names whom to trust; another certificate is refused.
+    let ca = pki.ca.display().to_string();
+    let table = ok(&dir, &["--server", &local, "--ca-file", &ca, "get", "hw"]);
+    assert!(table.contains("cp-0"), "{table}");
+    let wrong = other.ca.display().to_string();
+    let err = fails(
+        &dir,
+        &["--server", &local, "--ca-file", &wrong, "get", "hw"],
+    );
+    assert!(err.contains(&local), "{err}");
+    // Plain HTTP gets nothing from the TLS port.
+    let plain = format!("http://127.0.0.1:{port}");
+    fails(&dir, &["--server", &plain, "get", "hw"]);
+    drop(app);
+
+    // Without the certificate, serve (back on loopback) removes the pin it left.
+    let _app = Appliance::start(&dir);
+    assert!(!dir.join("api-cert.pem").exists());
+    let url = std::fs::read_to_string(&url_file).unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let table = ok(&dir, &["get", "hw"]);
+    assert!(table.contains("cp-0"), "{table}");
 }
 
 /// One process is enough to netboot: serve's HTTP port carries boots' iPXE routes, and the

@@ -12,6 +12,7 @@ use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_MOVED_OUT};
 use tinkerbell_core::mover::digest;
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Kind, Object, Store};
+use tinkerbell_edge::testing::TestPki;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
 
@@ -356,16 +357,17 @@ impl Drop for Appliance {
     }
 }
 
-fn serve_in(ns: &str, dir: &Path, api: &str) -> Appliance {
+fn serve_in(ns: &str, dir: &Path, api: &str, pki: &TestPki) -> Appliance {
     let child = Command::new("ip")
         .args(["netns", "exec", ns, BIN, "--data-dir"])
         .arg(dir)
+        .args(["serve", "--store-api-addr", api])
+        // Off loopback the store API needs a certificate (or --store-api-allow-plaintext).
+        .arg("--store-api-tls-cert-file")
+        .arg(&pki.cert)
+        .arg("--store-api-tls-key-file")
+        .arg(&pki.key)
         .args([
-            "serve",
-            "--store-api-addr",
-            api,
-            // Two namespaces joined by a veth: a private wire, plain HTTP on purpose.
-            "--store-api-allow-plaintext",
             "--bind-address",
             "127.0.0.1",
             "--http-port",
@@ -444,18 +446,44 @@ fn between_two_appliances_in_two_namespaces() {
         format!("10.{octet}.1.2:7081"),
         format!("10.{octet}.2.2:7081"),
     );
-    let _sa = serve_in(&a, da.path(), &api_a);
-    let _sb = serve_in(&b, db.path(), &api_b);
-    let (url_a, url_b) = (format!("http://{api_a}"), format!("http://{api_b}"));
+    // A's certificate is signed by a CA for its address; B's is self-signed, for a name the
+    // move does not use, and trusted as it is (pinned): its api-cert.pem.
+    let certs = tempfile::tempdir().unwrap();
+    let pki_a = TestPki::create(certs.path(), &[&format!("10.{octet}.1.2")]);
+    let pki_b = TestPki::self_signed(certs.path(), &["appliance-b.test"]);
+    let _sa = serve_in(&a, da.path(), &api_a, &pki_a);
+    let _sb = serve_in(&b, db.path(), &api_b, &pki_b);
+    let (url_a, url_b) = (format!("https://{api_a}"), format!("https://{api_b}"));
     let tok = |d: &Path| -> PathBuf { d.join("api-token") };
     let ta = tok(da.path()).display().to_string();
     let tb = tok(db.path()).display().to_string();
+    let ca_a = pki_a.ca.display().to_string();
+    let pin_b = db.path().join("api-cert.pem").display().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&pin_b).unwrap().trim(),
+        std::fs::read_to_string(&pki_b.cert).unwrap().trim()
+    );
+    // Trusting nothing in particular (the system's CAs): refused.
+    let out = Command::new(BIN)
+        .args(["--server", &url_a, "--token-file", &ta, "get", "hw", "-A"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Trusting B's certificate for A: refused.
+    let out = Command::new(BIN)
+        .args(["--server", &url_a, "--token-file", &ta, "--ca-file", &pin_b])
+        .args(["get", "hw", "-A"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 
     ok(&[
         "--server",
         &url_a,
         "--token-file",
         &ta,
+        "--ca-file",
+        &ca_a,
         "-n",
         "eksa-system",
         "hardware",
@@ -471,10 +499,14 @@ fn between_two_appliances_in_two_namespaces() {
         &url_a,
         "--from-token-file",
         &ta,
+        "--from-ca-file",
+        &ca_a,
         "--to",
         &url_b,
         "--to-token-file",
         &tb,
+        "--to-ca-file",
+        &pin_b,
     ]);
     assert!(out.contains("moved Hardware"), "{out}");
     // The no-server window: two store commits over a veth, well under a second.
@@ -486,12 +518,14 @@ fn between_two_appliances_in_two_namespaces() {
         .unwrap_or_else(|| panic!("no window in {out}"));
     assert!(window < 1000.0, "no-server window {window} ms");
 
-    let get = |url: &str, t: &str| -> Value {
+    let get = |url: &str, t: &str, ca: &str| -> Value {
         serde_json::from_str(&ok(&[
             "--server",
             url,
             "--token-file",
             t,
+            "--ca-file",
+            ca,
             "get",
             "hw",
             "-A",
@@ -500,7 +534,7 @@ fn between_two_appliances_in_two_namespaces() {
         ]))
         .unwrap()
     };
-    let (ha, hb) = (get(&url_a, &ta), get(&url_b, &tb));
+    let (ha, hb) = (get(&url_a, &ta, &ca_a), get(&url_b, &tb, &pin_b));
     let items = |v: &Value| v["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items(&ha).len(), items(&hb).len());
     assert!(!items(&hb).is_empty());
@@ -522,6 +556,8 @@ fn between_two_appliances_in_two_namespaces() {
         &url_b,
         "--token-file",
         &tb,
+        "--ca-file",
+        &pin_b,
         "get",
         "secret",
         "-A",

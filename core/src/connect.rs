@@ -24,6 +24,9 @@ use crate::store::{Backend, Kind, StoreError};
 
 /// Name of the file in the data directory that tells clients where the store API listens.
 pub const URL_FILE: &str = "api-url";
+/// Name of the file in the data directory holding the store API's TLS certificate, when it
+/// serves HTTPS: what local clients trust (pinned) by default.
+pub const CERT_FILE: &str = "api-cert.pem";
 /// The store API's address when the data directory does not say.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7081";
 
@@ -60,6 +63,9 @@ pub struct StoreConnection {
     pub server: Option<String>,
     /// Token file; default: `<data_dir>/api-token`.
     pub token_file: Option<PathBuf>,
+    /// Whom to trust for an https:// store API (a CA, or the certificate itself); default:
+    /// `<data_dir>/api-cert.pem` ([`CERT_FILE`]) when it exists, else the system's CAs.
+    pub ca_file: Option<PathBuf>,
     /// Kubeconfig for the kube backend (default: in-cluster or `$KUBECONFIG`).
     pub kube_config: Option<PathBuf>,
     /// Namespace the kube backend reads ("" = all).
@@ -75,29 +81,45 @@ pub struct StoreConnection {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Where objects come from: the appliance's store API (`embedded`), or Kubernetes (`kube`).
-    #[arg(long, env = "TINKERBELL_BACKEND", default_value = "embedded")]
+    #[arg(
+        long,
+        env = "TINKERBELL_BACKEND",
+        default_value = "embedded",
+        global = true
+    )]
     pub backend: BackendKind,
 
     /// Store API URL (backend `embedded`). Default: <data-dir>/api-url, else http://127.0.0.1:7081.
-    #[arg(long, env = "TINKERBELL_SERVER")]
+    #[arg(long, env = "TINKERBELL_SERVER", global = true)]
     pub server: Option<String>,
 
     /// File holding the store API bearer token (backend `embedded`). Default: <data-dir>/api-token.
-    #[arg(long, env = "TINKERBELL_TOKEN_FILE")]
+    #[arg(long, env = "TINKERBELL_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
+
+    /// Whom to trust for an https:// store API (PEM): the CA that signed its certificate, or
+    /// the certificate itself (pinned). Default: <data-dir>/api-cert.pem, which `serve` writes
+    /// when it has one, else the system's CAs.
+    #[arg(long, env = "TINKERBELL_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 
     /// The appliance's data directory, for the defaults above (and tink-server's worker token
     /// key). Default: /var/lib/tinkerbell as root, else ~/.local/share/tinkerbell.
-    #[arg(long, env = "TINKERBELL_DATA_DIR")]
+    #[arg(long, env = "TINKERBELL_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// Kubeconfig for `--backend kube` (default: $KUBECONFIG, ~/.kube/config, else the
     /// in-cluster service account).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG")]
+    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_CONFIG", global = true)]
     pub backend_kube_config: Option<PathBuf>,
 
     /// Namespace the kube backend reads and reconciles (all namespaces when empty).
-    #[arg(long, env = "TINKERBELL_BACKEND_KUBE_NAMESPACE", default_value = "")]
+    #[arg(
+        long,
+        env = "TINKERBELL_BACKEND_KUBE_NAMESPACE",
+        default_value = "",
+        global = true
+    )]
     pub backend_kube_namespace: String,
 }
 
@@ -128,6 +150,7 @@ impl StoreArgs {
             data_dir,
             server: self.server.clone(),
             token_file: self.token_file.clone(),
+            ca_file: self.ca_file.clone(),
             kube_config: self.backend_kube_config.clone(),
             kube_namespace: self.backend_kube_namespace.clone(),
         })
@@ -401,6 +424,9 @@ pub enum ConnectError {
     /// The HTTP client could not be built.
     #[error("store API client")]
     Client(#[source] StoreError),
+    /// The CA file (`--ca-file`) could not be used.
+    #[error("--ca-file")]
+    Tls(#[from] tinkerbell_edge::tls::TlsError),
 }
 
 impl StoreConnection {
@@ -440,9 +466,18 @@ impl StoreConnection {
                 source,
             })?,
         };
-        Ok(Arc::new(
-            RemoteStore::new(&url, &token).map_err(ConnectError::Client)?,
-        ))
+        let trust = match &self.ca_file {
+            Some(f) => Some(f.clone()),
+            None => Some(self.data_dir.join(CERT_FILE)).filter(|f| f.exists()),
+        };
+        let store = match trust.filter(|_| url.starts_with("https://")) {
+            Some(f) => {
+                let tls = tinkerbell_edge::tls::client_config(&f)?;
+                RemoteStore::with_tls(&url, &token, tls)
+            }
+            None => RemoteStore::new(&url, &token),
+        };
+        Ok(Arc::new(store.map_err(ConnectError::Client)?))
     }
 }
 

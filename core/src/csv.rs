@@ -50,6 +50,7 @@ use std::sync::Arc;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::model::names::{MAX_NAME_LEN, is_dns1123_subdomain};
 use crate::model::{
     Connection, Dhcp, Disk, Hardware, HardwareMetadata, HardwareSpec, Interface, Ip, Machine,
     MachineSpec, MetadataFacility, MetadataInstance, MetadataInstanceIp,
@@ -91,8 +92,6 @@ const ARCH: &str = "x86_64";
 const LEASE_TIME: i64 = (1 << 32) - 2;
 /// Type of the generated BMC credentials Secret.
 const BASIC_AUTH_SECRET_TYPE: &str = "kubernetes.io/basic-auth";
-/// Longest object name Kubernetes accepts (DNS-1123 subdomain).
-const MAX_NAME_LEN: usize = 253;
 
 /// The objects generated from a valid file.
 pub struct CsvImport {
@@ -778,21 +777,6 @@ fn labels(
     ok.then_some(labels)
 }
 
-/// A DNS-1123 subdomain as Kubernetes defines it: at most 253 characters, dot-separated parts
-/// of lower-case letters, digits and '-', each starting and ending with a letter or digit.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-            !b.is_empty()
-                && b.first().is_some_and(alnum)
-                && b.last().is_some_and(alnum)
-                && b.iter().all(|c| alnum(c) || *c == b'-')
-        })
-}
-
 /// The name part of a label key, or a label value: at most 63 characters of letters, digits,
 /// '-', '_' and '.', starting and ending with a letter or digit.
 fn is_label_name(s: &str) -> bool {
@@ -1012,26 +996,6 @@ mod tests {
             "",
         ] {
             assert!(!is_device_path(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn subdomains() {
-        for ok in ["a", "node-1", "a.b.c", "1abc", "x.example.com"] {
-            assert!(is_dns1123_subdomain(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "Node",
-            "a..b",
-            "a.-b",
-            "-a",
-            "a-",
-            "a_b",
-            ".a",
-            &"a".repeat(254),
-        ] {
-            assert!(!is_dns1123_subdomain(bad), "{bad}");
         }
     }
 

@@ -12,6 +12,7 @@
 //! * [`apply`], [`csv`] — turning user input (YAML documents, exports, EKS Anywhere
 //!   hardware.csv) into validated objects, all or nothing, with errors that name the document
 //!   or row, the line and the field.
+//! * [`duration`] — Go's durations, parsed and formatted once for every binary.
 //! * [`timeline`] — when each provisioning phase of a machine happened, recorded by every
 //!   service of the appliance into one shared in-memory [`timeline::Timeline`].
 //!
@@ -22,6 +23,7 @@
 //! resource model alone, with no async runtime or Kubernetes client (what the fuzz targets
 //! need).
 
+pub mod duration;
 pub mod model;
 
 #[cfg(feature = "store")]

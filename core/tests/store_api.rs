@@ -39,6 +39,7 @@ async fn start() -> Fixture {
     let config = ApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_secs(1),
+        tls: None,
     };
     let server = ApiServer::start(&config, Arc::new(store), "secret-token", cancel.clone())
         .await

@@ -102,6 +102,7 @@ impl Remote {
         let config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace: Duration::from_secs(1),
+            tls: None,
         };
         let server = ApiServer::start(&config, Arc::new(store), TOKEN, cancel.clone())
             .await
@@ -203,6 +204,7 @@ conformance!(
     apply_all_that_fails_validation_writes_nothing,
     lookups_follow_create_update_delete,
     two_hardware_cannot_claim_one_identity,
+    names_follow_the_kubernetes_rules,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -325,6 +327,22 @@ async fn create_get_list_delete(h: impl Harness) {
     ));
     let list = s.list(Kind::Template, Some(ns)).await.unwrap();
     assert_eq!(names(&list.items), ["b"]);
+}
+
+/// Every backend takes the names kube-apiserver takes: a label inside a name may be longer
+/// than 63 characters (the embedded store used to refuse it); 253 characters in all.
+async fn names_follow_the_kubernetes_rules(h: impl Harness) {
+    let s = h.store();
+    let ns = h.ns();
+    let long_label = format!("{}.x", "a".repeat(64));
+    let made = s.create(template(ns, &long_label, "one")).await.unwrap();
+    assert_eq!(made.name(), long_label);
+    let longest = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+    assert_eq!(longest.len(), 253);
+    s.create(template(ns, &longest, "one")).await.unwrap();
+    let too_long = format!("{longest}c");
+    assert!(s.create(template(ns, &too_long, "one")).await.is_err());
+    assert!(s.create(template(ns, "Upper", "one")).await.is_err());
 }
 
 async fn update_and_update_status_touch_only_what_they_promise(h: impl Harness) {

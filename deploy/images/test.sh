@@ -8,13 +8,14 @@
 #    tests/lab/docker-host.sh: the image on the host network provisions a lab machine (DHCP on
 #    a veth into the lab's bridge only).
 # 3. Services on a private Docker network, each in its own container and pointed at the
-#    appliance's store API by name (`--backend embedded --server http://<store>:7081
-#    --token-file`): the store API alone (`tinkerbell serve` with every service off),
-#    tink-server, tink-controller, hegel, rufio and a tink-worker. A Secret, bmc Machine,
-#    Hardware, Template and Workflow applied with the CLI: the tink-controller container renders
-#    the workflow, the worker container gets the action from the tink-server container and runs
-#    it (image2disk of a URL served by the hegel container: the worker's own metadata, which
-#    hegel finds by the worker's address) into a file, and the workflow ends SUCCESS; the rufio
+#    appliance's store API by name over HTTPS (`--backend embedded --server
+#    https://<store>:7081 --token-file --ca-file`, the store's certificate pinned): the store
+#    API alone (`tinkerbell serve` with every service off), tink-server, tink-controller,
+#    hegel, rufio and a tink-worker. A Secret, bmc Machine, Hardware, Template and Workflow
+#    applied with the CLI: the tink-controller container renders the workflow, the worker
+#    container gets the action from the tink-server container and runs it (image2disk of a URL
+#    served by the hegel container: the worker's own metadata, which hegel finds by the
+#    worker's address) into a file, and the workflow ends SUCCESS; the rufio
 #    container marks the Machine, whose BMC does not answer, Contactable=False.
 #
 # Without a Docker engine: skips (exit 0) with a message, unless CI=true (then fails).
@@ -131,8 +132,16 @@ fi
 "$DOCKER" network create "$NET" >/dev/null
 STORE=$OUT/store
 mkdir -p "$STORE"
+# Off loopback the store API serves HTTPS: a self-signed certificate, which every client
+# trusts as it is (pinned: --ca-file, the api-cert.pem serve leaves in its data dir).
+mkdir -p "$OUT/store-tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=$ID-store" -addext "subjectAltName=DNS:$ID-store" \
+  -keyout "$OUT/store-tls/key.pem" -out "$OUT/store-tls/cert.pem" 2>/dev/null
+chmod 600 "$OUT/store-tls/key.pem"
 "$DOCKER" run -d --name "$ID-store" --network "$NET" -v "$STORE:/var/lib/tinkerbell" \
-  "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 --store-api-allow-plaintext --enable-tootles=false \
+  -v "$OUT/store-tls:/tls:ro" "tinkerbell-rs/tinkerbell:$TAG" serve --store-api-addr 0.0.0.0:7081 \
+  --store-api-tls-cert-file /tls/cert.pem --store-api-tls-key-file /tls/key.pem --enable-tootles=false \
   --enable-tink-server=false --enable-tink-controller=false --enable-rufio-controller=false >/dev/null
 containers+=("$ID-store")
 wait_for 30 test -s "$STORE/api-token" || fail "store container wrote no api-token"
@@ -140,8 +149,11 @@ wait_for 30 test -s "$STORE/api-token" || fail "store container wrote no api-tok
 # get a 0600 copy they own. tink-server keeps its worker token key in its own data dir.
 mkdir -p "$OUT/secret" "$OUT/tink-data"
 install -m 0600 -o 65532 -g 65532 "$STORE/api-token" "$OUT/secret/api-token"
+wait_for 30 test -s "$STORE/api-cert.pem" || fail "store container wrote no api-cert.pem"
+install -m 0644 "$STORE/api-cert.pem" "$OUT/secret/api-cert.pem"
 chown 65532:65532 "$OUT/secret" "$OUT/tink-data"
-store_args=(--backend embedded --server "http://$ID-store:7081" --token-file /secret/api-token)
+store_args=(--backend embedded --server "https://$ID-store:7081" --token-file /secret/api-token
+  --ca-file /secret/api-cert.pem)
 svc() { # NAME [docker args...] -- [service args...]; the image is tinkerbell-rs/NAME
   local name=$1
   shift
@@ -228,8 +240,9 @@ spec:
 YAML
 # The CLI in a container on the network, reaching the store API by name.
 "$DOCKER" run --rm --network "$NET" -v "$STORE:/store:ro" "tinkerbell-rs/tinkerbell:$TAG" \
-  --server "http://$ID-store:7081" --token-file /store/api-token apply -f /store/objects.yaml
-cli() { "$TB" --server "http://$store_ip:7081" --token-file "$STORE/api-token" "$@"; }
+  --server "https://$ID-store:7081" --token-file /store/api-token --ca-file /store/api-cert.pem \
+  apply -f /store/objects.yaml
+cli() { "$TB" --server "https://$store_ip:7081" --token-file "$STORE/api-token" --ca-file "$STORE/api-cert.pem" "$@"; }
 wf_state() {
   cli get workflow fetch-worker -o json \
     | python3 -c 'import json,sys; print((json.load(sys.stdin).get("status") or {}).get("state",""))'

@@ -79,9 +79,11 @@ ip addr add "$H/24" dev "$IFACE"
 ip link set "$IFACE" up
 ip netns exec "$LAB_NS" python3 -m http.server 8090 --bind "$LAB_APPLIANCE_IP" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
 
+e2e_store_cert "$E/tls" "$H"
 "$DOCKER" run -d --name "$name" --network host \
-  -v "$E/data:/var/lib/tinkerbell" -v "$E/hookos:/hookos:ro" "$image" \
-  serve --bind-address "$H" --http-port 7080 --store-api-addr "$H:7081" --store-api-allow-plaintext \
+  -v "$E/data:/var/lib/tinkerbell" -v "$E/hookos:/hookos:ro" -v "$E/tls:/tls:ro" "$image" \
+  serve --bind-address "$H" --http-port 7080 --store-api-addr "$H:7081" \
+  --store-api-tls-cert-file /tls/cert.pem --store-api-tls-key-file /tls/key.pem \
   --dhcp-enabled --dhcp-bind-interface "$IFACE" --ipv6-ra-enabled \
   --tftp-enabled --tftp-server-bind-addr "$H" \
   --syslog-enabled --syslog-bind-addr "$H" \

@@ -19,14 +19,14 @@
 #     tests/lab/dhcp_probe.py broadcasts a DISCOVER for m1's MAC every 10 ms during each move:
 #     never two answers to one DISCOVER, the old server never again once the new one answered
 #   1. A provisions m1 (workflow create --netboot; A's rufio, DHCP, ..., metadata from A)
-#   2. on K: tinkerbell move -A --from http://A:7081 --to kube:KUBECONFIG#default (probe A → K);
+#   2. on K: tinkerbell move -A --from https://A:7081 --to kube:KUBECONFIG#default (probe A → K);
 #      A's Hardware are marked moved-out, the cluster's released; then P asks the cluster's boots
 #      for lab-m2's iPXE script and must get it without lab-m2's worker token
 #   3. the Template and one Workflow per machine (what `tinkerbell workflow create --netboot`
 #      writes) applied with kubectl; the controller makes the bmc Jobs, rufio powers the
 #      machines on, ...; workflows watched with kubectl until SUCCESS; each installed OS must
 #      print E2E-OK read from the cluster's hegel; A sent no DHCP reply meanwhile
-#   4. on K: tinkerbell move -A --from kube:KUBECONFIG#default --to http://A:7081 (probe K → A)
+#   4. on K: tinkerbell move -A --from kube:KUBECONFIG#default --to https://A:7081 (probe K → A)
 #
 #   tests/lab/e2e-kube.sh [--machines N]   (root; default 2: m1 BIOS, m2 UEFI)
 #
@@ -110,7 +110,7 @@ nsp() { ip netns exec "$NP" "$@"; }
 kc() { nsk "$kbin/kubectl" --kubeconfig "$KC" "$@"; }
 ta() { nsa "$cli" --data-dir "$E/a" "$@"; }
 # A's store as another host reads it: its store API with its token.
-ta_remote() { nsp "$cli" --server "http://$A:7081" --token-file "$E/a/api-token" "$@"; }
+ta_remote() { nsp "$cli" --server "https://$A:7081" --token-file "$E/a/api-token" --ca-file "$E/a/api-cert.pem" "$@"; }
 
 declare -A pid          # service name → pid (the service itself: `ip netns exec` execs it)
 pids=()                 # A's serve and artifact server, the probes
@@ -250,7 +250,7 @@ pivot() {
 
 # --- 2. the move onto the cluster, under the probe -----------------------------------------------
 [ -z "$(e2e_names kc get hardware -A -o json)" ] || fail "the cluster has Hardware before the move"
-pivot in A K --from "http://$A:7081" --from-token-file "$E/a/api-token" --to "kube:$KC#$NS"
+pivot in A K --from "https://$A:7081" --from-token-file "$E/a/api-token" --from-ca-file "$E/a/api-cert.pem" --to "kube:$KC#$NS"
 sent_after_move=$(dhcp_sent_a)
 say "moved: $(kc get hardware -n "$NS" --no-headers | wc -l) Hardware, $(kc get machines.bmc.tinkerbell.org -n "$NS" --no-headers | wc -l) bmc Machines and their Secrets; A's marked moved-out"
 
@@ -446,5 +446,5 @@ echo "$line kube-apiserver $(cpu "$(cat "$E/kube/apiserver.pid")") s, etcd $(cpu
 sent=$(dhcp_sent_a)
 [ "$sent" = "$sent_after_move" ] || fail "A's boots sent $((sent - sent_after_move)) DHCP replies after the move to the cluster"
 say "A sent no DHCP reply while the cluster provisioned"
-pivot out K A --from "kube:$KC#$NS" --to "http://$A:7081" --to-token-file "$E/a/api-token"
+pivot out K A --from "kube:$KC#$NS" --to "https://$A:7081" --to-token-file "$E/a/api-token" --to-ca-file "$E/a/api-cert.pem"
 say "PASS ($n machines: A provisioned lab-m1, moved to kube-apiserver, the services on --backend kube provisioned all, moved back)"

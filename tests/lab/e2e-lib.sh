@@ -10,7 +10,7 @@ e2e_require() {
   local missing="" t
   [ "$(id -u)" = 0 ] || missing="$missing root"
   [ -c /dev/net/tun ] || missing="$missing /dev/net/tun"
-  for t in qemu-system-x86_64 ipmi_sim ipmitool sfdisk mkfs.vfat mcopy syslinux grub-mkstandalone zstd python3; do
+  for t in qemu-system-x86_64 ipmi_sim ipmitool sfdisk mkfs.vfat mcopy syslinux grub-mkstandalone zstd python3 openssl; do
     command -v $t >/dev/null || missing="$missing $t"
   done
   [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing="$missing OVMF"
@@ -169,8 +169,10 @@ e2e_serve() {
   shift 4
   "$@" python3 -m http.server 8090 --bind "$ip" --directory "$E/www" > "$E/logs/www-$log.log" 2>&1 &
   pids+=($!)
+  e2e_store_cert "$E/tls-$log" "$ip"
   "$@" "$cli" --data-dir "$dir" serve \
-    --bind-address "$ip" --http-port 7080 --store-api-addr "$ip:7081" --store-api-allow-plaintext \
+    --bind-address "$ip" --http-port 7080 --store-api-addr "$ip:7081" \
+    --store-api-tls-cert-file "$E/tls-$log/cert.pem" --store-api-tls-key-file "$E/tls-$log/key.pem" \
     --dhcp-enabled --dhcp-bind-interface "$ifc" \
     --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
     --hookos-dir "$E/hookos" \
@@ -178,6 +180,18 @@ e2e_serve() {
   pids+=($!)
   for _ in $(seq 300); do [ -f "$dir/http-url" ] && [ -f "$dir/tink-grpc-url" ] && break; sleep 0.1; done
   [ -f "$dir/http-url" ] || { cat "$E/logs/serve-$log.log" >&2; echo "appliance $log did not start" >&2; exit 1; }
+}
+
+# e2e_store_cert DIR IP: a self-signed certificate for a store API on IP (DIR/cert.pem,
+# DIR/key.pem). Off loopback the store API serves HTTPS; clients on the appliance's data dir
+# trust its api-cert.pem (a copy of cert.pem) as it is, others pass --ca-file DIR/api-cert.pem.
+e2e_store_cert() {
+  local dir=$1 ip=$2
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=tinkerbell store API $ip" -addext "subjectAltName=IP:$ip" \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2> /dev/null
+  chmod 600 "$dir/key.pem"
 }
 
 # e2e_names CMD...: namespace/name of every object in the JSON list CMD prints (`tinkerbell get

@@ -65,8 +65,10 @@ trap cleanup EXIT
 
 # The OS image comes from an artifact server of its own, as in a real site.
 nsx python3 -m http.server 8090 --bind "$A" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
+e2e_store_cert "$E/tls" "$A"
 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/data" serve \
-  --bind-address "$A" --http-port 7080 --store-api-addr "$A:7081" --store-api-allow-plaintext \
+  --bind-address "$A" --http-port 7080 --store-api-addr "$A:7081" \
+  --store-api-tls-cert-file "$E/tls/cert.pem" --store-api-tls-key-file "$E/tls/key.pem" \
   --dhcp-enabled --dhcp-bind-interface br0 \
   --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
   --hookos-dir "$E/hookos" \

@@ -7,7 +7,8 @@
 #   B (the target) runs in a second namespace whose veth is a port of the lab bridge, on
 #   LAB_NET.2 with its own data dir, every service on, its store empty.
 #   From a third namespace on the bridge (the operator's), with the two store API tokens:
-#     tinkerbell move --from http://A:7081 --to http://B:7081
+#     tinkerbell move --from https://A:7081 --to https://B:7081 (each store API's certificate
+#     pinned: --from-ca-file/--to-ca-file, the appliance's api-cert.pem)
 #   while tests/lab/dhcp_probe.py broadcasts a DISCOVER for m1's MAC every 10 ms and records
 #   who answers: never both, A then (after the move's DHCP handoff) only B, and the longest
 #   stretch with no answer. Then B provisions m1 again (workflow create --netboot against B; B's
@@ -88,16 +89,16 @@ e2e_attach "$NB" "$B" mvb
 e2e_attach "$NO" "$OP" mvo
 e2e_serve "$E/b" "$B" eth0 b nsb
 say "appliance B up on $B (namespace $NB)"
-# names KIND URL TOKEN: namespace/name of every KIND object in that store, sorted.
-names() { e2e_names nso "$cli" --server "$2" --token-file "$3" get "$1" -A -o json; }
-[ -z "$(names hardware "http://$B:7081" "$E/b/api-token")" ] || fail "B's store is not empty before the move"
+# names KIND URL DATA-DIR: namespace/name of every KIND object in that store, sorted.
+names() { e2e_names nso "$cli" --server "$2" --token-file "$3/api-token" --ca-file "$3/api-cert.pem" get "$1" -A -o json; }
+[ -z "$(names hardware "https://$B:7081" "$E/b")" ] || fail "B's store is not empty before the move"
 
 e2e_probe_start move "$MAC1" "$A" "$B" nso
 
 t_move=$(date +%s%N)
 nso "$cli" move -A \
-  --from "http://$A:7081" --from-token-file "$E/a/api-token" \
-  --to "http://$B:7081" --to-token-file "$E/b/api-token" \
+  --from "https://$A:7081" --from-token-file "$E/a/api-token" --from-ca-file "$E/a/api-cert.pem" \
+  --to "https://$B:7081" --to-token-file "$E/b/api-token" --to-ca-file "$E/b/api-cert.pem" \
   > "$E/logs/move.txt" 2> "$E/logs/move.err" || { cat "$E/logs/move.err" >&2; fail "tinkerbell move"; }
 t_moved=$(date +%s%N)
 move_ms=$(( (t_moved - t_move) / 1000000 ))
@@ -112,13 +113,13 @@ say "move took $move_ms ms; the mover's own bound of the window: $window ms"
 
 # What moved: every Hardware, bmc Machine and Secret, A's Hardware marked moved-out, B's released.
 for k in hardware machine secret; do
-  na=$(names "$k" "http://$A:7081" "$E/a/api-token")
-  nb=$(names "$k" "http://$B:7081" "$E/b/api-token")
+  na=$(names "$k" "https://$A:7081" "$E/a")
+  nb=$(names "$k" "https://$B:7081" "$E/b")
   [ -n "$na" ] && [ "$na" = "$nb" ] || fail "$k differs after the move: A [$na] B [$nb]"
 done
-ann() { nso "$cli" --server "http://$1:7081" --token-file "$2" get hw lab-m1 -o json | e2e_handoff; }
-[ "$(ann "$A" "$E/a/api-token")" = moved-out ] || fail "A's lab-m1 is not marked moved-out"
-[ "$(ann "$B" "$E/b/api-token")" = none ] || fail "B's lab-m1 still carries the handoff annotation"
+ann() { nso "$cli" --server "https://$1:7081" --token-file "$2/api-token" --ca-file "$2/api-cert.pem" get hw lab-m1 -o json | e2e_handoff; }
+[ "$(ann "$A" "$E/a")" = moved-out ] || fail "A's lab-m1 is not marked moved-out"
+[ "$(ann "$B" "$E/b")" = none ] || fail "B's lab-m1 still carries the handoff annotation"
 
 # --- B provisions m1 --------------------------------------------------------------------------------
 off=$(stat -c %s "$LAB_STATE/m1/console.log")

@@ -1,11 +1,11 @@
-//! Running the store API: bind first, then serve until cancelled.
+//! Running the store API on the shared listener ([`tinkerbell_edge::HttpServer`]): bind
+//! first, then serve (HTTPS when given a certificate) until cancelled.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tinkerbell_edge::{HttpServer, ServeError, ServeOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Backend;
@@ -17,78 +17,42 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// How long in-flight requests (and open watches) get after cancellation.
     pub shutdown_grace: Duration,
-}
-
-/// Why the store API could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiServerError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// Address.
-        addr: SocketAddr,
-        /// Error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Serving failed.
-    #[error("store API server")]
-    Serve(#[source] std::io::Error),
-    /// The server task panicked or was aborted.
-    #[error("store API server task ended abnormally")]
-    Join(#[source] tokio::task::JoinError),
+    /// Serve HTTPS with this configuration ([`tinkerbell_edge::tls::server_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running store API.
 #[derive(Debug)]
 pub struct ApiServer {
-    local_addr: SocketAddr,
-    task: JoinHandle<Result<(), ApiServerError>>,
+    server: HttpServer,
 }
 
 impl ApiServer {
     /// Bind `config.listen` and start serving `store`. The socket is bound when this returns.
-    /// The server stops when `cancel` fires (after at most `shutdown_grace`).
+    /// The server stops when `cancel` fires (open watches get at most `shutdown_grace`).
     pub async fn start(
         config: &ApiConfig,
         store: Arc<dyn Backend>,
         token: &str,
         cancel: CancellationToken,
-    ) -> Result<ApiServer, ApiServerError> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ApiServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(ApiServerError::Serve)?;
+    ) -> Result<ApiServer, ServeError> {
+        let options = ServeOptions {
+            tls: config.tls.clone(),
+            ..ServeOptions::new(config.shutdown_grace)
+        };
         let router = super::router(store, token);
-        let grace = config.shutdown_grace;
-        let task = tokio::spawn(async move {
-            let shutdown = cancel.clone().cancelled_owned();
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .into_future();
-            tokio::pin!(serve);
-            tokio::select! {
-                r = &mut serve => r.map_err(ApiServerError::Serve),
-                () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
-                    // Watches are long-lived: do not wait for them past the grace period.
-                    Ok(())
-                }
-            }
-        });
-        tracing::info!(addr = %local_addr, "store API listening");
-        Ok(ApiServer { local_addr, task })
+        let server = HttpServer::start(config.listen, router, cancel, options).await?;
+        tracing::info!(addr = %server.local_addr(), tls = config.tls.is_some(), "store API listening");
+        Ok(ApiServer { server })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// Wait for the server to stop.
-    pub async fn join(self) -> Result<(), ApiServerError> {
-        self.task.await.map_err(ApiServerError::Join)?
+    pub async fn join(self) -> Result<(), ServeError> {
+        self.server.join().await
     }
 }

@@ -67,6 +67,8 @@ macro_rules! model_struct {
 
 pub mod bmc;
 pub mod hardware;
+pub mod mac;
+pub mod names;
 pub mod template;
 pub mod workflow;
 pub mod workflowruleset;
@@ -74,6 +76,7 @@ pub mod workflowruleset;
 pub use bmc::*;
 pub use hardware::*;
 pub use k8s_openapi::api::core::v1::Secret;
+pub use mac::{MacAddr, MacAddrError};
 pub use template::*;
 pub use workflow::*;
 pub use workflowruleset::*;

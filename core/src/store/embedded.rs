@@ -38,7 +38,7 @@ use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
 };
-use crate::model::{Hardware, Workflow};
+use crate::model::{Hardware, Workflow, names};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -620,24 +620,6 @@ fn check_rv(key: &ObjectKey, cur: &Object, given: Option<&str>) -> Result<(), St
     }
 }
 
-/// A DNS-1123 subdomain (object names: dot-separated labels, at most 253 characters) or a
-/// single label (namespaces: at most 63).
-pub fn is_dns1123(s: &str, label: bool) -> bool {
-    fn is_label(l: &str) -> bool {
-        let b = l.as_bytes();
-        let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        !b.is_empty()
-            && b.len() <= 63
-            && b.iter().all(|&c| alnum(c) || c == b'-')
-            && alnum(b[0])
-            && alnum(b[b.len() - 1])
-    }
-    if label {
-        return is_label(s);
-    }
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
-}
-
 fn validate_identity(obj: &Object) -> Result<(), StoreError> {
     let key = obj.key();
     let invalid = |field: &str, message: String| StoreError::Invalid {
@@ -645,7 +627,7 @@ fn validate_identity(obj: &Object) -> Result<(), StoreError> {
         field: field.into(),
         message,
     };
-    if !is_dns1123(obj.name(), false) {
+    if !names::is_dns1123_subdomain(obj.name()) {
         return Err(invalid(
             "metadata.name",
             format!(
@@ -654,7 +636,7 @@ fn validate_identity(obj: &Object) -> Result<(), StoreError> {
             ),
         ));
     }
-    if !is_dns1123(obj.namespace(), true) {
+    if !names::is_dns1123_label(obj.namespace()) {
         return Err(invalid(
             "metadata.namespace",
             format!("{:?} is not a DNS-1123 label", obj.namespace()),
@@ -871,33 +853,4 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(producer(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_dns1123;
-
-    #[test]
-    fn dns1123() {
-        for ok in ["a", "node-1", "a.b", "eksa-system", "1a", "bmc-cp-0-auth"] {
-            assert!(is_dns1123(ok, false), "{ok}");
-        }
-        for bad in [
-            "",
-            "A",
-            "a_b",
-            "-a",
-            "a-",
-            "a..b",
-            "a.-b",
-            ".a",
-            "a.",
-            &"a".repeat(254),
-        ] {
-            assert!(!is_dns1123(bad, false), "{bad}");
-        }
-        assert!(is_dns1123("eksa-system", true));
-        assert!(!is_dns1123("a.b", true));
-        assert!(!is_dns1123(&"a".repeat(64), true));
-    }
 }

@@ -53,22 +53,10 @@ pub fn normalize_agent_id(s: &str) -> String {
     s.trim().to_ascii_lowercase()
 }
 
-/// Normalise a MAC address to lower-case, colon-separated form.
+/// Normalise a MAC address as a Hardware stores it (`:` or `-` separated, any case) to
+/// lower-case, colon-separated form ([`MacAddr::parse_stored`](crate::model::MacAddr)).
 pub fn normalize_mac(s: &str) -> Option<String> {
-    let s = s.trim();
-    let parts: Vec<&str> = if s.contains(':') {
-        s.split(':').collect()
-    } else {
-        s.split('-').collect()
-    };
-    if parts.len() != 6
-        || parts
-            .iter()
-            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return None;
-    }
-    Some(parts.join(":").to_ascii_lowercase())
+    crate::model::MacAddr::parse_stored(s).map(|m| m.to_string())
 }
 
 /// Normalise an IP address to its canonical text form.

@@ -41,23 +41,45 @@ pub fn install_crypto_provider() {
 }
 
 impl RemoteStore {
-    /// A client for the store API at `base_url` (e.g. `http://127.0.0.1:7080`).
+    /// A client for the store API at `base_url` (e.g. `http://127.0.0.1:7081`); an https://
+    /// one is verified against the system's CAs.
     pub fn new(base_url: &str, token: &str) -> Result<RemoteStore, StoreError> {
         install_crypto_provider();
-        let base = base_url.trim_end_matches('/').to_string();
-        let unreachable = |source| StoreError::Unreachable {
-            url: base.clone(),
-            source,
-        };
         // The platform verifier needs a CA bundle on disk; an empty root filesystem (initramfs,
         // FROM-scratch container) has none, and the store API is plain HTTP on loopback anyway.
         let http = match reqwest::Client::builder().build() {
-            Ok(c) => c,
+            Ok(c) => Ok(c),
             Err(_) => reqwest::Client::builder()
                 .tls_certs_only(Vec::new())
-                .build()
-                .map_err(unreachable)?,
+                .build(),
         };
+        RemoteStore::build(base_url, token, http)
+    }
+
+    /// A client for an https:// store API whose certificate `tls` verifies (see
+    /// [`tinkerbell_edge::tls::client_config`]: a CA, or the certificate itself).
+    pub fn with_tls(
+        base_url: &str,
+        token: &str,
+        tls: rustls::ClientConfig,
+    ) -> Result<RemoteStore, StoreError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build();
+        RemoteStore::build(base_url, token, http)
+    }
+
+    fn build(
+        base_url: &str,
+        token: &str,
+        http: Result<reqwest::Client, reqwest::Error>,
+    ) -> Result<RemoteStore, StoreError> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let http = http.map_err(|source| StoreError::Unreachable {
+            url: base.clone(),
+            source,
+        })?;
         Ok(RemoteStore {
             base,
             token: token.to_string(),

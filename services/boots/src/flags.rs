@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tinkerbell_core::worker_token::WorkerTokenKey;
-use tinkerbell_hegel::Cidr;
+use tinkerbell_edge::Cidr;
 
 use crate::dhcp::{self, MacFormat, Mode, UrlParts};
 use crate::http::{self, ScriptConfig};
@@ -22,8 +22,13 @@ use crate::tftp::{self, files::DEBIAN_IPXE_DIR};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DhcpArgs {
     /// DHCP mode: reservation, proxy or auto-proxy.
-    #[arg(long, env = "TINKERBELL_DHCP_MODE", default_value = "reservation")]
-    pub dhcp_mode: String,
+    #[arg(
+        long,
+        env = "TINKERBELL_DHCP_MODE",
+        value_enum,
+        default_value = "reservation"
+    )]
+    pub dhcp_mode: Mode,
     /// DHCP listen address: IP or IP:PORT.
     #[arg(long, env = "TINKERBELL_DHCP_BIND_ADDR", default_value = "0.0.0.0:67")]
     pub dhcp_bind_addr: String,
@@ -185,8 +190,14 @@ pub struct TftpArgs {
     /// TFTP listen port.
     #[arg(long, env = "TINKERBELL_TFTP_SERVER_BIND_PORT", default_value_t = 69)]
     pub tftp_server_bind_port: u16,
-    /// Retransmission timeout when the client asks for none (500ms, 1s, 5s, or seconds).
-    #[arg(long, env = "TINKERBELL_TFTP_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    /// Retransmission timeout when the client asks for none (a Go duration: 500ms, 1s, 1m;
+    /// or seconds).
+    #[arg(
+        long,
+        env = "TINKERBELL_TFTP_TIMEOUT",
+        default_value = "1s",
+        value_parser = tinkerbell_core::duration::parse
+    )]
     pub tftp_timeout: Duration,
     /// The largest block size granted to a client that asks for one (RFC 2348; 8..=65464).
     #[arg(long, env = "TINKERBELL_TFTP_BLOCK_SIZE", default_value_t = tftp::MAX_BLOCK_SIZE)]
@@ -257,7 +268,8 @@ pub struct IpxeArgs {
     pub ipxe_script_tink_server_insecure_tls: bool,
 }
 
-/// What the iPXE HTTP configuration takes from the process around it.
+/// What boots' configuration takes from the process around it (the rest comes from
+/// [`BootsArgs`]).
 #[derive(Debug, Clone, Default)]
 pub struct IpxeContext {
     /// The port of the tink gRPC server running next to boots, for the `grpc_authority`
@@ -265,31 +277,117 @@ pub struct IpxeContext {
     pub tink_server_port: Option<u16>,
     /// Whether this process's tink server uses TLS (`tinkerbell_tls` default).
     pub tink_tls: bool,
-    /// The syslog host handed out (`--dhcp-syslog-ip`), if any.
-    pub syslog_host: Option<Ipv4Addr>,
-    /// Whether this process receives syslog: then the syslog host defaults to the address the
-    /// script request was sent to.
-    pub syslog_local: bool,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<Cidr>,
-    /// Auto-proxy DHCP: unknown machines get the static script.
-    pub static_script: bool,
     /// The key HookOS's `worker_token=` is derived from (the tink server's).
     pub worker_token_key: Option<WorkerTokenKey>,
 }
 
-/// `500ms`, `5s`, `1m` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 5s, 1m)");
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(bad()),
+/// Which of boots' UDP services run. Their switches differ per binary: `boots` runs them by
+/// default, `tinkerbell serve` only when asked (they bind privileged ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enabled {
+    /// DHCP (`--dhcp-enabled`).
+    pub dhcp: bool,
+    /// The syslog receiver (`--syslog-enabled`).
+    pub syslog: bool,
+    /// TFTP (`--tftp-enabled`).
+    pub tftp: bool,
+}
+
+/// Every boots flag but the on/off switches: what the `boots` binary and `tinkerbell serve`
+/// both flatten, and turn into a [`Config`](crate::Config) with [`BootsArgs::to_config`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootsArgs {
+    /// DHCP.
+    #[command(flatten)]
+    pub dhcp: DhcpArgs,
+    /// Syslog.
+    #[command(flatten)]
+    pub syslog: SyslogArgs,
+    /// IPv6 RA responder (off by default, needs --dhcp-bind-interface).
+    #[command(flatten)]
+    pub ra: RaArgs,
+    /// TFTP.
+    #[command(flatten)]
+    pub tftp: TftpArgs,
+    /// iPXE binaries, scripts and HookOS on the HTTP port.
+    #[command(flatten)]
+    pub ipxe: IpxeArgs,
+}
+
+impl BootsArgs {
+    /// The configuration, or every problem with the flags at once. `http_port` is the bound
+    /// HTTP port (the default of the iPXE URLs DHCP hands out).
+    pub fn to_config(
+        &self,
+        enabled: Enabled,
+        ctx: IpxeContext,
+        http_port: u16,
+    ) -> Result<crate::Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let dhcp = if enabled.dhcp {
+            self.dhcp
+                .to_config(http_port)
+                .map_err(|p| problems.extend(p))
+                .ok()
+        } else {
+            None
+        };
+        let syslog = enabled.syslog.then(|| self.syslog.to_config());
+        if let Some(s) = &syslog
+            && let Err(e) = s.validate()
+        {
+            problems.push(e.to_string());
+        }
+        let around = ScriptInputs {
+            syslog_host: self.dhcp.dhcp_syslog_ip,
+            syslog_local: enabled.syslog,
+            static_script: self.dhcp.dhcp_mode == Mode::AutoProxy,
+        };
+        let http = self
+            .ipxe
+            .to_config(ctx, around)
+            .map_err(|p| problems.extend(p))
+            .ok();
+        let tftp = match (enabled.tftp, self.ipxe.ipxe_dir()) {
+            (true, Ok(dir)) => self
+                .tftp
+                .to_config(dir)
+                .map_err(|p| problems.extend(p))
+                .ok(),
+            // A bad --ipxe-binaries-dir is reported by the iPXE configuration.
+            _ => None,
+        };
+        let ra = self
+            .ra
+            .to_config(self.dhcp.dhcp_bind_interface.as_deref())
+            .map_err(|p| problems.extend(p))
+            .ok()
+            .flatten();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(crate::Config {
+            dhcp,
+            syslog,
+            tftp,
+            http,
+            ra,
+        })
     }
+}
+
+/// What the scripts take from boots' other flags.
+#[derive(Debug, Clone, Copy, Default)]
+struct ScriptInputs {
+    /// The syslog host handed out (`--dhcp-syslog-ip`), if any.
+    syslog_host: Option<Ipv4Addr>,
+    /// Whether this process receives syslog: then the syslog host defaults to the address the
+    /// script request was sent to.
+    syslog_local: bool,
+    /// Auto-proxy DHCP: unknown machines get the static script.
+    static_script: bool,
 }
 
 impl IpxeArgs {
@@ -308,7 +406,11 @@ impl IpxeArgs {
     }
 
     /// The iPXE HTTP configuration, or every problem with the flags.
-    pub fn to_config(&self, ctx: IpxeContext) -> Result<http::Config, Vec<String>> {
+    fn to_config(
+        &self,
+        ctx: IpxeContext,
+        around: ScriptInputs,
+    ) -> Result<http::Config, Vec<String>> {
         let mut problems = Vec::new();
         let ipxe_dir = self.ipxe_dir().unwrap_or_else(|e| {
             problems.push(e);
@@ -374,11 +476,14 @@ impl IpxeArgs {
                     .unwrap_or_default(),
                 tink_tls: self.ipxe_script_tink_server_use_tls || ctx.tink_tls,
                 tink_insecure_tls: self.ipxe_script_tink_server_insecure_tls,
-                syslog_host: ctx.syslog_host.map(|ip| ip.to_string()).unwrap_or_default(),
+                syslog_host: around
+                    .syslog_host
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default(),
                 tink_server_port: ctx.tink_server_port,
-                syslog_local: ctx.syslog_local,
+                syslog_local: around.syslog_local,
             },
-            static_script: ctx.static_script,
+            static_script: around.static_script,
             worker_token_key: ctx.worker_token_key,
             ..http::Config::default()
         })
@@ -419,13 +524,7 @@ impl DhcpArgs {
     /// and script URL ports.
     pub fn to_config(&self, http_port: u16) -> Result<dhcp::Config, Vec<String>> {
         let mut problems = Vec::new();
-        let mode = Mode::parse(&self.dhcp_mode).unwrap_or_else(|| {
-            problems.push(format!(
-                "--dhcp-mode {:?}: expected reservation, proxy or auto-proxy",
-                self.dhcp_mode
-            ));
-            Mode::Reservation
-        });
+        let mode = self.dhcp_mode;
         let bind = parse_bind(&self.dhcp_bind_addr).unwrap_or_else(|e| {
             problems.push(format!("--dhcp-bind-addr: {e}"));
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67)
@@ -506,6 +605,58 @@ mod tests {
         syslog: SyslogArgs,
         #[command(flatten)]
         ra: RaArgs,
+        #[command(flatten)]
+        tftp: TftpArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct B {
+        #[command(flatten)]
+        boots: BootsArgs,
+    }
+
+    /// `autoproxy` is auto-proxy everywhere: DHCP answers unknown machines and their script
+    /// is the static one (the script side used to compare the flag's text with "auto-proxy"
+    /// and gave those machines 404).
+    #[test]
+    fn auto_proxy_by_either_name_serves_the_static_script() {
+        let on = Enabled {
+            dhcp: true,
+            syslog: false,
+            tftp: false,
+        };
+        for (mode, auto) in [
+            ("autoproxy", true),
+            ("auto-proxy", true),
+            ("proxy", false),
+            ("reservation", false),
+        ] {
+            let b = B::try_parse_from(["b", "--dhcp-mode", mode]).unwrap();
+            let c = b.boots.to_config(on, IpxeContext::default(), 7080).unwrap();
+            assert_eq!(
+                c.dhcp.unwrap().mode == Mode::AutoProxy,
+                auto,
+                "{mode}: DHCP"
+            );
+            assert_eq!(c.http.unwrap().static_script, auto, "{mode}: script");
+        }
+    }
+
+    /// Go's units, all of them: `1h` used to be refused (the parser knew ms, s and m).
+    #[test]
+    fn tftp_timeout_takes_go_durations() {
+        for (arg, want) in [
+            ("1h", Duration::from_secs(3600)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("250ms", Duration::from_millis(250)),
+            ("2", Duration::from_secs(2)),
+        ] {
+            let t = T::try_parse_from(["t", "--tftp-timeout", arg]).unwrap();
+            assert_eq!(t.tftp.tftp_timeout, want, "{arg}");
+        }
+        let e = T::try_parse_from(["t", "--tftp-timeout", "1d"]).unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
     }
 
     #[test]
@@ -556,10 +707,13 @@ mod tests {
         assert_eq!(c.ip_for_packet, Some(Ipv4Addr::new(10, 0, 0, 9)));
         assert_eq!(c.tftp_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
         assert_eq!(c.script_url, None);
+        // A mode clap does not know is refused at parsing; `autoproxy` is auto-proxy.
+        let e = T::try_parse_from(["t", "--dhcp-mode", "nope"]).unwrap_err();
+        assert!(e.to_string().contains("auto-proxy"), "{e}");
+        let t = T::try_parse_from(["t", "--dhcp-mode", "autoproxy"]).unwrap();
+        assert_eq!(t.dhcp.to_config(7080).unwrap().mode, Mode::AutoProxy);
         let t = T::try_parse_from([
             "t",
-            "--dhcp-mode",
-            "nope",
             "--dhcp-bind-addr",
             "x",
             "--ipxe-override-arch-mapping",
@@ -570,7 +724,7 @@ mod tests {
             "ftp",
         ])
         .unwrap();
-        assert_eq!(t.dhcp.to_config(7080).unwrap_err().len(), 5);
+        assert_eq!(t.dhcp.to_config(7080).unwrap_err().len(), 4);
     }
 
     #[derive(Debug, Parser)]
@@ -607,10 +761,13 @@ mod tests {
         assert_eq!(c.max_block_size, 1468);
         let ctx = IpxeContext {
             tink_server_port: Some(42113),
-            syslog_local: true,
             ..IpxeContext::default()
         };
-        let h = t.ipxe.to_config(ctx.clone()).unwrap();
+        let around = ScriptInputs {
+            syslog_local: true,
+            ..ScriptInputs::default()
+        };
+        let h = t.ipxe.to_config(ctx.clone(), around).unwrap();
         assert_eq!(h.hookos_dir.as_deref(), Some(dir.as_path()));
         assert_eq!(h.script.extra_kernel_args, ["a=1", "b=2"]);
         assert_eq!(h.script.tink_server, "");
@@ -631,7 +788,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(t.tftp.to_config(None).unwrap_err().len(), 2);
-        let e = t.ipxe.to_config(ctx).unwrap_err();
+        let e = t.ipxe.to_config(ctx, around).unwrap_err();
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(I::try_parse_from(["t", "--tftp-timeout", "5x"]).is_err());
     }

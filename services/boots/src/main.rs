@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_boots::flags::{DhcpArgs, IpxeArgs, IpxeContext, RaArgs, SyslogArgs, TftpArgs};
+use tinkerbell_boots::flags::{BootsArgs, Enabled, IpxeContext};
 use tinkerbell_boots::{Boots, BootsError, Config};
 use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
+use tinkerbell_edge::{HttpServer, ServeOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Network boot for Tinkerbell Hardware: DHCP, TFTP, iPXE over HTTP, syslog.
@@ -30,26 +31,19 @@ struct Cli {
     #[arg(long, env = "TINKERBELL_DHCP_ENABLED", default_value_t = true, num_args = 0..=1,
         default_missing_value = "true", action = clap::ArgAction::Set)]
     dhcp_enabled: bool,
-    #[command(flatten)]
-    dhcp: DhcpArgs,
-
     /// Receive syslog.
     #[arg(long, env = "TINKERBELL_SYSLOG_ENABLED", default_value_t = true, num_args = 0..=1,
         default_missing_value = "true", action = clap::ArgAction::Set)]
     syslog_enabled: bool,
-    #[command(flatten)]
-    syslog: SyslogArgs,
-    #[command(flatten)]
-    ra: RaArgs,
 
     /// Serve the iPXE binaries over TFTP.
     #[arg(long, env = "TINKERBELL_TFTP_SERVER_ENABLED", default_value_t = true, num_args = 0..=1,
         default_missing_value = "true", action = clap::ArgAction::Set)]
     tftp_enabled: bool,
+
     #[command(flatten)]
-    tftp: TftpArgs,
-    #[command(flatten)]
-    ipxe: IpxeArgs,
+    boots: BootsArgs,
+
     /// The tink server port for the scripts' `grpc_authority` default (the address the
     /// script request was sent to, with this port), when
     /// --ipxe-script-tink-server-addr-port is not given.
@@ -89,62 +83,32 @@ struct Cli {
 /// the bound HTTP port; `key` the worker token key, when the appliance has one.
 fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Config, String> {
     let mut problems = Vec::new();
-    let dhcp = if cli.dhcp_enabled {
-        cli.dhcp
-            .to_config(http_port)
-            .map_err(|p| problems.extend(p))
-            .ok()
-    } else {
-        None
-    };
-    let syslog = cli.syslog_enabled.then(|| cli.syslog.to_config());
-    if let Some(s) = &syslog
-        && let Err(e) = s.validate()
-    {
-        problems.push(e.to_string());
-    }
-    let trusted_proxies = tinkerbell_hegel::Cidr::parse_list(&cli.trusted_proxies)
+    let trusted_proxies = tinkerbell_edge::Cidr::parse_list(&cli.trusted_proxies)
         .map_err(|errs| {
             for e in errs {
                 problems.push(format!("--trusted-proxies: {e}"));
             }
         })
         .unwrap_or_default();
+    let enabled = Enabled {
+        dhcp: cli.dhcp_enabled,
+        syslog: cli.syslog_enabled,
+        tftp: cli.tftp_enabled,
+    };
     let ctx = IpxeContext {
         tink_server_port: Some(cli.tink_server_bind_port),
         tink_tls: false,
-        syslog_host: cli.dhcp.dhcp_syslog_ip,
-        syslog_local: cli.syslog_enabled,
         trusted_proxies,
-        static_script: cli.dhcp.dhcp_mode == "auto-proxy",
         worker_token_key: key,
     };
-    let http = cli.ipxe.to_config(ctx).map_err(|p| problems.extend(p)).ok();
-    let tftp = if cli.tftp_enabled {
-        match cli.ipxe.ipxe_dir() {
-            Ok(dir) => cli.tftp.to_config(dir).map_err(|p| problems.extend(p)).ok(),
-            // Already reported by the iPXE configuration.
-            Err(_) => None,
+    match cli.boots.to_config(enabled, ctx, http_port) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(problems.join("; ")),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems.join("; "))
         }
-    } else {
-        None
-    };
-    let ra = cli
-        .ra
-        .to_config(cli.dhcp.dhcp_bind_interface.as_deref())
-        .map_err(|p| problems.extend(p))
-        .ok()
-        .flatten();
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
     }
-    Ok(Config {
-        dhcp,
-        syslog,
-        tftp,
-        http,
-        ra,
-    })
 }
 
 fn main() -> ExitCode {
@@ -207,8 +171,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // scripts, HookOS, logs, metrics) carries on alone.
     // The shared listener (header-read timeout, connection cap); open downloads get
     // SHUTDOWN_GRACE to finish, not forever.
-    let server =
-        tinkerbell_hegel::HttpServer::serve(listener, router, root.child_token(), SHUTDOWN_GRACE)?;
+    let server = HttpServer::serve(
+        listener,
+        router,
+        root.child_token(),
+        ServeOptions::new(SHUTDOWN_GRACE),
+    )?;
     let http = async {
         let r = server.join().await;
         root.cancel();

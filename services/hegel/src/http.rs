@@ -15,8 +15,10 @@ use axum::routing::{get, put};
 use tinkerbell_core::model::Hardware;
 use tinkerbell_core::store::{HardwareLookup, StoreError};
 use tinkerbell_core::timeline::{Phase, Subject, Timeline};
+use tinkerbell_edge::net::{ForwardedForError, X_FORWARDED_FOR as XFF};
+use tinkerbell_edge::{Cidr, canonical, client_ip};
 
-use crate::config::{Cidr, Config, canonical};
+use crate::config::Config;
 use crate::ec2::{self, Node};
 use crate::metrics::Metrics;
 use crate::tokens::{IssueError, TokenCheck, TokenStore};
@@ -32,7 +34,6 @@ pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// Firecracker MMDS's names for the same two headers, also accepted.
 const MMDS_TOKEN_HEADER: &str = "x-metadata-token";
 const MMDS_TTL_HEADER: &str = "x-metadata-token-ttl-seconds";
-const XFF: &str = "x-forwarded-for";
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -138,6 +139,12 @@ impl ApiError {
     }
 }
 
+impl From<ForwardedForError> for ApiError {
+    fn from(_: ForwardedForError) -> ApiError {
+        ApiError::BadForwardedFor
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -220,33 +227,6 @@ fn peer(req_ext: &axum::http::Extensions) -> Result<IpAddr, ApiError> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| canonical(ci.0.ip()))
         .ok_or(ApiError::NoPeer)
-}
-
-/// The caller's address: the peer, or — only when the peer is a trusted proxy — the right-most
-/// X-Forwarded-For entry that is not itself a trusted proxy (upstream's xff rule). If every
-/// entry is trusted, the left-most is the client.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Result<IpAddr, ApiError> {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return Ok(peer);
-    }
-    let mut entries = Vec::new();
-    for value in headers.get_all(XFF) {
-        let s = value.to_str().map_err(|_| ApiError::BadForwardedFor)?;
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let ip: IpAddr = item.parse().map_err(|_| ApiError::BadForwardedFor)?;
-            entries.push(canonical(ip));
-        }
-    }
-    if entries.is_empty() {
-        return Ok(peer);
-    }
-    Ok(entries
-        .iter()
-        .rev()
-        .copied()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(entries[0]))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
@@ -488,77 +468,4 @@ fn issue_token(st: &AppState, req: &Parts) -> Result<(String, u64), ApiError> {
         })?;
     tracing::debug!(%ip, ttl, "session token issued");
     Ok((tok, ttl))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cidrs(s: &str) -> Vec<Cidr> {
-        Cidr::parse_list(s).unwrap()
-    }
-
-    #[test]
-    fn xff_table() {
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        // (peer, xff headers, trusted, expected client)
-        let cases: &[(&str, &[&str], &str, &str)] = &[
-            // Untrusted peer: the header changes nothing.
-            ("10.0.0.5", &["10.0.0.9"], "", "10.0.0.5"),
-            ("10.0.0.5", &["10.0.0.9"], "192.168.0.0/16", "10.0.0.5"),
-            // Trusted peer: the right-most untrusted entry.
-            ("192.168.0.1", &["10.0.0.9"], "192.168.0.0/16", "10.0.0.9"),
-            (
-                "192.168.0.1",
-                &["1.1.1.1, 10.0.0.9"],
-                "192.168.0.0/16",
-                "10.0.0.9",
-            ),
-            (
-                "192.168.0.1",
-                &["1.1.1.1, 10.0.0.9, 192.168.0.7"],
-                "192.168.0.0/16",
-                "10.0.0.9",
-            ),
-            // Spoofed left-most entries are not believed.
-            (
-                "192.168.0.1",
-                &["10.0.0.1", "10.0.0.9"],
-                "192.168.0.0/16",
-                "10.0.0.9",
-            ),
-            // Every entry trusted: the left-most.
-            (
-                "192.168.0.1",
-                &["192.168.0.3, 192.168.0.7"],
-                "192.168.0.0/16",
-                "192.168.0.3",
-            ),
-            // No header from a trusted peer: the peer.
-            ("192.168.0.1", &[], "192.168.0.0/16", "192.168.0.1"),
-            // IPv4-mapped forms compare as IPv4.
-            (
-                "192.168.0.1",
-                &["::ffff:10.0.0.9"],
-                "192.168.0.1",
-                "10.0.0.9",
-            ),
-        ];
-        for (peer, xff, trusted, want) in cases {
-            let mut h = HeaderMap::new();
-            for v in *xff {
-                h.append(XFF, HeaderValue::from_str(v).unwrap());
-            }
-            let got = client_ip(ip(peer), &h, &cidrs(trusted)).unwrap();
-            assert_eq!(got, ip(want), "peer {peer} xff {xff:?} trusted {trusted}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert(XFF, HeaderValue::from_static("not-an-ip"));
-        assert!(matches!(
-            client_ip(ip("192.168.0.1"), &h, &cidrs("192.168.0.0/16")),
-            Err(ApiError::BadForwardedFor)
-        ));
-        // Garbage from an untrusted peer is ignored, not an error.
-        assert_eq!(client_ip(ip("10.0.0.5"), &h, &[]).unwrap(), ip("10.0.0.5"));
-    }
 }

@@ -9,8 +9,8 @@
 //! * [`ec2`]: the metadata tree as pure functions of a Hardware.
 //! * [`http`]: routes, identity (peer address; X-Forwarded-For only from trusted proxies),
 //!   IMDSv2 session tokens, metrics, error mapping.
-//! * [`server`]: [`Hegel::start`] for the standalone `hegel` binary, and [`HttpServer`] which
-//!   `tinkerbell serve` uses for its consolidated HTTP port carrying [`router`].
+//! * [`server`]: [`Hegel::start`] for the standalone `hegel` binary; `tinkerbell serve` mounts
+//!   [`router`] on its consolidated HTTP port instead.
 
 pub mod config;
 pub mod ec2;
@@ -19,9 +19,9 @@ pub mod metrics;
 pub mod server;
 pub mod tokens;
 
-pub use config::{Cidr, Config, ConfigError};
+pub use config::{Config, ConfigError};
 pub use http::{AppState, router};
 
 /// The kinds hegel reads from the store (what a `--backend kube` start-up checks it may list).
 pub const STORE_KINDS: &[tinkerbell_core::store::Kind] = &[tinkerbell_core::store::Kind::Hardware];
-pub use server::{Hegel, HegelError, HttpLimits, HttpServer};
+pub use server::{Hegel, HegelError};

@@ -14,7 +14,8 @@ use anyhow::Context;
 use clap::Parser;
 use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
-use tinkerbell_hegel::{Cidr, Config, Hegel, HegelError};
+use tinkerbell_edge::Cidr;
+use tinkerbell_hegel::{Config, Hegel, HegelError};
 use tokio_util::sync::CancellationToken;
 
 /// EC2-compatible instance metadata for Tinkerbell Hardware (cloud-init's Ec2 datasource).

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use tinkerbell_edge::{HttpLimits, HttpServer, ServeOptions};
 use tinkerbell_hegel::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,7 +42,10 @@ async fn stalled_or_slow_headers_are_disconnected() {
     let limit = Duration::from_millis(400);
     let h = start(
         Config {
-            header_read_timeout: limit,
+            limits: HttpLimits {
+                header_read_timeout: limit,
+                ..HttpLimits::default()
+            },
             ..Config::default()
         },
         vec![],
@@ -107,8 +111,10 @@ async fn stalled_or_slow_headers_are_disconnected() {
 async fn connections_beyond_the_cap_are_not_served_while_the_earlier_ones_hold() {
     let h = start(
         Config {
-            max_connections: 2,
-            header_read_timeout: Duration::from_secs(60),
+            limits: HttpLimits {
+                max_connections: 2,
+                header_read_timeout: Duration::from_secs(60),
+            },
             ..Config::default()
         },
         vec![],
@@ -165,18 +171,14 @@ async fn slow_answers_are_not_cut_by_the_header_deadline() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
-    let limits = tinkerbell_hegel::HttpLimits {
-        header_read_timeout: Duration::from_millis(200),
-        max_connections: 4,
+    let options = ServeOptions {
+        limits: HttpLimits {
+            header_read_timeout: Duration::from_millis(200),
+            max_connections: 4,
+        },
+        ..ServeOptions::new(Duration::from_secs(1))
     };
-    let server = tinkerbell_hegel::HttpServer::serve_with_limits(
-        listener,
-        router,
-        cancel.child_token(),
-        Duration::from_secs(1),
-        limits,
-    )
-    .unwrap();
+    let server = HttpServer::serve(listener, router, cancel.child_token(), options).unwrap();
     let addr = server.local_addr();
 
     let mut slow = connect(addr).await;

@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tinkerbell_core::connect;
+use tinkerbell_core::duration;
 use tinkerbell_core::store::Store;
-use tinkerbell_rufio::controller::{Config, parse_duration};
+use tinkerbell_rufio::controller::Config;
 use tinkerbell_rufio::{ControllerError, Controllers};
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +28,7 @@ struct Cli {
         long,
         env = "TINKERBELL_RUFIO_POWER_CHECK_INTERVAL",
         default_value = "30m",
-        value_parser = parse_duration
+        value_parser = duration::parse
     )]
     rufio_power_check_interval: Duration,
 
@@ -36,7 +37,7 @@ struct Cli {
         long,
         env = "TINKERBELL_RUFIO_BMC_CONNECT_TIMEOUT",
         default_value = "60s",
-        value_parser = parse_duration
+        value_parser = duration::parse
     )]
     rufio_bmc_connect_timeout: Duration,
 

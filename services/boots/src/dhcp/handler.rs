@@ -13,7 +13,7 @@ use dhcproto::v4::{
     DhcpOption, Message, MessageType, Opcode, OptionCode, UnknownOption,
     relay::RelayAgentInformation,
 };
-use tinkerbell_core::model::{Dhcp, Hardware, Interface, Ip};
+use tinkerbell_core::model::{Dhcp, Hardware, Interface, Ip, MacAddr};
 
 use super::netboot::{self, BootSources, ClientKind};
 use super::{Config, Mode};
@@ -102,7 +102,7 @@ pub fn interface_for<'h>(hw: &'h Hardware, mac: &[u8; 6]) -> Option<&'h Interfac
         i.dhcp
             .as_ref()
             .and_then(|d| d.mac.as_deref())
-            .is_some_and(|m| netboot::mac_matches(m, mac))
+            .is_some_and(|m| MacAddr(*mac).is_spelt_by(m))
     })
 }
 

@@ -29,8 +29,10 @@ pub use netboot::MacFormat;
 #[cfg(feature = "server")]
 pub use server::{DhcpError, DhcpServer};
 
-/// Which DHCP service boots offers (`--dhcp-mode`).
+/// Which DHCP service boots offers (`--dhcp-mode`: `reservation`, `proxy`, `auto-proxy`, also
+/// written `autoproxy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
 pub enum Mode {
     /// Full DHCP server whose every address is a Hardware reservation; silent for unknown MACs.
     #[default]
@@ -38,19 +40,8 @@ pub enum Mode {
     /// ProxyDHCP: boot information only (no address), for netboot clients with a Hardware.
     Proxy,
     /// Like proxy, but also for unknown machines (discovery/enrollment).
+    #[cfg_attr(feature = "server", value(name = "auto-proxy", alias = "autoproxy"))]
     AutoProxy,
-}
-
-impl Mode {
-    /// Parse upstream's names: `reservation`, `proxy`, `auto-proxy`.
-    pub fn parse(s: &str) -> Option<Mode> {
-        Some(match s {
-            "reservation" => Mode::Reservation,
-            "proxy" => Mode::Proxy,
-            "auto-proxy" | "autoproxy" => Mode::AutoProxy,
-            _ => return None,
-        })
-    }
 }
 
 /// `scheme://host:port/path` parts of a URL boots hands out; `host: None` means the address

@@ -76,31 +76,6 @@ impl MacFormat {
     }
 }
 
-/// Whether `s` (as written in a Hardware: any case, `:` or `-` separated, surrounding blanks)
-/// spells `mac`. Allocation-free: it runs for every interface of every answered request.
-pub fn mac_matches(s: &str, mac: &[u8; 6]) -> bool {
-    // ASCII trim: a MAC has no other characters, and this runs on every DHCP reply.
-    let s = s.as_bytes().trim_ascii();
-    if s.len() != 17 {
-        return false;
-    }
-    let sep = s[2];
-    if sep != b':' && sep != b'-' {
-        return false;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    mac.iter().enumerate().all(|(i, b)| {
-        let j = i * 3;
-        (i == 0 || s[j - 1] == sep)
-            && matches!((nibble(s[j]), nibble(s[j + 1])), (Some(h), Some(l)) if (h << 4 | l) == *b)
-    })
-}
-
 /// A MAC as the store spells it: lower-case, colon separated.
 pub fn mac_string(mac: &[u8; 6]) -> String {
     MacFormat::Colon.format(mac)
@@ -646,34 +621,6 @@ mod tests {
         let b = boot_info(ClientKind::HttpClient, &MAC, "ipxe.efi", &s2, None);
         assert_eq!(b.file, "http://10.0.0.2:7080/ipxe/binary/ipxe.efi");
         assert_eq!(b.next_server, Ipv4Addr::new(10, 0, 0, 9));
-    }
-
-    #[test]
-    fn mac_matching_is_the_index_normalisation() {
-        let mac = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
-        for yes in [
-            "52:54:00:ab:cd:ef",
-            " 52:54:00:AB:CD:EF\n",
-            "52-54-00-Ab-cD-eF",
-        ] {
-            assert!(mac_matches(yes, &mac), "{yes:?}");
-            assert_eq!(
-                tinkerbell_core::store::index::normalize_mac(yes).as_deref(),
-                Some("52:54:00:ab:cd:ef")
-            );
-        }
-        for no in [
-            "52:54:00:ab:cd:ee",
-            "52:54:00:ab:cd",
-            "52:54:00:ab:cd:ef:00",
-            "52:54-00:ab:cd:ef",
-            "52.54.00.ab.cd.ef",
-            "5254.00ab.cdef",
-            "g2:54:00:ab:cd:ef",
-            "",
-        ] {
-            assert!(!mac_matches(no, &mac), "{no:?}");
-        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!   catalogue as TFTP), for UEFI HTTP boot and iPXE chainloading.
 //! * `GET /ipxe/script/[<mac>/]auto.ipxe` — the machine's script. The MAC is the path element
 //!   before `auto.ipxe`; without one the Hardware is looked up by the caller's address (the
-//!   peer, or `X-Forwarded-For` only when the peer is a trusted proxy — hegel's rule and code).
+//!   peer, or `X-Forwarded-For` only when the peer is a trusted proxy: `tinkerbell_edge::client_ip`).
 //!   No Hardware, or `allowPXE` not true: 404 (the static script instead in auto-proxy mode).
 //!   A Hardware with `netboot.ipxe.url`/`contents` gets its custom script.
 //! * `GET/HEAD /hookos/<file>` — HookOS kernel and initramfs from a directory, with Range
@@ -29,18 +29,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use tinkerbell_core::model::{Hardware, Interface};
+use tinkerbell_core::model::{Hardware, Interface, MacAddr};
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::worker_token::{self, WorkerTokenKey};
-use tinkerbell_hegel::Cidr;
-use tokio::task::JoinHandle;
+use tinkerbell_edge::{Cidr, canonical, client_ip};
 use tokio_util::sync::CancellationToken;
 
 use tinkerbell_core::timeline::Phase;
 
 use crate::record::Recorder;
+use crate::tftp::IpxeBinaries;
 use crate::tftp::files::{BinariesError, DEBIAN_IPXE_DIR};
-use crate::tftp::{IpxeBinaries, parse_mac};
 
 pub use metrics::{HttpMetrics, Route};
 pub use script::ScriptConfig;
@@ -93,24 +92,9 @@ pub enum HttpError {
     /// The HookOS directory is not a directory.
     #[error("HookOS directory {0} is not a readable directory")]
     HookosDir(PathBuf),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// Address.
-        addr: SocketAddr,
-        /// Error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Serving failed.
-    #[error("HTTP server")]
-    Serve(#[source] std::io::Error),
-    /// The shared HTTP listener failed.
-    #[error("HTTP server")]
-    Server(#[source] tinkerbell_hegel::HegelError),
-    /// The server task ended abnormally.
-    #[error("HTTP server task ended abnormally")]
-    Join(#[source] tokio::task::JoinError),
+    /// The listener could not be bound, or failed.
+    #[error(transparent)]
+    Serve(#[from] tinkerbell_edge::ServeError),
 }
 
 struct AppState {
@@ -226,7 +210,7 @@ async fn binary(
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let name = match parts.as_slice() {
         [name] => Some(*name),
-        [mac, name] if parse_mac(mac).is_some() => Some(*name),
+        [mac, name] if MacAddr::parse_any(mac).is_some() => Some(*name),
         _ => None,
     };
     let resp = match name.and_then(|n| st.binaries.get(n)) {
@@ -240,7 +224,7 @@ async fn binary(
     st.metrics.record(Route::Binary, resp.status().as_u16());
     if let (StatusCode::OK, Some(rec), Some(name)) = (resp.status(), &st.recorder, name) {
         let mac = match parts.as_slice() {
-            [mac, _] => parse_mac(mac),
+            [mac, _] => url_mac(mac),
             _ => None,
         };
         let peer = ext
@@ -300,15 +284,9 @@ async fn script_response(
     if parts.last() != Some(&"auto.ipxe") {
         return text(StatusCode::NOT_FOUND, "no such script\n".into());
     }
-    let mac = parts.len().checked_sub(2).and_then(|i| parse_mac(parts[i]));
+    let mac = parts.len().checked_sub(2).and_then(|i| url_mac(parts[i]));
     // The address asking (through trusted proxies): a worker token goes to the machine only.
-    let caller = match peer.map(|p| {
-        tinkerbell_hegel::http::client_ip(
-            tinkerbell_hegel::config::canonical(p.ip()),
-            headers,
-            &st.config.trusted_proxies,
-        )
-    }) {
+    let caller = match peer.map(|p| client_ip(p.ip(), headers, &st.config.trusted_proxies)) {
         Some(Ok(ip)) => Some(ip),
         Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n".into()),
         None => None,
@@ -404,7 +382,8 @@ async fn script_response(
     let mac_addr = dhcp
         .mac
         .as_deref()
-        .and_then(parse_mac)
+        .and_then(MacAddr::parse_stored)
+        .map(|m| m.to_string())
         .or(mac.clone())
         .unwrap_or_default();
     let reserved = dhcp
@@ -482,7 +461,7 @@ fn worker_token(
 ) -> Option<String> {
     let key = st.config.worker_token_key.as_ref()?;
     let expiry = worker_token::unix_now() + worker_token::TOKEN_TTL.as_secs();
-    let caller = caller.map(tinkerbell_hegel::config::canonical);
+    let caller = caller.map(canonical);
     match (reserved, caller) {
         (Some(r), Some(c)) if r == c => Some(key.issue(worker_id, expiry)),
         (Some(r), c) => {
@@ -511,10 +490,15 @@ fn effective_osie(st: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
+/// A MAC in a request path, in any form upstream writes there, as Hardware stores it.
+fn url_mac(s: &str) -> Option<String> {
+    MacAddr::parse_any(s).map(|m| m.to_string())
+}
+
 fn interface_by_mac(hw: &Hardware, mac: &str) -> Option<Interface> {
     hw.spec.interfaces.as_ref()?.iter().find_map(|i| {
         let m = i.dhcp.as_ref()?.mac.as_deref()?;
-        (parse_mac(m).as_deref() == Some(mac)).then(|| i.clone())
+        (MacAddr::parse_stored(m).map(|m| m.to_string()).as_deref() == Some(mac)).then(|| i.clone())
     })
 }
 
@@ -525,12 +509,7 @@ fn peer_ip_interface(
     peer: Option<SocketAddr>,
 ) -> Option<Interface> {
     let peer = peer?;
-    let ip: IpAddr = tinkerbell_hegel::http::client_ip(
-        tinkerbell_hegel::config::canonical(peer.ip()),
-        headers,
-        &st.config.trusted_proxies,
-    )
-    .ok()?;
+    let ip: IpAddr = client_ip(peer.ip(), headers, &st.config.trusted_proxies).ok()?;
     let ip = ip.to_string();
     hw.spec.interfaces.as_ref()?.iter().find_map(|i| {
         let a = i.dhcp.as_ref()?.ip.as_ref()?.address.as_deref()?;
@@ -541,9 +520,8 @@ fn peer_ip_interface(
 /// The standalone HTTP server (the `boots` binary; `tinkerbell serve` merges [`router`]).
 #[derive(Debug)]
 pub struct Http {
-    local_addr: SocketAddr,
     metrics: HttpMetrics,
-    task: JoinHandle<Result<(), HttpError>>,
+    server: tinkerbell_edge::HttpServer,
 }
 
 impl Http {
@@ -561,29 +539,21 @@ impl Http {
         if let Some(extra) = extra {
             app = app.merge(extra);
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| HttpError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(HttpError::Serve)?;
-        tracing::info!(addr = %local_addr, "boots http listening");
         // The shared listener: header-read timeout and connection cap of the open port.
-        let server =
-            tinkerbell_hegel::HttpServer::serve(listener, app, cancel, config.shutdown_grace)
-                .map_err(HttpError::Server)?;
-        let task = tokio::spawn(async move { server.join().await.map_err(HttpError::Server) });
-        Ok(Http {
-            local_addr,
-            metrics,
-            task,
-        })
+        let server = tinkerbell_edge::HttpServer::start(
+            config.listen,
+            app,
+            cancel,
+            tinkerbell_edge::ServeOptions::new(config.shutdown_grace),
+        )
+        .await?;
+        tracing::info!(addr = %server.local_addr(), "boots http listening");
+        Ok(Http { metrics, server })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// The request counters.
@@ -593,6 +563,6 @@ impl Http {
 
     /// Wait for the server to stop.
     pub async fn join(self) -> Result<(), HttpError> {
-        self.task.await.map_err(HttpError::Join)?
+        Ok(self.server.join().await?)
     }
 }

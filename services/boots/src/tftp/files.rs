@@ -18,6 +18,7 @@ use bytes::Bytes;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
+use tinkerbell_core::model::MacAddr;
 
 /// Debian's `ipxe` package puts its binaries here.
 pub const DEBIAN_IPXE_DIR: &str = "/usr/lib/ipxe";
@@ -135,40 +136,6 @@ impl IpxeBinaries {
     }
 }
 
-/// Parse a MAC address in any of the formats upstream puts into URLs: colon (`aa:bb:..`),
-/// dash (`aa-bb-..`), dot (`aabb.ccdd.eeff`) and no delimiter (`aabbccddeeff`). Returns it
-/// lower-case and colon-separated, the form Hardware stores.
-pub fn parse_mac(s: &str) -> Option<String> {
-    let hex: String = match s.len() {
-        17 => {
-            let sep = s.as_bytes()[2];
-            if sep != b':' && sep != b'-' {
-                return None;
-            }
-            let parts: Vec<&str> = s.split(sep as char).collect();
-            if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
-                return None;
-            }
-            parts.concat()
-        }
-        14 => {
-            let parts: Vec<&str> = s.split('.').collect();
-            if parts.len() != 3 || parts.iter().any(|p| p.len() != 4) {
-                return None;
-            }
-            parts.concat()
-        }
-        12 => s.to_string(),
-        _ => return None,
-    };
-    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let hex = hex.to_ascii_lowercase();
-    let pairs: Vec<&str> = (0..6).map(|i| &hex[i * 2..i * 2 + 2]).collect();
-    Some(pairs.join(":"))
-}
-
 /// A request path after normalisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -211,10 +178,10 @@ pub fn resolve(requested: &str, binaries: &IpxeBinaries) -> Result<Resolved, Pat
             name: (*name).to_string(),
             mac: None,
         }),
-        [mac, name] if binaries.get(name).is_some() && parse_mac(mac).is_some() => {
+        [mac, name] if binaries.get(name).is_some() && MacAddr::parse_any(mac).is_some() => {
             Ok(Resolved::Binary {
                 name: (*name).to_string(),
-                mac: parse_mac(mac),
+                mac: MacAddr::parse_any(mac).map(|m| m.to_string()),
             })
         }
         _ => Ok(Resolved::Asset(parts.join("/"))),
@@ -285,29 +252,6 @@ impl AssetRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_formats() {
-        let want = Some("aa:bb:cc:dd:ee:0f".to_string());
-        for s in [
-            "aa:bb:cc:dd:ee:0f",
-            "AA-BB-CC-DD-EE-0F",
-            "aabb.ccdd.ee0f",
-            "aabbccddee0f",
-        ] {
-            assert_eq!(parse_mac(s), want, "{s}");
-        }
-        for s in [
-            "aa:bb:cc:dd:ee",
-            "aa:bb-cc:dd:ee:0f",
-            "gg:bb:cc:dd:ee:0f",
-            "aabbccddee0",
-            "ipxe.efi",
-            "",
-        ] {
-            assert_eq!(parse_mac(s), None, "{s}");
-        }
-    }
 
     #[test]
     fn resolves_paths() {

@@ -34,7 +34,7 @@ mod server;
 mod transfer;
 
 #[cfg(feature = "server")]
-pub use files::{AssetRoot, IpxeBinaries, parse_mac};
+pub use files::{AssetRoot, IpxeBinaries};
 #[cfg(feature = "server")]
 pub use metrics::TftpMetrics;
 #[cfg(feature = "server")]

@@ -106,6 +106,7 @@ async fn over_the_store_api() {
         &ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace: Duration::from_secs(1),
+            tls: None,
         },
         Arc::new(embedded),
         "api-token",

@@ -542,68 +542,8 @@ async fn tls_serves_both_generations() {
     let env = Env::new();
     env.workflow("wf-t", A, &["x"]).await;
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
-    let ca = certs.path().join("ca.crt");
-    let p = |f: &str| certs.path().join(f).display().to_string();
-    // A CA and a server certificate it signs (rustls refuses a CA as the end entity).
-    let ext = certs.path().join("ext.cnf");
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    for args in [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test-ca",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.crt"),
-        ],
-        vec![
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            &p("tls.key"),
-            "-out",
-            &p("tls.csr"),
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            &p("tls.csr"),
-            "-CA",
-            &p("ca.crt"),
-            "-CAkey",
-            &p("ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &p("ext.cnf"),
-            "-out",
-            &p("tls.crt"),
-        ],
-    ] {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .output()
-            .expect("openssl (scripts/install-deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let pki = tinkerbell_edge::testing::TestPki::create(certs.path(), &["localhost", "127.0.0.1"]);
+    let (cert, key, ca) = (pki.cert, pki.key, pki.ca);
     let cancel = CancellationToken::new();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

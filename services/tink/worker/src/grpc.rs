@@ -214,27 +214,6 @@ fn transient_or(status: &tonic::Status, permanent: &[Code]) -> TransportError {
 
 const AUTH_CODES: [Code; 2] = [Code::Unauthenticated, Code::PermissionDenied];
 
-/// Go's `time.Duration.String()` for durations the worker reports (e.g. `1m2.5s`, `350ms`).
-pub fn go_duration(d: Duration) -> String {
-    let total = d.as_secs_f64();
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if total < 1.0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let h = d.as_secs() / 3600;
-    let m = (d.as_secs() % 3600) / 60;
-    let s = total - (h * 3600 + m * 60) as f64;
-    let secs = format!("{s:.3}");
-    let secs = secs.trim_end_matches('0').trim_end_matches('.');
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
-
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
@@ -342,7 +321,7 @@ impl Transport for CurrentTransport {
             action_state: Some(state as i32),
             execution_start: Some(timestamp(r.started)),
             execution_stop: r.stopped.map(timestamp),
-            execution_duration: Some(go_duration(r.duration)),
+            execution_duration: Some(tinkerbell_core::duration::format(r.duration)),
             message: Some(current::ActionMessage {
                 message: Some(r.message.clone()),
             }),
@@ -503,15 +482,6 @@ impl Transport for LegacyTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_like_go() {
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-        assert_eq!(go_duration(Duration::from_millis(350)), "350ms");
-        assert_eq!(go_duration(Duration::from_millis(2500)), "2.5s");
-        assert_eq!(go_duration(Duration::from_secs(62)), "1m2s");
-        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
-    }
 
     #[test]
     fn auth_is_redacted() {

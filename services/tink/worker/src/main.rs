@@ -49,15 +49,15 @@ struct Cli {
     protocol: Protocol,
 
     /// Poll interval when idle (seconds, or with s/m/h suffix).
-    #[arg(long, env = "RETRY_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "RETRY_INTERVAL", default_value = "3s", value_parser = tinkerbell_core::duration::parse)]
     retry_interval: Duration,
 
     /// Longest backoff after transport errors.
-    #[arg(long = "backoff-max-interval", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long = "backoff-max-interval", default_value = "30s", value_parser = tinkerbell_core::duration::parse)]
     backoff_max: Duration,
 
     /// Timeout of actions that do not set one.
-    #[arg(long, env = "TIMEOUT", default_value = "60m", value_parser = parse_duration)]
+    #[arg(long, env = "TIMEOUT", default_value = "60m", value_parser = tinkerbell_core::duration::parse)]
     timeout: Duration,
 
     /// PEM bundle of trusted TLS roots. Default: the system bundle if one exists (an
@@ -104,19 +104,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
         _ => Err(format!("{s:?} is not a boolean")),
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (n, mult) = match s.trim().char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        _ => (s, 1),
-    };
-    n.trim()
-        .parse::<u64>()
-        .map(|v| Duration::from_secs(v * mult))
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 3s, 10m, 1h)"))
 }
 
 const CA_BUNDLES: &[&str] = &[

@@ -754,47 +754,10 @@ pub fn check_invariants(status: &WorkflowStatus) -> Result<(), String> {
 }
 
 /// Formats a duration the way Go's `time.Duration.String` does (`1h2m3.5s`, `1.5s`, `250ms`,
-/// `0s`), which is what upstream stores in `executionDuration`.
+/// `0s`, `-2s`), which is what upstream stores in `executionDuration`.
 pub fn go_duration(d: SignedDuration) -> String {
-    let neg = d.is_negative();
-    let nanos = d.as_nanos().unsigned_abs();
-    let sign = if neg { "-" } else { "" };
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000 {
-        return format!("{sign}{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{sign}{}µs", frac(nanos, 1_000));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{sign}{}ms", frac(nanos, 1_000_000));
-    }
-    let secs = nanos / 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let s_frac = frac(s * 1_000_000_000 + nanos % 1_000_000_000, 1_000_000_000);
-    let mut out = String::from(sign);
-    if h > 0 {
-        out.push_str(&format!("{h}h{m}m"));
-    } else if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&s_frac);
-    out.push('s');
-    out
-}
-
-/// `n / unit` as a decimal with trailing zeros trimmed.
-fn frac(n: u128, unit: u128) -> String {
-    let whole = n / unit;
-    let rest = n % unit;
-    if rest == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{rest:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
+    let s = tinkerbell_core::duration::format(d.unsigned_abs());
+    if d.is_negative() { format!("-{s}") } else { s }
 }
 
 #[cfg(test)]
