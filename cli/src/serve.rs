@@ -187,15 +187,23 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     }
     // The listener carries boots' iPXE routes (binaries, scripts, HookOS), logs (store API
     // token required) and metrics, the timeline, and hegel's metadata.
+    // One metrics registry for the process: /metrics (and /boots/metrics, its old path).
+    let mut registry = tinkerbell_edge::metrics::Registry::default();
+    boots.register_metrics(&mut registry);
+    let hegel_routes = args
+        .enable_tootles
+        .then(|| tinkerbell_hegel::router(store.clone(), &hegel_config, &mut registry));
+    let registry = Arc::new(registry);
     let mut router = boots
-        .router(Some(reader.clone()))
+        .router(Some(reader.clone()), registry.clone())
+        .route("/metrics", tinkerbell_edge::metrics::route(registry))
         .merge(tinkerbell_core::timeline::router(
             timeline.clone(),
             store.clone(),
             Some(reader.clone()),
         ));
-    if args.enable_tootles {
-        router = router.merge(tinkerbell_hegel::router(store.clone(), &hegel_config));
+    if let Some(hegel) = hegel_routes {
+        router = router.merge(hegel);
     }
     let http = HttpServer::serve(
         listener,

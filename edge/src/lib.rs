@@ -7,10 +7,13 @@
 //!   limits against clients that hold connections open ([`HttpLimits`]) and optional TLS.
 //! * [`tls`]: loading a server certificate and key, and the client side's trust: a CA bundle,
 //!   or a certificate pinned as it is.
+//! * [`metrics`]: the one prometheus-client registry a process serves, and helpers for
+//!   collectors over atomic counters.
 //! * [`net`]: CIDRs, canonical addresses and the client address behind trusted proxies
 //!   (`X-Forwarded-For`).
 //! * `testing` (feature): a throwaway CA and server certificate for tests.
 
+pub mod metrics;
 pub mod net;
 pub mod server;
 #[cfg(feature = "testing")]

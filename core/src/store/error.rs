@@ -195,4 +195,202 @@ impl StoreError {
             | StoreError::KubeAccess { .. } => 500,
         }
     }
+
+    /// The error a failure `Status` stands for, read the same way from Kubernetes and from
+    /// the store API (which writes its errors as Kubernetes does, `api::status_details`):
+    ///
+    /// * 410, or reason `Expired`/`Gone`: [`StoreError::Expired`] (needs `kind`);
+    /// * 404: [`StoreError::NotFound`]; 409 `AlreadyExists`: [`StoreError::AlreadyExists`];
+    /// * 409 with `FieldValueDuplicate` and `ClaimedBy` causes: [`StoreError::Duplicate`];
+    /// * any other 409: [`StoreError::Conflict`], the current resourceVersion from a
+    ///   `ResourceVersionCurrent` cause or the message (`... ResourceVersion in record (6)`);
+    /// * 422: [`StoreError::Invalid`] with the `FieldValueInvalid` cause (else the first one).
+    ///
+    /// `key` is the object of an object-level call, `given` the resourceVersion it carried.
+    /// `None` when the status means nothing more specific (or, but for expiry, there is no
+    /// key): the caller keeps its own error.
+    pub fn from_status(
+        status: &kube::core::Status,
+        kind: Option<super::Kind>,
+        key: Option<&ObjectKey>,
+        given: Option<&str>,
+    ) -> Option<StoreError> {
+        let reason = status.reason.as_str();
+        if status.code == 410 || reason == "Expired" || reason == "Gone" {
+            return Some(StoreError::Expired {
+                kind: kind.or(key.map(|k| k.kind))?,
+                resource_version: given.unwrap_or("").to_string(),
+            });
+        }
+        let key = key?.clone();
+        let causes = status
+            .details
+            .as_ref()
+            .map(|d| d.causes.as_slice())
+            .unwrap_or_default();
+        let cause = |r: &str| causes.iter().find(|c| c.reason == r);
+        Some(match status.code {
+            404 => StoreError::NotFound(key),
+            409 if reason == "AlreadyExists" => StoreError::AlreadyExists(key),
+            409 => match (cause("FieldValueDuplicate"), cause("ClaimedBy")) {
+                (Some(dup), Some(owner)) => StoreError::Duplicate {
+                    key,
+                    field: dup.field.clone(),
+                    value: dup.message.clone(),
+                    owner: owner.message.clone(),
+                },
+                _ => StoreError::Conflict {
+                    key,
+                    current: cause("ResourceVersionCurrent")
+                        .map(|c| c.message.clone())
+                        .or_else(|| record_rv(&status.message))
+                        .unwrap_or_default(),
+                    given: cause("ResourceVersionGiven")
+                        .map(|c| c.message.clone())
+                        .or_else(|| given.map(str::to_string))
+                        .unwrap_or_default(),
+                },
+            },
+            422 => {
+                let c = cause("FieldValueInvalid").or(causes.first());
+                StoreError::Invalid {
+                    key,
+                    field: c.map(|c| c.field.clone()).unwrap_or_default(),
+                    message: c
+                        .map(|c| c.message.clone())
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| status.message.clone()),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The current resourceVersion from a failed precondition's message ("... does not match the
+/// ResourceVersion in record (6) ...", as kube-apiserver words it).
+fn record_rv(message: &str) -> Option<String> {
+    let rest = message.split_once("ResourceVersion in record (")?.1;
+    Some(rest.split_once(')')?.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Kind;
+    use kube::core::Status;
+    use kube::core::response::{StatusCause, StatusDetails};
+
+    fn status(code: u16, reason: &str, message: &str, causes: &[(&str, &str, &str)]) -> Status {
+        Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: Some(StatusDetails {
+                name: "m2".into(),
+                group: String::new(),
+                kind: "hardware".into(),
+                uid: String::new(),
+                causes: causes
+                    .iter()
+                    .map(|(r, f, m)| StatusCause {
+                        reason: (*r).into(),
+                        field: (*f).into(),
+                        message: (*m).into(),
+                    })
+                    .collect(),
+                retry_after_seconds: 0,
+            }),
+            ..Status::default()
+        }
+    }
+
+    /// Kubernetes' and the store API's statuses mean the same errors.
+    #[test]
+    fn statuses_map_to_store_errors() {
+        let key = ObjectKey::new(Kind::Hardware, "ns", "m2");
+        let k = Some(&key);
+        let map =
+            |s: Status, key| StoreError::from_status(&s, Some(Kind::Hardware), key, Some("5"));
+        assert!(matches!(
+            map(status(404, "NotFound", "", &[]), k),
+            Some(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            map(status(409, "AlreadyExists", "", &[]), k),
+            Some(StoreError::AlreadyExists(_))
+        ));
+        let dup = status(
+            409,
+            "Conflict",
+            "",
+            &[
+                (
+                    "FieldValueDuplicate",
+                    "spec.interfaces[0].dhcp.mac",
+                    "aa:bb",
+                ),
+                ("ClaimedBy", "", "ns/m1"),
+            ],
+        );
+        match map(dup, k) {
+            Some(StoreError::Duplicate {
+                field,
+                value,
+                owner,
+                ..
+            }) => {
+                assert_eq!(
+                    (field.as_str(), value.as_str(), owner.as_str()),
+                    ("spec.interfaces[0].dhcp.mac", "aa:bb", "ns/m1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // kube-apiserver's precondition message, and the store API's causes.
+        let msg = "Precondition failed: UID in precondition: x, the ResourceVersion in the precondition (5) does not match the ResourceVersion in record (6). The object might have been modified";
+        match map(status(409, "Conflict", msg, &[]), k) {
+            Some(StoreError::Conflict { current, given, .. }) => {
+                assert_eq!((current.as_str(), given.as_str()), ("6", "5"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let api = status(
+            409,
+            "Conflict",
+            "stale",
+            &[
+                ("ResourceVersionCurrent", "", "9"),
+                ("ResourceVersionGiven", "", "7"),
+            ],
+        );
+        match map(api, k) {
+            Some(StoreError::Conflict { current, given, .. }) => {
+                assert_eq!((current.as_str(), given.as_str()), ("9", "7"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match map(
+            status(
+                422,
+                "Invalid",
+                "bad",
+                &[("FieldValueInvalid", "metadata.name", "not DNS-1123")],
+            ),
+            k,
+        ) {
+            Some(StoreError::Invalid { field, message, .. }) => assert_eq!(
+                (field.as_str(), message.as_str()),
+                ("metadata.name", "not DNS-1123")
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Expiry needs no key; the rest do.
+        assert!(matches!(
+            map(status(410, "Expired", "too old", &[]), None),
+            Some(StoreError::Expired { resource_version, .. }) if resource_version == "5"
+        ));
+        assert!(map(status(404, "NotFound", "", &[]), None).is_none());
+        assert!(map(status(500, "InternalError", "", &[]), k).is_none());
+    }
 }

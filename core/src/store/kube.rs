@@ -63,7 +63,6 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
     Api, DeleteParams, ListParams, PostParams, Preconditions, WatchEvent as KubeEvent, WatchParams,
 };
-use kube::core::Status;
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -968,54 +967,7 @@ fn api_err(e: kube::Error, kind: Kind, key: Option<&ObjectKey>, given: Option<&s
     let kube::Error::Api(status) = &e else {
         return StoreError::Kube(e);
     };
-    if let Some(mapped) = status_err(status, kind, key, given) {
-        return mapped;
-    }
-    StoreError::Kube(e)
-}
-
-/// The store error for a failure `Status`, when it has a specific one.
-fn status_err(
-    s: &Status,
-    kind: Kind,
-    key: Option<&ObjectKey>,
-    given: Option<&str>,
-) -> Option<StoreError> {
-    if s.code == 410 || s.reason == "Expired" || s.reason == "Gone" {
-        return Some(StoreError::Expired {
-            kind,
-            resource_version: given.unwrap_or("").to_string(),
-        });
-    }
-    let key = key?.clone();
-    Some(match s.code {
-        404 => StoreError::NotFound(key),
-        409 if s.reason == "AlreadyExists" => StoreError::AlreadyExists(key),
-        409 => StoreError::Conflict {
-            key,
-            current: record_rv(&s.message).unwrap_or_default(),
-            given: given.unwrap_or("").to_string(),
-        },
-        422 => {
-            let cause = s.details.as_ref().and_then(|d| d.causes.first());
-            StoreError::Invalid {
-                key,
-                field: cause.map(|c| c.field.clone()).unwrap_or_default(),
-                message: cause
-                    .map(|c| c.message.clone())
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| s.message.clone()),
-            }
-        }
-        _ => return None,
-    })
-}
-
-/// The current resourceVersion from a failed precondition's message ("... does not match the
-/// ResourceVersion in record (6) ...").
-fn record_rv(message: &str) -> Option<String> {
-    let rest = message.split_once("ResourceVersion in record (")?.1;
-    Some(rest.split_once(')')?.0.to_string())
+    StoreError::from_status(status, Some(kind), key, given).unwrap_or(StoreError::Kube(e))
 }
 
 /// Drop metadata the server owns (an exported document may carry it; a create refuses
@@ -1199,7 +1151,7 @@ async fn follow<K: KubeKind>(
                     continue;
                 }
                 Ok(KubeEvent::Error(status)) => {
-                    let err = status_err(&status, K::KIND, None, Some(&rv))
+                    let err = StoreError::from_status(&status, Some(K::KIND), None, Some(&rv))
                         .unwrap_or(StoreError::Kube(kube::Error::Api(status)));
                     let _ = tx.send(Err(err)).await;
                     return;
@@ -1478,13 +1430,6 @@ impl HardwareLookup for KubeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_rv_from_precondition_message() {
-        let msg = "Precondition failed: UID in precondition: x, the ResourceVersion in the precondition (5) does not match the ResourceVersion in record (6). The object might have been modified";
-        assert_eq!(record_rv(msg).as_deref(), Some("6"));
-        assert_eq!(record_rv("the object has been modified"), None);
-    }
 
     #[test]
     fn comparable_ignores_server_metadata_and_status() {

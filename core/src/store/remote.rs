@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use kube::core::Status;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -215,97 +216,36 @@ impl<'a> Call<'a> {
 }
 
 /// Turn an error answer (a Kubernetes `Status`, or anything else) into a [`StoreError`]: the
-/// specific variant the API mapped from (its code, reason and `details.causes`, see
-/// `api::status_details`), else [`StoreError::Remote`] with the server's message.
+/// specific variant [`StoreError::from_status`] finds, else [`StoreError::Remote`] with the
+/// server's message.
 fn remote_error(status: StatusCode, body: &str, call: &Call<'_>) -> StoreError {
-    let v = serde_json::from_str::<Value>(body).unwrap_or(Value::Null);
-    let message = v
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| body.to_string());
-    let code = v
-        .get("code")
-        .and_then(Value::as_u64)
-        .and_then(|c| u16::try_from(c).ok())
-        .unwrap_or(status.as_u16());
-    status_error(code, &v, message, call)
+    let mut parsed = serde_json::from_str::<Status>(body).unwrap_or_default();
+    if parsed.code == 0 {
+        parsed.code = status.as_u16();
+    }
+    if parsed.message.is_empty() {
+        parsed.message = body.to_string();
+    }
+    let status = parsed;
+    status_error(&status, call)
 }
 
-/// The store error for a failure `Status` (`v`, Null when the body was not one).
-fn status_error(code: u16, v: &Value, message: String, call: &Call<'_>) -> StoreError {
-    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("");
-    let causes: Vec<&Value> = v
-        .pointer("/details/causes")
-        .and_then(Value::as_array)
-        .map(|c| c.iter().collect())
-        .unwrap_or_default();
-    let cause = |r: &str| {
-        causes
-            .iter()
-            .find(|c| c.get("reason").and_then(Value::as_str) == Some(r))
-            .map(|c| {
-                let s = |f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-                (s("field"), s("message"))
-            })
-    };
-    if (code == 410 || reason == "Expired")
-        && let Some(kind) = call.kind
-    {
-        return StoreError::Expired {
-            kind,
-            resource_version: call.given.unwrap_or("").to_string(),
-        };
-    }
+/// The store error for a failure `Status`; a batch call's object is the one its details name.
+fn status_error(status: &Status, call: &Call<'_>) -> StoreError {
     let batch_key = || {
-        let d = v.get("details")?;
-        let name = d.get("name").and_then(Value::as_str)?;
-        let plural = d.get("kind").and_then(Value::as_str)?;
+        let d = status.details.as_ref()?;
         call.batch
             .iter()
-            .find(|o| o.name() == name && o.kind().plural() == plural)
+            .find(|o| o.name() == d.name && o.kind().plural() == d.kind)
             .map(Object::key)
     };
-    let Some(key) = call.key.clone().or_else(batch_key) else {
-        return StoreError::Remote {
-            status: code,
-            message,
-        };
-    };
-    match (code, reason) {
-        (404, _) => StoreError::NotFound(key),
-        (409, "AlreadyExists") => StoreError::AlreadyExists(key),
-        (409, _) => match (cause("FieldValueDuplicate"), cause("ClaimedBy")) {
-            (Some((field, value)), Some((_, owner))) => StoreError::Duplicate {
-                key,
-                field,
-                value,
-                owner,
-            },
-            _ => StoreError::Conflict {
-                key,
-                current: cause("ResourceVersionCurrent")
-                    .map(|(_, m)| m)
-                    .unwrap_or_default(),
-                given: cause("ResourceVersionGiven")
-                    .map(|(_, m)| m)
-                    .or_else(|| call.given.map(str::to_string))
-                    .unwrap_or_default(),
-            },
-        },
-        (422, _) => {
-            let (field, msg) = cause("FieldValueInvalid").unwrap_or_default();
-            StoreError::Invalid {
-                key,
-                field,
-                message: if msg.is_empty() { message } else { msg },
-            }
+    let key = call.key.clone().or_else(batch_key);
+    StoreError::from_status(status, call.kind, key.as_ref(), call.given).unwrap_or_else(|| {
+        StoreError::Remote {
+            status: status.code,
+            message: status.message.clone(),
         }
-        _ => StoreError::Remote {
-            status: code,
-            message,
-        },
-    }
+    })
 }
 
 fn decode_event(line: &[u8], call: &Call<'_>) -> Result<WatchEvent, StoreError> {
@@ -320,17 +260,14 @@ fn decode_event(line: &[u8], call: &Call<'_>) -> Result<WatchEvent, StoreError> 
         "MODIFIED" => Ok(WatchEvent::Modified(Object::from_typed_json(obj)?)),
         "DELETED" => Ok(WatchEvent::Deleted(Object::from_typed_json(obj)?)),
         _ => {
-            let code = obj
-                .get("code")
-                .and_then(Value::as_u64)
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(500);
-            let message = obj
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("watch error")
-                .to_string();
-            Err(status_error(code, &obj, message, call))
+            let mut status: Status = serde_json::from_value(obj).unwrap_or_default();
+            if status.code == 0 {
+                status.code = 500;
+            }
+            if status.message.is_empty() {
+                status.message = "watch error".into();
+            }
+            Err(status_error(&status, call))
         }
     }
 }

@@ -164,7 +164,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         eprintln!("boots: listening on udp {a}");
     }
     eprintln!("boots: iPXE, HookOS, logs and metrics on http://{http_addr}");
-    let router = boots.router(token);
+    let router = boots.router_alone(token);
     let signals = connect::cancel_on_shutdown(&root);
     // HTTP and the UDP services run until a signal, or until one of them fails, which stops
     // the rest. With DHCP, TFTP and syslog all off, `join` returns at once and HTTP (iPXE

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::Timeline;
@@ -15,7 +14,7 @@ use crate::dhcp::{DhcpError, DhcpMetrics, DhcpServer};
 use crate::http::{HttpError, HttpMetrics};
 use crate::ra::{RaError, RaMetrics, RaResponder};
 use crate::record::Recorder;
-use crate::syslog::{LogStore, SyslogError, SyslogMetrics, SyslogServer};
+use crate::syslog::{LogStore, SyslogCollector, SyslogError, SyslogServer};
 use crate::tftp::{Tftp, TftpError, TftpMetrics};
 use crate::{dhcp, http, ra, syslog, tftp};
 
@@ -217,46 +216,37 @@ impl Boots {
         self.syslog.as_ref().map(SyslogServer::store)
     }
 
+    /// Register every part's metrics (DHCP, syslog, TFTP, HTTP, the RA responder) into the
+    /// process's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        if let Some(d) = self.dhcp_metrics() {
+            registry.register_collector(Box::new(d));
+        }
+        if let Some(s) = &self.syslog {
+            registry.register_collector(Box::new(SyslogCollector {
+                metrics: s.metrics(),
+                store: s.store(),
+            }));
+        }
+        if let Some(t) = self.tftp_metrics() {
+            t.register(registry);
+        }
+        if let Some(h) = self.http_metrics() {
+            h.register(registry);
+        }
+        if let Some(r) = self.ra_metrics() {
+            r.register(registry);
+        }
+    }
+
     /// HTTP routes for a listener the caller owns (it must serve them with connect info,
     /// `into_make_service_with_connect_info::<SocketAddr>()`): the iPXE routes
     /// (`/ipxe/binary/…`, `/ipxe/script/…/auto.ipxe`, `/hookos/…`) when configured,
     /// `GET /tinkerbell/v1/logs[/{name}]` (with `token` required when given) and
-    /// `GET /boots/metrics` (Prometheus text of DHCP, TFTP, HTTP, syslog and the RA
-    /// responder; open).
-    pub fn router(&self, token: Option<String>) -> Router {
-        let dhcp = self.dhcp_metrics();
-        let sys: Option<(Arc<SyslogMetrics>, Arc<LogStore>)> =
-            self.syslog.as_ref().map(|s| (s.metrics(), s.store()));
-        let mut registry = Registry::default();
-        if let Some(t) = self.tftp_metrics() {
-            t.register(&mut registry);
-        }
-        if let Some(h) = self.http_metrics() {
-            h.register(&mut registry);
-        }
-        if let Some(r) = self.ra_metrics() {
-            r.register(&mut registry);
-        }
-        let registry = Arc::new(registry);
-        let metrics = get(move || {
-            let dhcp = dhcp.clone();
-            let sys = sys.clone();
-            let registry = registry.clone();
-            async move {
-                let mut out = dhcp.map(|m| m.render()).unwrap_or_default();
-                if let Some((m, store)) = sys {
-                    out.push_str(&m.render(&store));
-                }
-                let mut open = String::new();
-                if prometheus_client::encoding::text::encode(&mut open, &registry).is_ok() {
-                    // One exposition: the OpenMetrics end marker only at the very end.
-                    out.push_str(open.trim_end().trim_end_matches("# EOF").trim_end());
-                    out.push('\n');
-                }
-                out
-            }
-        });
-        let mut r = Router::new().route("/boots/metrics", metrics);
+    /// `GET /boots/metrics` (the process's `metrics`, into which
+    /// [`Boots::register_metrics`] put boots' own; open).
+    pub fn router(&self, token: Option<String>, metrics: Arc<Registry>) -> Router {
+        let mut r = Router::new().route("/boots/metrics", tinkerbell_edge::metrics::route(metrics));
         if let Some((ipxe, _)) = &self.http {
             r = r.merge(ipxe.clone());
         }
@@ -264,6 +254,14 @@ impl Boots {
             r = r.merge(syslog::http::router(store, token));
         }
         r
+    }
+
+    /// [`Boots::router`] with a registry of boots' metrics alone: the standalone `boots`
+    /// binary, where boots is the whole process.
+    pub fn router_alone(&self, token: Option<String>) -> Router {
+        let mut registry = Registry::default();
+        self.register_metrics(&mut registry);
+        self.router(token, Arc::new(registry))
     }
 
     /// Wait until every part has stopped. A part that fails (or panics) ends the wait at once

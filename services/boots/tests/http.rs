@@ -13,7 +13,7 @@ use std::sync::Arc;
 use common::pattern;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use tinkerbell_boots::http::{Config, Http, HttpMetrics, Route, ScriptConfig, metrics_router};
+use tinkerbell_boots::http::{Config, Http, HttpMetrics, Route, ScriptConfig};
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Object, Store};
 use tinkerbell_core::worker_token::WorkerTokenKey;
@@ -460,7 +460,10 @@ async fn binaries_and_hookos_range() {
     assert_eq!(m.get(Route::Binary, 200), 4);
     assert_eq!(m.get(Route::Hookos, 206), 1);
     // The metrics route renders the registry.
-    let app = metrics_router(lab.registry.clone());
+    let app = axum::Router::new().route(
+        "/smee/metrics",
+        tinkerbell_edge::metrics::route(lab.registry.clone()),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -112,7 +112,7 @@ async fn lines_from_logger_and_raw_senders_are_kept_per_machine() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = boots.router(Some("t0ken".into()));
+    let r = boots.router_alone(Some("t0ken".into()));
     let (st, v) = get(&r, "/tinkerbell/v1/logs/node1").await;
     assert_eq!(st, StatusCode::OK);
     let lines = v.as_array().unwrap();
@@ -203,7 +203,7 @@ fn heavy_line(n: usize) -> Vec<u8> {
 async fn retention_is_a_byte_budget_and_strangers_get_a_smaller_one() {
     let (_dir, boots, cancel) = start_default().await;
     let addr = boots.syslog_addr().unwrap();
-    let r = boots.router(Some("t0ken".into()));
+    let r = boots.router_alone(Some("t0ken".into()));
     let mut sent = 0;
 
     // 100 heavy lines from node1 (127.0.0.1): ~13 MiB once decoded, over its 4 MiB budget,
@@ -312,7 +312,7 @@ async fn received_lines_are_not_logged_at_info() {
     });
     let (_dir, boots, cancel) = start_default().await;
     let addr = boots.syslog_addr().unwrap();
-    let r = boots.router(Some("t0ken".into()));
+    let r = boots.router_alone(Some("t0ken".into()));
     // Another test's thread may have registered the syslog callsites while this subscriber was
     // being installed, caching "never" for them; recompute with every subscriber in place.
     tracing::callsite::rebuild_interest_cache();

@@ -198,7 +198,7 @@ async fn dhcp_tftp_script_and_hookos_are_recorded() {
     // The script and HookOS over HTTP, from the machine's address.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr: SocketAddr = listener.local_addr().unwrap();
-    let router = boots.router(None);
+    let router = boots.router_alone(None);
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -276,8 +276,7 @@ async fn dhcp_tftp_script_and_hookos_are_recorded() {
     ] {
         assert!(metrics.contains(want), "{want} missing in:\n{metrics}");
     }
-    assert!(
-        !metrics.contains("# EOF"),
-        "one exposition, no OpenMetrics end marker"
-    );
+    // One exposition: the OpenMetrics end marker once, at the end.
+    assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 }

@@ -15,6 +15,8 @@ use axum::routing::{get, put};
 use tinkerbell_core::model::Hardware;
 use tinkerbell_core::store::{HardwareLookup, StoreError};
 use tinkerbell_core::timeline::{Phase, Subject, Timeline};
+use tinkerbell_edge::metrics::prometheus_client::encoding::DescriptorEncoder;
+use tinkerbell_edge::metrics::{Collector, Registry};
 use tinkerbell_edge::net::{ForwardedForError, X_FORWARDED_FOR as XFF};
 use tinkerbell_edge::{Cidr, canonical, client_ip};
 
@@ -179,10 +181,14 @@ fn labelled(st: &AppState, route: &'static str, resp: Response) -> Response {
 /// `into_make_service_with_connect_info::<SocketAddr>()` (identity is the peer address).
 ///
 /// Routes: `/` (versions), `/2009-04-04/…` and `/latest/…` (the EC2 tree), `PUT
-/// /latest/api/token`, `/metadata` (rootio JSON), `/healthz`, `/metrics`, and with
+/// /latest/api/token`, `/metadata` (rootio JSON), `/healthz`, and with
 /// `config.instance_endpoint`, `/tootles/instanceID/<id>/2009-04-04/…` (served only to an
 /// address of that instance's Hardware, with the same token rules as the rest).
-pub fn router(backend: Arc<dyn HardwareLookup>, config: &Config) -> Router {
+pub fn router(
+    backend: Arc<dyn HardwareLookup>,
+    config: &Config,
+    registry: &mut Registry,
+) -> Router {
     let state: Shared = Arc::new(AppState {
         backend,
         trusted_proxies: config.trusted_proxies.clone(),
@@ -192,16 +198,28 @@ pub fn router(backend: Arc<dyn HardwareLookup>, config: &Config) -> Router {
         metrics: Metrics::default(),
         timeline: config.timeline.clone(),
     });
+    registry.register_collector(Box::new(Scrape(state.clone())));
     router_with_state(state, config.instance_endpoint)
 }
 
-/// [`router`] on a given state, so tests can look at tokens and metrics.
+/// hegel's metrics at scrape time: request counters and the session tokens held.
+#[derive(Debug)]
+pub struct Scrape(pub Arc<AppState>);
+
+impl Collector for Scrape {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.metrics.encode(encoder, self.0.tokens.len())
+    }
+}
+
+/// [`router`] on a given state, so tests can look at tokens and metrics. Its metrics are
+/// registered by [`router`] (here: register a [`Scrape`] of the state yourself). `/metrics` is
+/// the process's to mount, on its one registry.
 pub fn router_with_state(state: Arc<AppState>, instance_endpoint: bool) -> Router {
     let mut r = Router::new()
         .route("/", get(root))
         .route("/metadata", get(hack))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route(TOKEN_PATH, put(token));
     for v in VERSIONS {
         r = r
@@ -391,22 +409,6 @@ async fn healthz(State(st): State<Shared>) -> Response {
         &st,
         "/healthz",
         ([(header::CONTENT_TYPE, ec2::TEXT)], "ok").into_response(),
-    )
-}
-
-async fn metrics(State(st): State<Shared>) -> Response {
-    let body = st.metrics.render(st.tokens.len());
-    labelled(
-        &st,
-        "/metrics",
-        (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
     )
 }
 

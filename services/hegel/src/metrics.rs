@@ -1,4 +1,4 @@
-//! Request counters by route and status, in the Prometheus text exposition format.
+//! Request counters by route and status, read at scrape time ([`crate::http::Scrape`]).
 //!
 //! Route labels are the static route templates (`/meta-data/hostname`,
 //! `/meta-data/public-keys/{n}/openssh-key`, …), never the raw path, so a caller probing random
@@ -6,9 +6,10 @@
 //! atomic add on the hot path, no lock.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tinkerbell_edge::metrics::prometheus_client::encoding::DescriptorEncoder;
+use tinkerbell_edge::metrics::{counter_family2, gauge};
 
 /// Every route label, sorted (the render order).
 pub const ROUTES: &[&str] = &[
@@ -40,7 +41,6 @@ pub const ROUTES: &[&str] = &[
     "/meta-data/public-keys/{n}/openssh-key",
     "/meta-data/tags",
     "/metadata",
-    "/metrics",
     "/user-data",
     "/vendor-data",
     "unmatched",
@@ -93,33 +93,38 @@ impl Metrics {
         self.requests[i].load(Ordering::Relaxed)
     }
 
-    /// Prometheus text format (version 0.0.4).
-    pub fn render(&self, tokens_held: usize) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP hegel_http_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE hegel_http_requests_total counter\n");
-        for (r, route) in ROUTES.iter().enumerate() {
-            for b in 0..BUCKETS {
+    /// The counters and `tokens_held`, for the registry (names as Prometheus has them:
+    /// `hegel_http_requests_total`, `hegel_session_tokens`).
+    pub fn encode(
+        &self,
+        mut e: DescriptorEncoder,
+        tokens_held: usize,
+    ) -> Result<(), std::fmt::Error> {
+        let statuses: Vec<String> = STATUSES
+            .iter()
+            .map(ToString::to_string)
+            .chain(["other".to_string()])
+            .collect();
+        let samples = ROUTES.iter().enumerate().flat_map(|(r, route)| {
+            let statuses = &statuses;
+            (0..BUCKETS).map(move |b| {
                 let n = self.requests[r * BUCKETS + b].load(Ordering::Relaxed);
-                if n == 0 {
-                    continue;
-                }
-                let status = STATUSES
-                    .get(b)
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| "other".into());
-                let _ = writeln!(
-                    out,
-                    "hegel_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP hegel_session_tokens Session tokens currently held.\n");
-        out.push_str("# TYPE hegel_session_tokens gauge\n");
-        let _ = writeln!(out, "hegel_session_tokens {tokens_held}");
-        out
+                ([*route, statuses[b].as_str()], n)
+            })
+        });
+        counter_family2(
+            &mut e,
+            "hegel_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["route", "status"],
+            samples,
+        )?;
+        gauge(
+            &mut e,
+            "hegel_session_tokens",
+            "Session tokens currently held.",
+            i64::try_from(tokens_held).unwrap_or(i64::MAX),
+        )
     }
 }
 
@@ -137,22 +142,35 @@ mod tests {
 
     #[test]
     fn renders_counters() {
+        #[derive(Debug)]
+        struct C(Metrics);
+        impl tinkerbell_edge::metrics::Collector for C {
+            fn encode(&self, e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                self.0.encode(e, 1)
+            }
+        }
         let m = Metrics::default();
         m.record("/meta-data/hostname", 200);
         m.record("/meta-data/hostname", 200);
         m.record("/meta-data/hostname", 404);
         m.record("/meta-data/tags", 418);
         assert_eq!(m.get("/meta-data/hostname", 200), 2);
+        let mut registry = tinkerbell_edge::metrics::Registry::default();
+        registry.register_collector(Box::new(C(m)));
+        let mut out = String::new();
+        tinkerbell_edge::metrics::prometheus_client::encoding::text::encode(&mut out, &registry)
+            .unwrap();
         assert_eq!(
-            m.render(1),
-            "# HELP hegel_http_requests_total HTTP requests answered, by route and status.\n\
-             # TYPE hegel_http_requests_total counter\n\
+            out,
+            "# HELP hegel_http_requests HTTP requests answered, by route and status.\n\
+             # TYPE hegel_http_requests counter\n\
              hegel_http_requests_total{route=\"/meta-data/hostname\",status=\"200\"} 2\n\
              hegel_http_requests_total{route=\"/meta-data/hostname\",status=\"404\"} 1\n\
              hegel_http_requests_total{route=\"/meta-data/tags\",status=\"other\"} 1\n\
              # HELP hegel_session_tokens Session tokens currently held.\n\
              # TYPE hegel_session_tokens gauge\n\
-             hegel_session_tokens 1\n"
+             hegel_session_tokens 1\n\
+             # EOF\n"
         );
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tinkerbell_core::store::HardwareLookup;
+use tinkerbell_edge::metrics::Registry;
 use tinkerbell_edge::{HttpServer, ServeError, ServeOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,12 @@ impl Hegel {
         cancel: CancellationToken,
     ) -> Result<Hegel, HegelError> {
         config.validate()?;
-        let router = crate::router(backend, config);
+        // The process's one registry, hegel's alone here.
+        let mut registry = Registry::default();
+        let router = crate::router(backend, config, &mut registry).route(
+            "/metrics",
+            tinkerbell_edge::metrics::route(Arc::new(registry)),
+        );
         let options = ServeOptions {
             limits: config.limits,
             ..ServeOptions::new(config.shutdown_grace)

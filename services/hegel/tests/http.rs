@@ -467,7 +467,8 @@ async fn token_expires() {
         require_tokens: true,
         ..Config::default()
     };
-    let app = tinkerbell_hegel::router(Arc::new(store), &config);
+    let mut registry = tinkerbell_edge::metrics::Registry::default();
+    let app = tinkerbell_hegel::router(Arc::new(store), &config, &mut registry);
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let call = |req: http::Request<Body>| {
         let app = app.clone();
@@ -550,7 +551,8 @@ async fn token_flood_from_one_address_spares_other_addresses() {
         require_tokens: true,
         ..Config::default()
     };
-    let app = tinkerbell_hegel::router(Arc::new(store), &config);
+    let mut registry = tinkerbell_edge::metrics::Registry::default();
+    let app = tinkerbell_hegel::router(Arc::new(store), &config, &mut registry);
     let victim = "127.0.0.1:40000";
     let flooder = "127.0.0.2:40001";
     // Same lifetime for every token, the victim's issued first: the oldest, the closest to

@@ -1,9 +1,9 @@
-//! DHCP counters, one relaxed atomic add per event, rendered in the Prometheus text format.
+//! DHCP counters, one relaxed atomic add per event, read at scrape time by a
+//! [`Collector`](tinkerbell_edge::metrics::Collector).
 //!
 //! Labels come from fixed sets (message types, [`Reason`]s, drop causes), so no packet content
 //! can grow the label space.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dhcproto::v4::MessageType;
@@ -34,6 +34,7 @@ impl Drop {
         Drop::SendError,
     ];
 
+    #[cfg(feature = "server")]
     fn as_str(self) -> &'static str {
         match self {
             Drop::Malformed => "malformed",
@@ -127,57 +128,58 @@ impl DhcpMetrics {
     pub fn sent_count(&self, t: MessageType) -> u64 {
         self.sent[type_index(Some(t))].load(Ordering::Relaxed)
     }
+}
 
-    /// Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, help: &str, label: &str, labels: &[&str], v: &[AtomicU64]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (l, c) in labels.iter().zip(v) {
-                let n = c.load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {n}");
-                }
-            }
-        };
-        family(
-            "boots_dhcp_received_total",
+#[cfg(feature = "server")]
+impl tinkerbell_edge::metrics::Collector for DhcpMetrics {
+    fn encode(
+        &self,
+        mut e: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use tinkerbell_edge::metrics::{counter_family, gauge};
+        let load =
+            |v: &[AtomicU64]| -> Vec<u64> { v.iter().map(|c| c.load(Ordering::Relaxed)).collect() };
+        let (received, sent) = (load(&self.received), load(&self.sent));
+        counter_family(
+            &mut e,
+            "boots_dhcp_received",
             "DHCP requests received, by message type.",
             "type",
-            &TYPES,
-            &self.received,
-        );
-        family(
-            "boots_dhcp_sent_total",
+            TYPES.iter().copied().zip(received),
+        )?;
+        counter_family(
+            &mut e,
+            "boots_dhcp_sent",
             "DHCP replies sent, by message type.",
             "type",
-            &TYPES,
-            &self.sent,
-        );
-        let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-        family(
-            "boots_dhcp_not_answered_total",
+            TYPES.iter().copied().zip(sent),
+        )?;
+        counter_family(
+            &mut e,
+            "boots_dhcp_not_answered",
             "DHCP requests deliberately not answered, by reason.",
             "reason",
-            &reasons,
-            &self.silent,
-        );
-        let drops: Vec<&str> = Drop::ALL.iter().map(|d| d.as_str()).collect();
-        family(
-            "boots_dhcp_dropped_total",
+            Reason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .zip(load(&self.silent)),
+        )?;
+        counter_family(
+            &mut e,
+            "boots_dhcp_dropped",
             "DHCP packets dropped (malformed, overload, backend or send errors).",
             "reason",
-            &drops,
-            &self.dropped,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP boots_dhcp_lookups_in_flight Hardware lookups waiting in spawned tasks.\n\
-             # TYPE boots_dhcp_lookups_in_flight gauge\nboots_dhcp_lookups_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        out
+            Drop::ALL
+                .iter()
+                .map(|d| d.as_str())
+                .zip(load(&self.dropped)),
+        )?;
+        gauge(
+            &mut e,
+            "boots_dhcp_lookups_in_flight",
+            "Hardware lookups waiting in spawned tasks.",
+            i64::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )
     }
 }
 
@@ -185,15 +187,19 @@ impl DhcpMetrics {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "server")]
     #[test]
     fn renders_only_nonzero_labels() {
-        let m = DhcpMetrics::default();
+        let m = std::sync::Arc::new(DhcpMetrics::default());
         m.received(Some(MessageType::Discover));
         m.received(Some(MessageType::Discover));
         m.sent(Some(MessageType::Offer));
         m.silent(Reason::UnknownMac);
         m.dropped(Drop::Malformed);
-        let r = m.render();
+        let mut registry = tinkerbell_edge::metrics::Registry::default();
+        registry.register_collector(Box::new(m.clone()));
+        let mut r = String::new();
+        prometheus_client::encoding::text::encode(&mut r, &registry).unwrap();
         assert!(
             r.contains("boots_dhcp_received_total{type=\"discover\"} 2\n"),
             "{r}"

@@ -28,7 +28,6 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus_client::registry::Registry;
 use tinkerbell_core::model::{Hardware, Interface, MacAddr};
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::worker_token::{self, WorkerTokenKey};
@@ -141,31 +140,6 @@ pub fn router(
         r = r.nest_service(HOOKOS_PREFIX, hookos);
     }
     Ok(r)
-}
-
-/// `GET /smee/metrics`: the registry in the OpenMetrics text format (the lead registers DHCP,
-/// TFTP and HTTP metrics in one registry).
-pub fn metrics_router(registry: Arc<Registry>) -> Router {
-    Router::new().route(
-        "/smee/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                    Ok(()) => (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        body,
-                    )
-                        .into_response(),
-                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                }
-            }
-        }),
-    )
 }
 
 async fn count_hookos(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {

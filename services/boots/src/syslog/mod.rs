@@ -130,31 +130,62 @@ pub struct SyslogMetrics {
     pub lookup_failures: AtomicU64,
 }
 
-impl SyslogMetrics {
-    /// Prometheus text format.
-    pub fn render(&self, store: &LogStore) -> String {
-        format!(
-            "# HELP boots_syslog_received_total Syslog datagrams received.\n\
-             # TYPE boots_syslog_received_total counter\nboots_syslog_received_total {}\n\
-             # HELP boots_syslog_lookup_failures_total Source lookups that failed or timed out.\n\
-             # TYPE boots_syslog_lookup_failures_total counter\nboots_syslog_lookup_failures_total {}\n\
-             # HELP boots_syslog_evicted_total Stored lines dropped by the retention budgets.\n\
-             # TYPE boots_syslog_evicted_total counter\nboots_syslog_evicted_total {}\n\
-             # HELP boots_syslog_evicted_bytes_total Bytes freed by the retention budgets.\n\
-             # TYPE boots_syslog_evicted_bytes_total counter\nboots_syslog_evicted_bytes_total {}\n\
-             # HELP boots_syslog_stored_lines Lines currently stored.\n\
-             # TYPE boots_syslog_stored_lines gauge\nboots_syslog_stored_lines {}\n\
-             # HELP boots_syslog_stored_bytes Bytes currently stored, by sender.\n\
-             # TYPE boots_syslog_stored_bytes gauge\n\
-             boots_syslog_stored_bytes{{sender=\"known\"}} {}\n\
-             boots_syslog_stored_bytes{{sender=\"unknown\"}} {}\n",
-            self.received.load(Ordering::Relaxed),
-            self.lookup_failures.load(Ordering::Relaxed),
+/// The receiver's metrics at scrape time: its counters and the store's budgets.
+#[derive(Debug, Clone)]
+pub struct SyslogCollector {
+    /// The counters.
+    pub metrics: Arc<SyslogMetrics>,
+    /// The stored lines.
+    pub store: Arc<LogStore>,
+}
+
+impl tinkerbell_edge::metrics::Collector for SyslogCollector {
+    fn encode(
+        &self,
+        mut e: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use tinkerbell_edge::metrics::{counter, gauge, gauge_family};
+        let (m, store) = (&self.metrics, &self.store);
+        let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        counter(
+            &mut e,
+            "boots_syslog_received",
+            "Syslog datagrams received.",
+            m.received.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "boots_syslog_lookup_failures",
+            "Source lookups that failed or timed out.",
+            m.lookup_failures.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "boots_syslog_evicted",
+            "Stored lines dropped by the retention budgets.",
             store.evicted(),
+        )?;
+        counter(
+            &mut e,
+            "boots_syslog_evicted_bytes",
+            "Bytes freed by the retention budgets.",
             store.evicted_bytes(),
-            store.len(),
-            store.known_bytes(),
-            store.unknown_bytes(),
+        )?;
+        gauge(
+            &mut e,
+            "boots_syslog_stored_lines",
+            "Lines currently stored.",
+            int(store.len()),
+        )?;
+        gauge_family(
+            &mut e,
+            "boots_syslog_stored_bytes",
+            "Bytes currently stored, by sender.",
+            "sender",
+            [
+                ("known", int(store.known_bytes())),
+                ("unknown", int(store.unknown_bytes())),
+            ],
         )
     }
 }
