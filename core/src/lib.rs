@@ -39,6 +39,8 @@ pub mod mover;
 #[cfg(feature = "store")]
 pub mod private_files;
 #[cfg(feature = "store")]
+pub mod runtime;
+#[cfg(feature = "store")]
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

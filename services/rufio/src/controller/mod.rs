@@ -4,7 +4,8 @@
 //! observable behaviour, not their machinery):
 //! * **Level-triggered.** A watch event (or a timer) only names an object; the reconciler
 //!   re-reads it from the store and decides from what it finds, so a missed, duplicated or
-//!   stale event cannot make it do the wrong thing. One watcher per kind lists, then watches
+//!   stale event cannot make it do the wrong thing. The three kinds run on the shared
+//!   controller runtime (`tinkerbell_core::runtime`): one watcher per kind lists, then watches
 //!   from the list's `resourceVersion`, and lists again when the watch ends or expires.
 //! * **One work queue.** Keys are deduplicated; a key is never reconciled twice at once (an
 //!   event during a reconcile runs it once more afterwards); a reconciler asks to run again
@@ -33,11 +34,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use tinkerbell_core::store::{Kind, Object, ObjectKey, Store, StoreError, WatchEvent};
-use tokio::sync::mpsc;
+use tinkerbell_core::runtime::{Action, Controller as Runtime, Filter, Mapper, Watch};
+use tinkerbell_core::store::{Kind, Object, ObjectKey, Store, StoreError};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod bmcs;
@@ -69,8 +68,6 @@ pub struct Config {
     pub max_concurrent_bmc: usize,
     /// How often every Job and Task is reconciled even without an event.
     pub resync_interval: Duration,
-    /// Pause before listing again after a store error.
-    pub store_retry: Duration,
     /// Where power and boot-device changes are recorded, under the bmc Machine
     /// (`tinkerbell timeline`).
     pub timeline: Option<Arc<tinkerbell_core::timeline::Timeline>>,
@@ -86,7 +83,6 @@ impl Default for Config {
             bmc_timeout: Duration::from_secs(60),
             max_concurrent_bmc: 32,
             resync_interval: Duration::from_secs(10 * 60),
-            store_retry: Duration::from_secs(2),
             timeline: None,
         }
     }
@@ -102,7 +98,6 @@ impl Config {
             ("task timeout", self.task_timeout),
             ("BMC timeout", self.bmc_timeout),
             ("resync interval", self.resync_interval),
-            ("store retry", self.store_retry),
         ] {
             if d.is_zero() {
                 problems.push(format!("{name} must be more than 0"));
@@ -176,15 +171,10 @@ impl Controllers {
             verify_errors: Mutex::new(HashMap::new()),
             acted: Mutex::new(HashSet::new()),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
-        let h = tasks.spawn(run_queue(ctx.clone(), rx, cancel.clone()));
-        names.insert(h.id(), "work queue");
-        for kind in [Kind::Machine, Kind::Job, Kind::Task] {
-            let h = tasks.spawn(watch_kind(ctx.clone(), kind, tx.clone(), cancel.clone()));
-            names.insert(h.id(), kind_task_name(kind));
-        }
+        let h = tasks.spawn(run(ctx, cancel));
+        names.insert(h.id(), "controller");
         Ok(Controllers { tasks, names })
     }
 
@@ -205,17 +195,6 @@ impl Controllers {
     }
 }
 
-fn kind_task_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Machine => "Machine watcher",
-        Kind::Job => "Job watcher",
-        _ => "Task watcher",
-    }
-}
-
-/// A request to reconcile `key` at `at`.
-type Request = (ObjectKey, Instant);
-
 /// What a reconcile returns: run again after this long, or wait for the next event.
 pub(crate) type Requeue = Option<Duration>;
 
@@ -234,211 +213,37 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(ms.min(60_000))
 }
 
-/// The work queue: deduplicated keys with due times, at most one reconcile per key at once.
-async fn run_queue(
-    ctx: Arc<Ctx>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    cancel: CancellationToken,
-) {
-    let mut due: HashMap<ObjectKey, Instant> = HashMap::new();
-    let mut running: HashMap<tokio::task::Id, ObjectKey> = HashMap::new();
-    let mut busy: HashSet<ObjectKey> = HashSet::new();
-    let mut failures: HashMap<ObjectKey, u32> = HashMap::new();
-    let mut set: JoinSet<Result<Requeue, ControllerError>> = JoinSet::new();
-    loop {
-        let now = Instant::now();
-        let ready: Vec<ObjectKey> = due
-            .iter()
-            .filter(|(k, at)| **at <= now && !busy.contains(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in ready {
-            due.remove(&key);
-            busy.insert(key.clone());
-            let ctx = ctx.clone();
-            let k = key.clone();
-            let span = tracing::info_span!("reconcile", kind = %key.kind, namespace = %key.namespace, name = %key.name);
-            let h = set.spawn(tracing::Instrument::instrument(
-                async move { reconcile(&ctx, &k).await },
-                span,
-            ));
-            running.insert(h.id(), key);
-        }
-        let next = due
-            .iter()
-            .filter(|(k, _)| !busy.contains(*k))
-            .map(|(_, at)| *at)
-            .min();
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            msg = rx.recv() => match msg {
-                Some((key, at)) => {
-                    let e = due.entry(key).or_insert(at);
-                    *e = (*e).min(at);
-                }
-                None => break,
-            },
-            Some(joined) = set.join_next_with_id(), if !set.is_empty() => {
-                let (id, result) = match joined {
-                    Ok((id, r)) => (id, r.map_err(Some)),
-                    Err(e) => (e.id(), Err(None)),
-                };
-                let Some(key) = running.remove(&id) else { continue };
-                busy.remove(&key);
-                let again = match result {
-                    Ok(requeue) => {
-                        failures.remove(&key);
-                        requeue
-                    }
-                    Err(e) => {
-                        let n = failures.entry(key.clone()).or_insert(0);
-                        *n += 1;
-                        let wait = backoff(*n - 1);
-                        match e {
-                            Some(e) => tracing::warn!(object = %key, error = %tinkerbell_core::connect::error_chain(&e), retry_in = ?wait, "reconcile failed"),
-                            None => tracing::error!(object = %key, retry_in = ?wait, "reconcile panicked"),
-                        }
-                        Some(wait)
-                    }
-                };
-                if let Some(d) = again {
-                    let at = Instant::now() + d;
-                    let e = due.entry(key).or_insert(at);
-                    *e = (*e).min(at);
-                }
+/// The three controllers on the shared runtime, one queue. Machines are queued only when new
+/// or when their spec changed (their own status writes must not make them poll their BMC
+/// again; they requeue themselves every power check interval); Jobs and Tasks on every
+/// change, a Task also queues its owning Job; every `resync_interval` every Job and Task.
+async fn run(ctx: Arc<Ctx>, cancel: CancellationToken) {
+    let spec = |o: &Object| o.to_json().get("spec").cloned().unwrap_or_default();
+    let spec_changed: Filter = Arc::new(move |prev: Option<&Object>, cur: &Object| {
+        prev.is_none_or(|p| spec(p) != spec(cur))
+    });
+    let task_and_job: Mapper =
+        Arc::new(|t: &Object| std::iter::once(t.key()).chain(owner_job(t)).collect());
+    let runtime = Runtime::new(ctx.store.clone(), ctx.config.namespace.clone())
+        .watch(Watch::own(Kind::Machine).filter(spec_changed).no_resync())
+        .watch(Watch::own(Kind::Job))
+        .watch(Watch::related(Kind::Task, task_and_job))
+        .resync(ctx.config.resync_interval)
+        // BMC operations are limited by `Config::max_concurrent_bmc` and one per BMC.
+        .concurrency(usize::MAX);
+    let reconciler = move |key: ObjectKey| {
+        let ctx = ctx.clone();
+        async move {
+            match reconcile(&ctx, &key).await {
+                Ok(Some(after)) => Ok(Action::Requeue(after)),
+                Ok(None) => Ok(Action::AwaitChange),
+                Err(e) => Err(tinkerbell_core::connect::error_chain(&e)),
             }
-            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
         }
-    }
-    set.shutdown().await;
-}
-
-/// List and watch one kind, turning changes into queue requests; list again when the watch
-/// ends. Machines are queued only when new or when their spec changed (their own status
-/// writes must not make them poll their BMC again); Jobs and Tasks on every change, Tasks also
-/// queue their owning Job. Every `resync_interval` every known Job and Task is queued.
-async fn watch_kind(
-    ctx: Arc<Ctx>,
-    kind: Kind,
-    tx: mpsc::UnboundedSender<Request>,
-    cancel: CancellationToken,
-) {
-    let ns = ctx.config.namespace.clone();
-    // What the watcher last saw: the spec JSON of each object (for Machines' spec filter).
-    let mut seen: HashMap<ObjectKey, serde_json::Value> = HashMap::new();
-    let mut resync = tokio::time::interval_at(
-        Instant::now() + ctx.config.resync_interval,
-        ctx.config.resync_interval,
-    );
-    let send = |key: ObjectKey| {
-        let _ = tx.send((key, Instant::now()));
     };
-    'relist: loop {
-        if cancel.is_cancelled() {
-            return;
-        }
-        let list = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = ctx.store.list(kind, ns.as_deref()) => r,
-        };
-        let list = match list {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(%kind, error = %tinkerbell_core::connect::error_chain(&e), "listing failed; retrying");
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(ctx.config.store_retry) => continue 'relist,
-                }
-            }
-        };
-        let mut present = HashSet::new();
-        for obj in &list.items {
-            present.insert(obj.key());
-            on_change(kind, &WatchEvent::Added(obj.clone()), &mut seen, &send);
-        }
-        // Objects deleted while we were not watching.
-        let gone: Vec<ObjectKey> = seen
-            .keys()
-            .filter(|k| !present.contains(*k))
-            .cloned()
-            .collect();
-        for k in gone {
-            seen.remove(&k);
-            send(k);
-        }
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = ctx.store.watch(kind, ns.as_deref(), Some(&list.resource_version)) => r,
-        };
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%kind, error = %tinkerbell_core::connect::error_chain(&e), "watch failed; listing again");
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(ctx.config.store_retry) => continue 'relist,
-                }
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = resync.tick() => {
-                    if kind != Kind::Machine {
-                        for k in seen.keys() {
-                            send(k.clone());
-                        }
-                    }
-                }
-                ev = stream.next() => match ev {
-                    Some(Ok(ev)) => on_change(kind, &ev, &mut seen, &send),
-                    Some(Err(StoreError::Expired { .. })) | None => {
-                        tracing::debug!(%kind, "watch ended; listing again");
-                        continue 'relist;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(%kind, error = %tinkerbell_core::connect::error_chain(&e), "watch failed; listing again");
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(ctx.config.store_retry) => continue 'relist,
-                        }
-                    }
-                },
-            }
-        }
-    }
-}
-
-fn on_change(
-    kind: Kind,
-    ev: &WatchEvent,
-    seen: &mut HashMap<ObjectKey, serde_json::Value>,
-    send: &impl Fn(ObjectKey),
-) {
-    let obj = ev.object();
-    let key = obj.key();
-    if let WatchEvent::Deleted(_) = ev {
-        seen.remove(&key);
-        send(key);
-        return;
-    }
-    let spec = obj.to_json().get("spec").cloned().unwrap_or_default();
-    let changed = seen.get(&key) != Some(&spec);
-    seen.insert(key.clone(), spec);
-    match kind {
-        Kind::Machine => {
-            if changed {
-                send(key);
-            }
-        }
-        Kind::Task => {
-            if let Some(job) = owner_job(obj) {
-                send(job);
-            }
-            send(key);
-        }
-        _ => send(key),
-    }
+    runtime
+        .run(reconciler, |_e: &String, n| backoff(n - 1), cancel)
+        .await;
 }
 
 /// The Job that controls a Task (its controller owner reference of kind Job).

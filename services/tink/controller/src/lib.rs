@@ -17,12 +17,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use tinkerbell_core::store::{Kind, Object, Store, StoreError, WatchEvent, WatchStream};
+use tinkerbell_core::runtime::{Action, Controller as Runtime, Mapper, Watch};
+use tinkerbell_core::store::{Kind, Object, ObjectKey, Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 pub mod reconcile;
 
@@ -113,94 +112,47 @@ pub async fn start(
     Controller::start(config, store, cancel).await
 }
 
+/// The Workflow controller on the shared runtime: Workflows, and the bmc Jobs they own
+/// (a Job's progress reconciles its Workflow), every `resync` as well (timeouts, missing
+/// Templates or Hardware resolve with time). A failed reconcile is retried with backoff.
 async fn run(config: Config, store: Arc<dyn Store>, cancel: CancellationToken) {
-    let ns = config.namespace.as_deref();
-    let mut tick = tokio::time::interval(config.resync);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // (Re)list everything and start watching from there.
-        let (workflows, jobs) = match open_watches(&store, ns).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %tinkerbell_core::connect::error_chain(&e), "cannot watch the store, retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => continue,
-                }
+    let owners: Mapper = Arc::new(|job: &Object| {
+        job.meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.kind == Kind::Workflow.as_str())
+            .map(|o| ObjectKey::new(Kind::Workflow, job.namespace(), &o.name))
+            .collect()
+    });
+    let reconciler = {
+        let store = store.clone();
+        move |key: ObjectKey| {
+            let store = store.clone();
+            async move {
+                reconcile(&store, &key.namespace, &key.name, Timestamp::now())
+                    .await
+                    .map(|r| {
+                        tracing::debug!(result = ?r, "reconciled");
+                        Action::AwaitChange
+                    })
+                    .map_err(|e| tinkerbell_core::connect::error_chain(&e))
             }
-        };
-        let mut events = futures::stream::select(workflows, jobs);
-        resync(&store, ns).await;
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => resync(&store, ns).await,
-                event = events.next() => match event {
-                    Some(Ok(event)) => on_event(&store, &event).await,
-                    Some(Err(e)) => {
-                        tracing::info!(error = %tinkerbell_core::connect::error_chain(&e), "watch ended, re-listing");
-                        break;
-                    }
-                    None => {
-                        tracing::info!("watch closed, re-listing");
-                        break;
-                    }
-                },
-            }
-        }
-    }
-}
-
-async fn open_watches(
-    store: &Arc<dyn Store>,
-    ns: Option<&str>,
-) -> Result<(WatchStream, WatchStream), StoreError> {
-    let wf_rv = store.list(Kind::Workflow, ns).await?.resource_version;
-    let job_rv = store.list(Kind::Job, ns).await?.resource_version;
-    let workflows = store.watch(Kind::Workflow, ns, Some(&wf_rv)).await?;
-    let jobs = store.watch(Kind::Job, ns, Some(&job_rv)).await?;
-    Ok((workflows, jobs))
-}
-
-async fn resync(store: &Arc<dyn Store>, ns: Option<&str>) {
-    let list = match store.list(Kind::Workflow, ns).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %tinkerbell_core::connect::error_chain(&e), "listing workflows");
-            return;
         }
     };
-    for wf in &list.items {
-        run_one(store, wf.namespace(), wf.name()).await;
-    }
+    Runtime::new(store, config.namespace.clone())
+        .watch(Watch::own(Kind::Workflow))
+        .watch(Watch::related(Kind::Job, owners))
+        .resync(config.resync)
+        .run(reconciler, |_e: &String, n| backoff(n), cancel)
+        .await;
 }
 
-async fn on_event(store: &Arc<dyn Store>, event: &WatchEvent) {
-    let obj = event.object();
-    match (event, obj) {
-        (WatchEvent::Deleted(_), Object::Workflow(_)) => {}
-        (_, Object::Workflow(_)) => run_one(store, obj.namespace(), obj.name()).await,
-        (_, Object::Job(job)) => {
-            // A Job's owner Workflow reacts to the Job's progress.
-            for owner in job.metadata.owner_references.iter().flatten() {
-                if owner.kind == Kind::Workflow.as_str() {
-                    run_one(store, obj.namespace(), &owner.name).await;
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-async fn run_one(store: &Arc<dyn Store>, namespace: &str, name: &str) {
-    let span = tracing::info_span!("reconcile", workflow = %format!("{namespace}/{name}"));
-    match reconcile(store, namespace, name, Timestamp::now())
-        .instrument(span)
-        .await
-    {
-        Ok(r) => tracing::debug!(result = ?r, "reconciled"),
-        Err(e) => {
-            tracing::warn!(error = %tinkerbell_core::connect::error_chain(&e), "reconcile failed")
-        }
-    }
+/// After `n` failures in a row: 0.5 s doubling, at most the 60 s rufio also uses.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(
+        500u64
+            .saturating_mul(1 << n.saturating_sub(1).min(7))
+            .min(60_000),
+    )
 }
