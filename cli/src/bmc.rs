@@ -342,7 +342,7 @@ mod tests {
             timeout: Duration::from_secs(6),
         });
         assert_eq!(
-            tinkerbell_core::connect::error_chain(e.as_ref()),
+            tinkerbell_core::error_chain(e.as_ref()),
             "timed out: BMC h did not answer within 6s"
         );
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use tinkerbell_core::apply::{self, ApplyErrors, DocError};
+use tinkerbell_admin::apply::{self, ApplyErrors, DocError};
 
 use tinkerbell_core::store::{Backend, Kind, Object};
 
@@ -192,7 +192,7 @@ pub async fn hardware_import(g: &Global, csv: &str, dry_run: bool) -> anyhow::Re
     } else {
         std::fs::read_to_string(csv).with_context(|| format!("reading {csv}"))?
     };
-    let parsed = match tinkerbell_core::csv::parse_hardware_csv(&text, &g.namespace) {
+    let parsed = match tinkerbell_admin::csv::parse_hardware_csv(&text, &g.namespace) {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors.0 {

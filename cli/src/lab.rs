@@ -190,7 +190,7 @@ impl Lab {
         let bridge = self.env("LAB_BRIDGE")?;
         let data = self.appliance_dir();
         fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        let url_file = data.join(tinkerbell_core::connect::URL_FILE);
+        let url_file = data.join(tinkerbell_process::URL_FILE);
         let _ = fs::remove_file(&url_file);
         let log_path = self.state.join("appliance.log");
         let log = fs::File::create(&log_path)

@@ -36,7 +36,7 @@ pub struct Global {
     /// The store flags every binary shares: backend, store API URL, token, CA, data
     /// directory (also holding `api-token` and `api-url`), kubeconfig.
     #[command(flatten)]
-    pub store: tinkerbell_core::connect::StoreArgs,
+    pub store: tinkerbell_process::StoreArgs,
 
     /// Namespace for objects that name none, and for get/delete.
     #[arg(
@@ -325,7 +325,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_level = cli.global.log_level.clone();
     // A bad --log-level exits 2; every other error 1.
-    tinkerbell_core::connect::service_main(&log_level, |_| false, async move {
+    tinkerbell_process::service_main(&log_level, |_| false, async move {
         let g = &cli.global;
         match cli.command {
             Command::Serve(args) => serve::run(g, &args).await,

@@ -1,4 +1,4 @@
-//! `tinkerbell move --from SRC --to DST`: open both sides and run [`tinkerbell_core::mover`].
+//! `tinkerbell move --from SRC --to DST`: open both sides and run [`tinkerbell_admin::mover`].
 //!
 //! A side is written as:
 //! * a directory: an embedded data directory. When an appliance is running on it (the store
@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tinkerbell_core::connect::{BackendKind, StoreConnection};
-use tinkerbell_core::mover::{self, MoveOptions};
+use tinkerbell_admin::mover::{self, MoveOptions};
 use tinkerbell_core::store::embedded::{self, EmbeddedStore};
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::remote::RemoteStore;
 use tinkerbell_core::store::{Kind, Store, StoreError};
+use tinkerbell_process::{BackendKind, StoreConnection};
 
 use crate::Global;
 

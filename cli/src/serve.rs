@@ -19,13 +19,13 @@ use anyhow::Context;
 use tinkerbell_boots::flags::{Enabled, IpxeContext};
 use tinkerbell_core::api::server::{ApiConfig, ApiServer};
 use tinkerbell_core::api::token;
-use tinkerbell_core::connect::BackendKind;
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Backend, Kind};
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_edge::{HttpServer, ServeOptions};
+use tinkerbell_process::BackendKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ use crate::{Global, ServeArgs};
 /// How long services get to finish in-flight work after shutdown begins.
 const GRACE: Duration = Duration::from_secs(5);
 
-use tinkerbell_core::connect::URL_FILE;
+use tinkerbell_process::URL_FILE;
 
 pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let dir = data_dir(g)?;
@@ -248,14 +248,14 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // Local clients trust the certificate as it is (pinned): see `connect::CERT_FILE`.
-    let cert_file = dir.join(tinkerbell_core::connect::CERT_FILE);
+    // Local clients trust the certificate as it is (pinned): see `process::CERT_FILE`.
+    let cert_file = dir.join(tinkerbell_process::CERT_FILE);
     let scheme = match api_cert {
         Some((cert, _)) => {
             let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             write_file_atomic(
                 &dir,
-                tinkerbell_core::connect::CERT_FILE,
+                tinkerbell_process::CERT_FILE,
                 String::from_utf8_lossy(&pem).trim_end(),
             )?;
             "https"
@@ -281,7 +281,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let signals = tokio::spawn({
         let root = root.clone();
         async move {
-            tinkerbell_core::connect::shutdown_signal().await;
+            tinkerbell_process::shutdown_signal().await;
             tracing::info!("shutting down");
             root.cancel();
         }

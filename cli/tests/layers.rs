@@ -11,13 +11,16 @@ use serde_json::Value;
 /// The layer of every workspace crate, lowest first. A crate may depend on crates of a lower
 /// layer only.
 const LAYERS: &[(&str, u8)] = &[
-    // Below everything: no tinkerbell dependency at all.
+    // Below everything: no tinkerbell dependency at all. The model has no IO and no runtime.
+    ("tinkerbell-model", 0),
     ("tinkerbell-edge", 0),
     ("tinkerbell-tink-proto", 0),
-    // The model and the store.
+    // The store (on the model and the HTTP edge), and pure workflow logic on the model.
     ("tinkerbell-core", 1),
-    // Pure workflow logic on the model.
-    ("tinkerbell-tink-workflow", 2),
+    ("tinkerbell-tink-workflow", 1),
+    // On the store: operator input (apply, csv, move), and what binaries do around a service.
+    ("tinkerbell-admin", 2),
+    ("tinkerbell-process", 2),
     // The services: side by side, never one on another.
     ("tinkerbell-boots", 3),
     ("tinkerbell-hegel", 3),
@@ -83,4 +86,50 @@ fn every_crate_depends_only_on_lower_layers() {
     let mut named: Vec<String> = LAYERS.iter().map(|(n, _)| n.to_string()).collect();
     named.sort();
     assert_eq!(members, named, "LAYERS and the workspace members differ");
+}
+
+/// What the fuzz targets and the workflow logic link: the model builds without an async
+/// runtime, a Kubernetes client or a database.
+#[test]
+fn the_model_builds_without_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    for krate in ["tinkerbell-model", "tinkerbell-tink-workflow"] {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+                krate,
+            ])
+            .arg("--manifest-path")
+            .arg(&root)
+            .output()
+            .expect("cargo tree");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let io: Vec<&str> = tree
+            .lines()
+            .filter(|l| {
+                [
+                    "tokio ",
+                    "hyper ",
+                    "redb ",
+                    "reqwest ",
+                    "axum ",
+                    "tinkerbell-core ",
+                ]
+                .iter()
+                .any(|c| l.starts_with(c))
+            })
+            .collect();
+        assert!(io.is_empty(), "{krate} links {io:?}");
+    }
 }

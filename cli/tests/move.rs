@@ -8,8 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tinkerbell_admin::mover::digest;
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_MOVED_OUT};
-use tinkerbell_core::mover::digest;
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Kind, Object, Store};
 use tinkerbell_edge::testing::TestPki;

@@ -6,8 +6,9 @@
 //! * [`Controller`]: watches kinds ([`Watch::own`]: the object itself is reconciled;
 //!   [`Watch::related`]: each change is mapped to the keys to reconcile), keeps a deduplicating queue with due times, runs at most one reconcile per
 //!   key at once and at most `concurrency` in all, and reschedules by the reconcile's
-//!   [`Action`] or, on error, by the error policy's backoff. A periodic resync requeues every
-//!   object the watchers know — from their cache, never by GETting what a list returned.
+//!   [`Action`] or, on error, by the error policy's backoff. The reconcile gets the key and
+//!   the object as the watchers last saw it ([`Cache`]), so neither a change nor a periodic
+//!   resync makes it GET what a list or watch already returned.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -104,7 +105,6 @@ pub fn watcher(
                     continue 'relist;
                 }
             };
-            failures = 0;
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,
@@ -113,20 +113,21 @@ pub fn watcher(
                 let event = match next {
                     Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o))) => Event::Applied(o),
                     Some(Ok(WatchEvent::Deleted(o))) => Event::Deleted(o),
+                    // The history is gone: list again at once (the list is the new truth).
+                    Some(Err(StoreError::Expired { .. })) | None => continue 'relist,
+                    // Broken: list again after the backoff, which grows while the watch keeps
+                    // failing before it delivers anything.
                     Some(Err(e)) => {
-                        // Expired or broken: list again (the list is the new truth).
-                        if !matches!(e, StoreError::Expired { .. })
-                            && tx.send(Err(e)).await.is_err()
-                        {
+                        if !report_and_wait(&tx, e, &mut failures, &cancel).await {
                             return;
                         }
                         continue 'relist;
                     }
-                    None => continue 'relist,
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
+                failures = 0;
             }
         }
     });
@@ -196,6 +197,9 @@ impl Watch {
     }
 }
 
+/// What the watchers of one [`Controller`] last saw of every object, by key.
+pub type Cache = Arc<std::sync::RwLock<HashMap<ObjectKey, Object>>>;
+
 /// A controller: what it watches and how it queues; [`Controller::run`] drives a reconcile
 /// function with it.
 pub struct Controller {
@@ -248,16 +252,20 @@ impl Controller {
         self
     }
 
-    /// Run until `cancel` fires: `reconcile(key)` for each queued key; an `Err` is logged and
-    /// retried after `error_policy(&error, consecutive failures of that key)`.
+    /// Run until `cancel` fires: `reconcile(key, object)` for each queued key, with the
+    /// object as the watchers last saw it (`None`: gone, or of a kind nobody watches); an
+    /// `Err` is logged and retried after `error_policy(&error, consecutive failures of that
+    /// key)`. The cached object may be older than the reconciler's own last write: a write
+    /// from it that conflicts is for the reconciler to redo on a fresh read.
     pub async fn run<R, Fut, E, P>(self, reconcile: R, error_policy: P, cancel: CancellationToken)
     where
-        R: Fn(ObjectKey) -> Fut + Send + Sync + 'static,
+        R: Fn(ObjectKey, Option<Object>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
         P: Fn(&E, u32) -> Duration + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel::<(ObjectKey, Instant)>();
+        let cache = Cache::default();
         let mut feeders = JoinSet::new();
         for w in self.watches {
             let stream = watcher(
@@ -273,25 +281,41 @@ impl Controller {
                 w.filter,
                 resync,
                 tx.clone(),
+                cache.clone(),
                 cancel.clone(),
             ));
         }
         drop(tx);
+        let reconcile = move |key: ObjectKey| {
+            let cached = cache.read().ok().and_then(|c| c.get(&key).cloned());
+            reconcile(key, cached)
+        };
         run_queue(rx, self.concurrency, reconcile, error_policy, cancel).await;
         feeders.shutdown().await;
     }
 }
 
-/// Turn one watcher's events into queue requests; keep what it knows for filters and resyncs.
+/// Turn one watcher's events into queue requests; keep what it knows for filters and resyncs,
+/// and in `cache` for the reconciles.
 async fn feed(
     mut stream: BoxStream<'static, Result<Event, StoreError>>,
     map: Mapper,
     filter: Option<Filter>,
     resync: Option<Duration>,
     tx: mpsc::UnboundedSender<(ObjectKey, Instant)>,
+    cache: Cache,
     cancel: CancellationToken,
 ) {
     let mut known: HashMap<ObjectKey, Object> = HashMap::new();
+    // Mirror one change into the shared cache (`None`: gone).
+    let mirror = |key: ObjectKey, o: Option<&Object>| {
+        if let Ok(mut c) = cache.write() {
+            match o {
+                Some(o) => c.insert(key, o.clone()),
+                None => c.remove(&key),
+            };
+        }
+    };
     let period = resync.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     let send = |o: &Object| {
@@ -305,13 +329,14 @@ async fn feed(
             _ = tick.tick(), if resync.is_some() => known.values().for_each(send),
             event = stream.next() => match event {
                 None => return,
-                Some(Err(e)) => tracing::info!(error = %crate::connect::error_chain(&e), "watch failed; listing again"),
+                Some(Err(e)) => tracing::info!(error = %crate::error_chain(&e), "watch failed; listing again"),
                 Some(Ok(Event::Restarted(objects))) => {
                     let before = std::mem::take(&mut known);
                     for o in objects {
                         let changed = before.get(&o.key()).is_none_or(|prev| {
                             filter.as_ref().is_none_or(|f| f(Some(prev), &o))
                         });
+                        mirror(o.key(), Some(&o));
                         if changed {
                             send(&o);
                         }
@@ -320,11 +345,13 @@ async fn feed(
                     // Deleted while nobody watched: their dependents may care.
                     for (key, gone) in before {
                         if !known.contains_key(&key) {
+                            mirror(key, None);
                             send(&gone);
                         }
                     }
                 }
                 Some(Ok(Event::Applied(o))) => {
+                    mirror(o.key(), Some(&o));
                     let prev = known.get(&o.key());
                     if filter.as_ref().is_none_or(|f| f(prev, &o)) {
                         send(&o);
@@ -332,6 +359,7 @@ async fn feed(
                     known.insert(o.key(), o);
                 }
                 Some(Ok(Event::Deleted(o))) => {
+                    mirror(o.key(), None);
                     known.remove(&o.key());
                     send(&o);
                 }
@@ -466,8 +494,9 @@ mod tests {
         }
     }
 
-    /// Every object is reconciled once at start and again on each change; a failing key is
-    /// retried by the error policy; a key never runs twice at once.
+    /// Every object is reconciled once at start and again on each change, each time with the
+    /// object as last watched; a failing key is retried by the error policy; a key never runs
+    /// twice at once.
     #[tokio::test]
     async fn reconciles_changes_retries_errors_and_never_overlaps_a_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -483,15 +512,19 @@ mod tests {
             .concurrency(4);
         let (seen2, active2, overlap2) = (seen.clone(), active.clone(), overlap.clone());
         let run = tokio::spawn(c.run(
-            move |key: ObjectKey| {
+            move |key: ObjectKey, cached: Option<Object>| {
                 let (seen, active, overlap) = (seen2.clone(), active2.clone(), overlap2.clone());
+                let data = match cached {
+                    Some(Object::Template(t)) => t.spec.data.clone().unwrap_or_default(),
+                    _ => "none".into(),
+                };
                 async move {
                     if !active.lock().unwrap().insert(key.name.clone()) {
                         overlap.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     active.lock().unwrap().remove(&key.name);
-                    seen.lock().unwrap().push(key.name.clone());
+                    seen.lock().unwrap().push(format!("{}={data}", key.name));
                     if key.name == "bad" {
                         Err("broken".to_string())
                     } else {
@@ -503,10 +536,11 @@ mod tests {
             cancel.clone(),
         ));
         let count = |name: &str| seen.lock().unwrap().iter().filter(|n| *n == name).count();
-        eventually("a reconciled", || count("a") == 1).await;
-        eventually("bad retried", || count("bad") >= 3).await;
+        eventually("a reconciled", || count("a=1") == 1).await;
+        eventually("bad retried", || count("bad=1") >= 3).await;
         store.update(template("a", "2")).await.unwrap();
-        eventually("a reconciled after its change", || count("a") == 2).await;
+        eventually("a reconciled after its change", || count("a=2") == 1).await;
+        assert_eq!(count("a=1"), 1);
         assert!(!overlap.load(std::sync::atomic::Ordering::SeqCst));
         cancel.cancel();
         run.await.unwrap();

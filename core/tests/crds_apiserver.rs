@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use k8s_openapi::ByteString;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
-use tinkerbell_core::store::kube::{KubeStore, with_schema_defaults};
+use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::shared::with_schema_defaults;
 use tinkerbell_core::store::{Kind, Object, Store};
 use tinkerbell_core::testing::strip_nulls;
 

@@ -32,7 +32,7 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let cancel = CancellationToken::new();

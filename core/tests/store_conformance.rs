@@ -96,7 +96,7 @@ impl Remote {
     }
 
     async fn serve(path: &std::path::Path) -> (CancellationToken, ApiServer, String) {
-        tinkerbell_core::store::remote::install_crypto_provider();
+        tinkerbell_edge::tls::install_crypto_provider();
         let store = EmbeddedStore::open(path).unwrap();
         let cancel = CancellationToken::new();
         let config = ApiConfig {

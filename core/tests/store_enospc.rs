@@ -65,7 +65,7 @@ fn bulk_secret(name: &str, kib: usize) -> Object {
 }
 
 async fn get_json(url: &str) -> (u16, String) {
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let r = reqwest::get(url).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }

@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinkerbell_core::apply::{self, ParsedDoc};
-use tinkerbell_core::csv::parse_hardware_csv;
+use tinkerbell_admin::apply::{self, ParsedDoc};
+use tinkerbell_admin::csv::parse_hardware_csv;
 use tinkerbell_core::store::{Kind, Object};
 
 const NS: &str = "eksa-system";

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
 use tinkerbell_boots::dhcp::{self, handler, wire, Mode};
-use tinkerbell_core::model::{Dhcp, Hardware, HardwareSpec, Interface, Ip, Ipxe, Netboot};
+use tinkerbell_model::{Dhcp, Hardware, HardwareSpec, Interface, Ip, Ipxe, Netboot};
 
 /// The Hardware fields of the input's trailer (empty ones stay unset).
 fn fields(data: &[u8]) -> Vec<Option<String>> {

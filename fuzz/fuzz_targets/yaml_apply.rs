@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tinkerbell_core::apply::{self, ApplyErrors};
+use tinkerbell_admin::apply::{self, ApplyErrors};
 use tinkerbell_core::store::Object;
 
 /// Lines as YAML counts them: `\r\n`, `\n` and a bare `\r` each end one. (`apply` splits

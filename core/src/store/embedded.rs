@@ -34,6 +34,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::index::{ClaimKind, LookupIndex, check_hardware_claims};
+use super::shared::async_stream;
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
@@ -842,15 +843,4 @@ impl HardwareLookup for EmbeddedStore {
     ) -> Result<Vec<Arc<Workflow>>, StoreError> {
         Ok(self.read_state().index.workflows_by_agent(agent_id))
     }
-}
-
-/// A stream fed by a spawned producer; the producer stops when the stream is dropped.
-pub(crate) fn async_stream<F, Fut>(producer: F) -> WatchStream
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchEvent, StoreError>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(producer(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -46,8 +46,8 @@
 //!   check the index first and refuse with [`StoreError::Duplicate`]. Another writer (kubectl,
 //!   an upstream controller) racing with us can still create a duplicate; the index then keeps
 //!   the first claimer.
-//! * **Lifetime.** The index task is owned by the store: it is aborted when the last clone of
-//!   the [`KubeStore`] is dropped. Watch streams returned by [`Store::watch`] are independent
+//! * **Lifetime.** The index runs on [`runtime::watcher`]s (the controller runtime's) owned by
+//!   the store: they stop when the last clone of the [`KubeStore`] is dropped. Watch streams returned by [`Store::watch`] are independent
 //!   and stop when the consumer drops them.
 
 use std::collections::{HashMap, HashSet};
@@ -58,7 +58,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{
     Api, DeleteParams, ListParams, PostParams, Preconditions, WatchEvent as KubeEvent, WatchParams,
@@ -68,22 +67,23 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
-use super::embedded::async_stream;
 use super::index::{LookupIndex, check_hardware_claims};
+use super::shared::{async_stream, server_view};
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
 };
 use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow, WorkflowRuleSet};
+use crate::runtime;
 
 /// How long lookups wait for the first full list by default.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts of an unconditional update that keeps hitting conflicts.
 const UNCONDITIONAL_ATTEMPTS: usize = 3;
-/// Index task back-off after an error, first and maximum.
+/// A watch the server ends at once is reopened no sooner than this.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// A typed resource this backend stores, and how it converts to and from [`Object`].
 trait KubeKind:
@@ -190,17 +190,9 @@ struct Inner {
     server: Option<String>,
     namespace: String,
     shared: Arc<Shared>,
-    /// Aborts the index task when the last store clone goes.
-    _index_task: AbortOnDrop,
-}
-
-/// A task handle that aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    /// Stops the index's watchers when the last store clone goes (`None` in the handle the
+    /// index itself lists and watches through, so it keeps no store alive).
+    _index: Option<tokio_util::sync::DropGuard>,
 }
 
 /// State shared between the store and its index task.
@@ -372,21 +364,23 @@ impl KubeStore {
             index: RwLock::new(IndexState::default()),
             sync,
         });
-        let hw = run_index(scoped_api::<Hardware>(&client, namespace), shared.clone());
-        let wf = run_index(scoped_api::<Workflow>(&client, namespace), shared.clone());
-        let task = tokio::spawn(async move {
-            tokio::join!(hw, wf);
-        });
-        KubeStore {
+        let store = |index| KubeStore {
             inner: Arc::new(Inner {
-                client,
+                client: client.clone(),
                 server: None,
                 namespace: namespace.to_string(),
-                shared,
-                _index_task: AbortOnDrop(task),
+                shared: shared.clone(),
+                _index: index,
             }),
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
+        };
+        let lister: Arc<dyn Store> = Arc::new(store(None));
+        let stop = CancellationToken::new();
+        for kind in [Kind::Hardware, Kind::Workflow] {
+            let events = runtime::watcher(lister.clone(), kind, None, stop.clone());
+            tokio::spawn(run_index(kind, events, shared.clone()));
         }
+        store(Some(stop.drop_guard()))
     }
 
     /// A store from a kubeconfig file, or (with `None`) from the environment: `$KUBECONFIG` or
@@ -937,7 +931,7 @@ pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, Store
 
 /// The client configuration [`client_from_kubeconfig`] uses.
 async fn config_from_kubeconfig(path: Option<&Path>) -> Result<kube::Config, StoreError> {
-    super::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let config = match path {
         Some(p) => {
             let kc = kube::config::Kubeconfig::read_from(p)
@@ -998,90 +992,6 @@ fn carry_over(obj: Object, cur: &Object) -> Object {
         m.owner_references = c.owner_references.clone();
     }
     obj
-}
-
-/// The object as an API server stores it, in JSON: Secrets with `stringData` folded into
-/// `data` and `type` defaulted to `Opaque`; custom resources with their CRD's schema defaults
-/// filled in (a Machine written without `port` reads back with 623). Comparing two objects
-/// through this view tells whether writing one over the other would change anything, whichever
-/// backend they came from (the mover's content hash and `apply_all`'s Unchanged both use it).
-pub(crate) fn server_view(obj: &Object) -> Value {
-    match obj {
-        Object::Secret(s) => {
-            let mut s = (**s).clone();
-            if let Some(sd) = s.string_data.take() {
-                let data = s.data.get_or_insert_with(Default::default);
-                for (k, v) in sd {
-                    data.insert(k, ByteString(v.into_bytes()));
-                }
-            }
-            s.type_.get_or_insert_with(|| "Opaque".to_string());
-            Object::Secret(Arc::new(s)).to_json()
-        }
-        other => {
-            let mut v = other.to_json();
-            if let Some(schema) = crd_schema(other.kind()) {
-                apply_schema_defaults(schema, &mut v);
-            }
-            v
-        }
-    }
-}
-
-/// `v` (an object of `kind` as JSON) with the defaults of `kind`'s CRD schema filled in, as the
-/// API server fills them in on every write (Secrets have no schema and come back unchanged).
-pub fn with_schema_defaults(kind: Kind, mut v: Value) -> Value {
-    if let Some(schema) = crd_schema(kind) {
-        apply_schema_defaults(schema, &mut v);
-    }
-    v
-}
-
-/// The openAPIV3Schema of `kind`'s CRD (None for Secrets).
-fn crd_schema(kind: Kind) -> Option<&'static Value> {
-    static SCHEMAS: std::sync::OnceLock<HashMap<String, Value>> = std::sync::OnceLock::new();
-    SCHEMAS
-        .get_or_init(|| {
-            crate::model::all_crds()
-                .into_iter()
-                .filter_map(|crd| {
-                    let schema = crd.spec.versions.first()?.schema.as_ref()?;
-                    let v = serde_json::to_value(schema.open_api_v3_schema.as_ref()?).ok()?;
-                    Some((crd.spec.names.kind, v))
-                })
-                .collect()
-        })
-        .get(kind.as_str())
-}
-
-/// Structural-schema defaulting as the API server does it on every write: inside each object
-/// that is present, a missing property whose schema has a `default` gets it.
-fn apply_schema_defaults(schema: &Value, v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-                return;
-            };
-            for (name, sub) in props {
-                if !map.contains_key(name)
-                    && let Some(d) = sub.get("default")
-                {
-                    map.insert(name.clone(), d.clone());
-                }
-                if let Some(child) = map.get_mut(name) {
-                    apply_schema_defaults(sub, child);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(sub) = schema.get("items") {
-                for item in items {
-                    apply_schema_defaults(sub, item);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// What `apply_all` compares to decide Unchanged: the [`server_view`] without status and
@@ -1188,84 +1098,24 @@ async fn follow<K: KubeKind>(
     }
 }
 
-/// Keep one kind (Hardware or Workflow) of the index up to date: list, then watch from the
-/// list's resourceVersion, re-watching when the server ends a watch and relisting when the
-/// history is gone. Errors are recorded (for lookups that time out) and retried with back-off.
-/// Runs until aborted.
-async fn run_index<K: KubeKind>(api: Api<K>, shared: Arc<Shared>) {
-    let kind = K::KIND;
-    let mut backoff = BACKOFF_MIN;
-    let fail = |what: String, backoff: &mut Duration| {
-        shared.record_error(what);
-        let wait = *backoff;
-        *backoff = (*backoff * 2).min(BACKOFF_MAX);
-        wait
-    };
-    loop {
-        let list = match api.list(&ListParams::default()).await {
-            Ok(l) => l,
-            Err(e) => {
-                let wait = fail(format!("listing {kind}: {e}"), &mut backoff);
-                tokio::time::sleep(wait).await;
-                continue;
+/// Keep one kind (Hardware or Workflow) of the index up to date from its [`runtime::watcher`]
+/// (which lists, watches, relists when the history is gone and backs off on errors). Errors are
+/// recorded for lookups that time out. Ends when the watcher does (the store was dropped).
+async fn run_index(
+    kind: Kind,
+    mut events: BoxStream<'static, Result<runtime::Event, StoreError>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(runtime::Event::Restarted(items)) => {
+                shared.write().replace_all(kind, &items);
+                shared.mark_synced(kind);
             }
-        };
-        let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
-        let items: Vec<Object> = list.items.into_iter().map(K::into_object).collect();
-        shared.write().replace_all(kind, &items);
-        shared.mark_synced(kind);
-        backoff = BACKOFF_MIN;
-
-        // Watch until the history is gone (relist) or an error (back off, relist).
-        'watch: loop {
-            let started = Instant::now();
-            let mut stream = match api.watch(&WatchParams::default(), &rv).await {
-                Ok(s) => s.boxed(),
-                Err(e) => {
-                    if !matches!(status_code(&e), Some(410)) {
-                        let wait = fail(format!("watching {kind}: {e}"), &mut backoff);
-                        tokio::time::sleep(wait).await;
-                    }
-                    break 'watch;
-                }
-            };
-            let mut delivered = false;
-            while let Some(ev) = stream.next().await {
-                delivered = true;
-                match ev {
-                    Ok(KubeEvent::Added(k)) | Ok(KubeEvent::Modified(k)) => {
-                        rv = k.meta().resource_version.clone().unwrap_or(rv);
-                        shared.write().upsert(&k.into_object());
-                    }
-                    Ok(KubeEvent::Deleted(k)) => {
-                        rv = k.meta().resource_version.clone().unwrap_or(rv);
-                        shared.write().delete_watched(&k.into_object());
-                    }
-                    Ok(KubeEvent::Bookmark(b)) => rv = b.metadata.resource_version,
-                    Ok(KubeEvent::Error(s)) if s.code == 410 => break 'watch,
-                    Ok(KubeEvent::Error(s)) => {
-                        let wait = fail(format!("watching {kind}: {}", s.message), &mut backoff);
-                        tokio::time::sleep(wait).await;
-                        break 'watch;
-                    }
-                    Err(e) => {
-                        let wait = fail(format!("watching {kind}: {e}"), &mut backoff);
-                        tokio::time::sleep(wait).await;
-                        break 'watch;
-                    }
-                }
-            }
-            if !delivered && started.elapsed() < BACKOFF_MIN {
-                tokio::time::sleep(BACKOFF_MIN).await;
-            }
+            Ok(runtime::Event::Applied(obj)) => shared.write().upsert(&obj),
+            Ok(runtime::Event::Deleted(obj)) => shared.write().delete_watched(&obj),
+            Err(e) => shared.record_error(format!("watching {kind}: {}", crate::error_chain(&e))),
         }
-    }
-}
-
-fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
     }
 }
 

@@ -31,6 +31,7 @@ pub mod kube;
 pub mod kube_crds;
 pub mod kube_lease;
 pub mod remote;
+pub mod shared;
 
 pub use error::StoreError;
 

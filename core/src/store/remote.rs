@@ -11,7 +11,7 @@ use kube::core::Status;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use super::embedded::async_stream;
+use super::shared::async_stream;
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
     WatchStream,
@@ -35,17 +35,11 @@ impl std::fmt::Debug for RemoteStore {
     }
 }
 
-/// Install the ring crypto provider for rustls once per process (reqwest and kube need one).
-pub fn install_crypto_provider() {
-    // Err means one is installed already, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl RemoteStore {
     /// A client for the store API at `base_url` (e.g. `http://127.0.0.1:7081`); an https://
     /// one is verified against the system's CAs.
     pub fn new(base_url: &str, token: &str) -> Result<RemoteStore, StoreError> {
-        install_crypto_provider();
+        tinkerbell_edge::tls::install_crypto_provider();
         // The platform verifier needs a CA bundle on disk; an empty root filesystem (initramfs,
         // FROM-scratch container) has none, and the store API is plain HTTP on loopback anyway.
         let http = match reqwest::Client::builder().build() {
@@ -64,7 +58,7 @@ impl RemoteStore {
         token: &str,
         tls: rustls::ClientConfig,
     ) -> Result<RemoteStore, StoreError> {
-        install_crypto_provider();
+        tinkerbell_edge::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .build();

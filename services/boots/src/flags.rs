@@ -196,7 +196,7 @@ pub struct TftpArgs {
         long,
         env = "TINKERBELL_TFTP_TIMEOUT",
         default_value = "1s",
-        value_parser = tinkerbell_core::duration::parse
+        value_parser = tinkerbell_model::duration::parse
     )]
     pub tftp_timeout: Duration,
     /// The largest block size granted to a client that asks for one (RFC 2348; 8..=65464).

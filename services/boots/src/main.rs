@@ -16,11 +16,11 @@ use anyhow::Context;
 use clap::Parser;
 use tinkerbell_boots::flags::{BootsArgs, Enabled, IpxeContext};
 use tinkerbell_boots::{Boots, BootsError, Config};
-use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::Timeline;
 use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
 use tinkerbell_edge::{HttpServer, ServeOptions};
+use tinkerbell_process as process;
 use tokio_util::sync::CancellationToken;
 
 /// Network boot for Tinkerbell Hardware: DHCP, TFTP, iPXE over HTTP, syslog.
@@ -73,10 +73,10 @@ struct Cli {
     logs_token_file: Option<PathBuf>,
 
     #[command(flatten)]
-    store: connect::StoreArgs,
+    store: process::StoreArgs,
 
     #[command(flatten)]
-    log: connect::LogArgs,
+    log: process::LogArgs,
 }
 
 /// Build and validate the configuration; every problem is reported at once. `http_port` is
@@ -113,7 +113,7 @@ fn config(cli: &Cli, http_port: u16, key: Option<WorkerTokenKey>) -> Result<Conf
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    connect::service_main(
+    process::service_main(
         &cli.log.log_level,
         |e| {
             e.downcast_ref::<BootsError>()
@@ -129,7 +129,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     // Validate the flags before anything is bound (the real HTTP port comes later).
-    config(cli, cli.http_port, None).map_err(connect::UsageError)?;
+    config(cli, cli.http_port, None).map_err(process::UsageError)?;
     let token = match &cli.logs_token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -165,7 +165,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     eprintln!("boots: iPXE, HookOS, logs and metrics on http://{http_addr}");
     let router = boots.router_alone(token);
-    let signals = connect::cancel_on_shutdown(&root);
+    let signals = process::cancel_on_shutdown(&root);
     // HTTP and the UDP services run until a signal, or until one of them fails, which stops
     // the rest. With DHCP, TFTP and syslog all off, `join` returns at once and HTTP (iPXE
     // scripts, HookOS, logs, metrics) carries on alone.

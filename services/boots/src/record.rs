@@ -10,9 +10,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tinkerbell_core::model::Hardware;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::timeline::{Phase, Subject, Timeline};
+use tinkerbell_model::Hardware;
 
 /// The `source` boots' events carry.
 pub const SOURCE: &str = "boots";

@@ -144,7 +144,7 @@ impl Lab {
 }
 
 async fn lab(tweak: impl FnOnce(&mut Config)) -> Lab {
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     for v in fixtures() {

@@ -60,7 +60,7 @@ async fn qemu_netboots_through_tftp_and_http() {
             return;
         }
     }
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let work = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&work.path().join("store")).unwrap();
     store

@@ -68,7 +68,7 @@ async fn eventually(t: &Timeline, phase: Phase) {
 #[tokio::test]
 async fn dhcp_tftp_script_and_hookos_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let store = EmbeddedStore::open(&dir.path().join("store")).unwrap();
     let hw = json!({
         "apiVersion": "tinkerbell.org/v1alpha1",

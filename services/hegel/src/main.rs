@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect;
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_edge::Cidr;
 use tinkerbell_hegel::{Config, Hegel, HegelError};
+use tinkerbell_process as process;
 use tokio_util::sync::CancellationToken;
 
 /// EC2-compatible instance metadata for Tinkerbell Hardware (cloud-init's Ec2 datasource).
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "hegel", version, about)]
 struct Cli {
     /// Listen address; `:PORT` listens on every IPv4 address (upstream's form).
-    #[arg(long, env = "HEGEL_HTTP_ADDR", default_value = ":50061", value_parser = connect::parse_listen_addr)]
+    #[arg(long, env = "HEGEL_HTTP_ADDR", default_value = ":50061", value_parser = process::parse_listen_addr)]
     http_addr: SocketAddr,
 
     /// Comma-separated CIDRs/IPs of proxies whose X-Forwarded-For is believed.
@@ -55,15 +55,15 @@ struct Cli {
     token_ttl_max: u64,
 
     #[command(flatten)]
-    store: connect::StoreArgs,
+    store: process::StoreArgs,
 
     #[command(flatten)]
-    log: connect::LogArgs,
+    log: process::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    connect::service_main(
+    process::service_main(
         &cli.log.log_level,
         |e| matches!(e.downcast_ref::<HegelError>(), Some(HegelError::Config(_))),
         run(&cli),
@@ -96,12 +96,12 @@ fn config(cli: &Cli) -> Result<Config, String> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let config = config(cli).map_err(connect::UsageError)?;
+    let config = config(cli).map_err(process::UsageError)?;
     let backend = connect(cli).await?;
     let root = CancellationToken::new();
     let hegel = Hegel::start(&config, backend, root.child_token()).await?;
     eprintln!("hegel: serving metadata on http://{}", hegel.local_addr());
-    let signals = connect::cancel_on_shutdown(&root);
+    let signals = process::cancel_on_shutdown(&root);
     let result = hegel.join().await;
     signals.abort();
     result.context("hegel")

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect;
 use tinkerbell_core::duration;
 use tinkerbell_core::store::Store;
+use tinkerbell_process as process;
 use tinkerbell_rufio::controller::Config;
 use tinkerbell_rufio::{ControllerError, Controllers};
 use tokio_util::sync::CancellationToken;
@@ -67,15 +67,15 @@ struct Cli {
     rufio_leader_election_namespace: String,
 
     #[command(flatten)]
-    store: connect::StoreArgs,
+    store: process::StoreArgs,
 
     #[command(flatten)]
-    log: connect::LogArgs,
+    log: process::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    connect::service_main(
+    process::service_main(
         &cli.log.log_level,
         |e| {
             e.downcast_ref::<ControllerError>()
@@ -102,8 +102,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     config.validate()?;
     let store: Arc<dyn Store> = cli.store.connect(tinkerbell_rufio::STORE_KINDS).await?;
     let root = CancellationToken::new();
-    let signals = connect::cancel_on_shutdown(&root);
-    let result = connect::run_elected(&cli.store, election, &root, async {
+    let signals = process::cancel_on_shutdown(&root);
+    let result = process::run_elected(&cli.store, election, &root, async {
         let controllers = Controllers::start(config, store, root.child_token())?;
         eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
         controllers.join().await.context("rufio controllers")

@@ -289,7 +289,7 @@ impl RedfishClient {
         let base = cfg.base_url()?;
         let origin = reqwest::Url::parse(&base)
             .map_err(|e| BmcError::Config(format!("Redfish endpoint {base:?}: {e}")))?;
-        tinkerbell_core::store::remote::install_crypto_provider();
+        tinkerbell_edge::tls::install_crypto_provider();
         let builder = || {
             reqwest::Client::builder()
                 .connect_timeout(cfg.connect_timeout)

@@ -13,7 +13,7 @@ use dhcproto::v4::{
     DhcpOption, Message, MessageType, Opcode, OptionCode, UnknownOption,
     relay::RelayAgentInformation,
 };
-use tinkerbell_core::model::{Dhcp, Hardware, Interface, Ip, MacAddr};
+use tinkerbell_model::{Dhcp, Hardware, Interface, Ip, MacAddr};
 
 use super::netboot::{self, BootSources, ClientKind};
 use super::{Config, Mode};
@@ -511,7 +511,7 @@ pub fn boot_file(m: &Message) -> Option<String> {
 mod tests {
     use super::*;
     use dhcproto::v4::{Architecture, relay::RelayInfo};
-    use tinkerbell_core::model::{ClasslessStaticRoute, Dhcp, HardwareSpec, Ip, Ipxe, Netboot};
+    use tinkerbell_model::{ClasslessStaticRoute, Dhcp, HardwareSpec, Ip, Ipxe, Netboot};
 
     const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
     const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

@@ -28,10 +28,10 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tinkerbell_core::model::{Hardware, Interface, MacAddr};
 use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_core::worker_token::{self, WorkerTokenKey};
 use tinkerbell_edge::{Cidr, canonical, client_ip};
+use tinkerbell_model::{Hardware, Interface, MacAddr};
 use tokio_util::sync::CancellationToken;
 
 use tinkerbell_core::timeline::Phase;

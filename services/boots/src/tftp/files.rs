@@ -18,7 +18,7 @@ use bytes::Bytes;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
-use tinkerbell_core::model::MacAddr;
+use tinkerbell_model::MacAddr;
 
 /// Debian's `ipxe` package puts its binaries here.
 pub const DEBIAN_IPXE_DIR: &str = "/usr/lib/ipxe";

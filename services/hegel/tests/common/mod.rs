@@ -106,7 +106,7 @@ impl Drop for Running {
 
 /// hegel on 127.0.0.1:0 over a fresh embedded store holding `hardware`.
 pub async fn start(config: Config, hardware: Vec<Value>) -> Running {
-    tinkerbell_core::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     for hw in hardware {

@@ -89,7 +89,7 @@ impl Target {
             Err(e) => {
                 return Err(format!(
                     "reading Secret {ns}/{name}: {}",
-                    tinkerbell_core::connect::error_chain(&e)
+                    tinkerbell_core::error_chain(&e)
                 ));
             }
         };
@@ -111,7 +111,7 @@ impl Target {
 
 /// How a failed BMC operation reads in a condition: its class first, then the chain.
 pub(crate) fn message(e: &BmcError) -> String {
-    let chain = tinkerbell_core::connect::error_chain(e);
+    let chain = tinkerbell_core::error_chain(e);
     match e.kind() {
         ErrorKind::Failed => chain,
         k => format!("{}: {chain}", k.as_str()),
@@ -187,7 +187,7 @@ impl Bmcs {
             match tokio::time::timeout(self.timeout, attempt).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(e)) => {
-                    tracing::debug!(host = %target.host, protocol = ?protocol_of(cfg), error = %tinkerbell_core::connect::error_chain(&e), "BMC operation failed");
+                    tracing::debug!(host = %target.host, protocol = ?protocol_of(cfg), error = %tinkerbell_core::error_chain(&e), "BMC operation failed");
                     errors.push(e);
                 }
                 Err(_) => errors.push(BmcError::TimedOut {

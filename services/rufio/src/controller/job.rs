@@ -11,7 +11,7 @@ use tinkerbell_core::model::bmc::{
 };
 use tinkerbell_core::store::{Kind, Object, ObjectKey, StoreError};
 
-use super::{ControllerError, Ctx, Requeue, now, owner_job, status};
+use super::{ControllerError, Ctx, Requeue, live, now, owner_job, status};
 
 /// The name of a Job's `n`th Task (0-based), as upstream's `FormatTaskName`.
 pub fn task_name(job: &str, n: usize) -> String {
@@ -30,19 +30,19 @@ enum Progress {
     Failed(String),
 }
 
-pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, ControllerError> {
-    let job = match ctx.store.get(key.kind, &key.namespace, &key.name).await {
-        Ok(Object::Job(j)) => j,
-        Ok(_) => return Ok(None),
-        Err(StoreError::NotFound(_)) => {
-            delete_orphans(ctx, key).await?;
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if job.metadata.deletion_timestamp.is_some() || terminal(&job) {
+pub(crate) async fn reconcile(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    cached: Option<Object>,
+) -> Result<Requeue, ControllerError> {
+    if cached.is_none() {
+        delete_orphans(ctx, key).await?;
         return Ok(None);
     }
+    let pending = |o: &Object| matches!(o, Object::Job(j) if j.metadata.deletion_timestamp.is_none() && !terminal(j));
+    let Some(Object::Job(job)) = live(ctx, key, cached, pending).await? else {
+        return Ok(None);
+    };
     let progress = progress(ctx, key, &job).await?;
     let (cond, message): (Option<&str>, Option<String>) = match progress {
         Progress::Waiting => (None, None),
@@ -157,7 +157,7 @@ async fn create_task(ctx: &Ctx, key: &ObjectKey, job: &Job, n: usize) -> Result<
         Err(e) => {
             return Err(format!(
                 "failed to get Machine {mns}/{mname}: {}",
-                tinkerbell_core::connect::error_chain(&e)
+                tinkerbell_core::error_chain(&e)
             ));
         }
     };
@@ -205,7 +205,7 @@ async fn create_task(ctx: &Ctx, key: &ObjectKey, job: &Job, n: usize) -> Result<
                     return Err(format!(
                         "failed to read Task {}/{name}: {}",
                         key.namespace,
-                        tinkerbell_core::connect::error_chain(&e)
+                        tinkerbell_core::error_chain(&e)
                     ));
                 }
             };
@@ -222,7 +222,7 @@ async fn create_task(ctx: &Ctx, key: &ObjectKey, job: &Job, n: usize) -> Result<
                 Err(e) => Err(format!(
                     "failed to delete stale Task {}/{name}: {}",
                     key.namespace,
-                    tinkerbell_core::connect::error_chain(&e)
+                    tinkerbell_core::error_chain(&e)
                 )),
             }
             // The Task's Deleted event queues this Job again, which creates the Task anew.
@@ -230,7 +230,7 @@ async fn create_task(ctx: &Ctx, key: &ObjectKey, job: &Job, n: usize) -> Result<
         Err(e) => Err(format!(
             "failed to create Task {}/{name}: {}",
             key.namespace,
-            tinkerbell_core::connect::error_chain(&e)
+            tinkerbell_core::error_chain(&e)
         )),
     }
 }

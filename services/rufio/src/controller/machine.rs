@@ -7,17 +7,19 @@ use std::sync::Arc;
 use tinkerbell_core::model::bmc::{
     MachineCondition, condition_status, machine_condition_type, power_state,
 };
-use tinkerbell_core::store::{Object, ObjectKey, StoreError};
+use tinkerbell_core::store::{Object, ObjectKey};
 
 use super::bmcs::{self, Target};
 use super::{ControllerError, Ctx, Requeue, now, status};
 use crate::action::{ActionOutcome, Step};
 
-pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, ControllerError> {
-    let m = match ctx.store.get(key.kind, &key.namespace, &key.name).await {
-        Ok(Object::Machine(m)) => m,
-        Ok(_) | Err(StoreError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+pub(crate) async fn reconcile(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    cached: Option<Object>,
+) -> Result<Requeue, ControllerError> {
+    let Some(Object::Machine(m)) = cached else {
+        return Ok(None);
     };
     if m.metadata.deletion_timestamp.is_some() {
         return Ok(None);

@@ -198,12 +198,37 @@ impl Controllers {
 /// What a reconcile returns: run again after this long, or wait for the next event.
 pub(crate) type Requeue = Option<Duration>;
 
-async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, ControllerError> {
+/// Reconcile `key` from `cached`, the object as the runtime's watch last saw it (`None`: gone).
+async fn reconcile(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    cached: Option<Object>,
+) -> Result<Requeue, ControllerError> {
     match key.kind {
-        Kind::Machine => machine::reconcile(ctx, key).await,
-        Kind::Job => job::reconcile(ctx, key).await,
-        Kind::Task => task::reconcile(ctx, key).await,
+        Kind::Machine => machine::reconcile(ctx, key, cached).await,
+        Kind::Job => job::reconcile(ctx, key, cached).await,
+        Kind::Task => task::reconcile(ctx, key, cached).await,
         _ => Ok(None),
+    }
+}
+
+/// The object a reconcile acts on: `None`, without a read, when the watch's copy (`cached`)
+/// says there is nothing to do (gone, being deleted, finished: not `pending`); else the object
+/// as stored now, because a reconcile that drives a BMC must not act on a copy older than its
+/// own last status write (it would repeat the step).
+pub(crate) async fn live(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    cached: Option<Object>,
+    pending: impl Fn(&Object) -> bool,
+) -> Result<Option<Object>, ControllerError> {
+    if !cached.as_ref().is_some_and(&pending) {
+        return Ok(None);
+    }
+    match ctx.store.get(key.kind, &key.namespace, &key.name).await {
+        Ok(o) if pending(&o) => Ok(Some(o)),
+        Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -231,13 +256,13 @@ async fn run(ctx: Arc<Ctx>, cancel: CancellationToken) {
         .resync(ctx.config.resync_interval)
         // BMC operations are limited by `Config::max_concurrent_bmc` and one per BMC.
         .concurrency(usize::MAX);
-    let reconciler = move |key: ObjectKey| {
+    let reconciler = move |key: ObjectKey, cached: Option<Object>| {
         let ctx = ctx.clone();
         async move {
-            match reconcile(&ctx, &key).await {
+            match reconcile(&ctx, &key, cached).await {
                 Ok(Some(after)) => Ok(Action::Requeue(after)),
                 Ok(None) => Ok(Action::AwaitChange),
-                Err(e) => Err(tinkerbell_core::connect::error_chain(&e)),
+                Err(e) => Err(tinkerbell_core::error_chain(&e)),
             }
         }
     };

@@ -32,27 +32,24 @@ use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use tinkerbell_core::model::bmc::{Task, condition_status, task_condition_type};
-use tinkerbell_core::store::{Kind, Object, ObjectKey, StoreError};
+use tinkerbell_core::store::{Kind, Object, ObjectKey};
 use tinkerbell_core::timeline::{Phase, Subject};
 
 use super::bmcs::{self, Target};
-use super::{ControllerError, Ctx, Requeue, now, status};
+use super::{ControllerError, Ctx, Requeue, live, now, status};
 use crate::action::{ActionOutcome, Step};
 use crate::{PowerAction, PowerState};
 
-pub(crate) async fn reconcile(ctx: &Ctx, key: &ObjectKey) -> Result<Requeue, ControllerError> {
-    let task = match ctx.store.get(key.kind, &key.namespace, &key.name).await {
-        Ok(Object::Task(t)) => t,
-        Ok(_) | Err(StoreError::NotFound(_)) => {
-            forget(ctx, key);
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if task.metadata.deletion_timestamp.is_some() || terminal(&task) {
+pub(crate) async fn reconcile(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    cached: Option<Object>,
+) -> Result<Requeue, ControllerError> {
+    let pending = |o: &Object| matches!(o, Object::Task(t) if t.metadata.deletion_timestamp.is_none() && !terminal(t));
+    let Some(Object::Task(task)) = live(ctx, key, cached, pending).await? else {
         forget(ctx, key);
         return Ok(None);
-    }
+    };
     let step = match Step::from_action(&task.spec.task.clone().unwrap_or_default()) {
         Ok(s) => s,
         Err(e) => return finish(ctx, key, Err(bmcs::message(&e))).await,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod reconcile;
 
-pub use reconcile::{ReconcileError, Reconciled, reconcile};
+pub use reconcile::{ReconcileError, Reconciled, reconcile, reconcile_from};
 
 /// The kinds the controller reads and writes (what a `--backend kube` start-up checks it may
 /// list).
@@ -127,16 +127,26 @@ async fn run(config: Config, store: Arc<dyn Store>, cancel: CancellationToken) {
     });
     let reconciler = {
         let store = store.clone();
-        move |key: ObjectKey| {
+        move |key: ObjectKey, cached: Option<Object>| {
             let store = store.clone();
+            let cached = match cached {
+                Some(Object::Workflow(wf)) => Some(wf),
+                _ => None,
+            };
             async move {
-                reconcile(&store, &key.namespace, &key.name, Timestamp::now())
-                    .await
-                    .map(|r| {
-                        tracing::debug!(result = ?r, "reconciled");
-                        Action::AwaitChange
-                    })
-                    .map_err(|e| tinkerbell_core::connect::error_chain(&e))
+                reconcile_from(
+                    &store,
+                    &key.namespace,
+                    &key.name,
+                    Some(cached),
+                    Timestamp::now(),
+                )
+                .await
+                .map(|r| {
+                    tracing::debug!(result = ?r, "reconciled");
+                    Action::AwaitChange
+                })
+                .map_err(|e| tinkerbell_core::error_chain(&e))
             }
         }
     };

@@ -1,7 +1,7 @@
 //! `tink-controller`: the workflow controller as its own process.
 //!
 //! Parses flags and the environment, connects the backend (the appliance's store API or
-//! Kubernetes, as every tinkerbell-rs binary does through `tinkerbell_core::connect`) and runs
+//! Kubernetes, as every tinkerbell-rs binary does through `tinkerbell_process`) and runs
 //! [`tinkerbell_tink_controller::Controller`] until SIGTERM/SIGINT. Exit codes: 2 usage or
 //! configuration, 1 failure.
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect;
 use tinkerbell_core::store::Store;
+use tinkerbell_process as process;
 use tinkerbell_tink_controller::{Config, Controller, ControllerError};
 use tokio_util::sync::CancellationToken;
 
@@ -50,15 +50,15 @@ struct Cli {
     tink_controller_leader_election_namespace: String,
 
     #[command(flatten)]
-    store: connect::StoreArgs,
+    store: process::StoreArgs,
 
     #[command(flatten)]
-    log: connect::LogArgs,
+    log: process::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    connect::service_main(
+    process::service_main(
         &cli.log.log_level,
         |e| {
             e.downcast_ref::<ControllerError>()
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.resync_seconds == 0 {
-        return Err(connect::UsageError("--resync-seconds must be > 0".into()).into());
+        return Err(process::UsageError("--resync-seconds must be > 0".into()).into());
     }
     let election = cli.store.election(
         "--tink-controller-enable-leader-election",
@@ -87,8 +87,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         .connect(tinkerbell_tink_controller::STORE_KINDS)
         .await?;
     let root = CancellationToken::new();
-    let signals = connect::cancel_on_shutdown(&root);
-    let result = connect::run_elected(&cli.store, election, &root, async {
+    let signals = process::cancel_on_shutdown(&root);
+    let result = process::run_elected(&cli.store, election, &root, async {
         let controller = Controller::start(config, store, root.child_token()).await?;
         eprintln!("tink-controller: reconciling workflows");
         controller.join().await.context("tink controller")

@@ -47,17 +47,30 @@ pub enum ReconcileError {
 /// How many times a conflicting status write is retried within one reconcile.
 const CONFLICT_RETRIES: usize = 5;
 
-/// Reconciles the Workflow `namespace/name` at time `now`.
+/// Reconciles the Workflow `namespace/name` at time `now`, as the store has it now.
 pub async fn reconcile(
     store: &Arc<dyn Store>,
     namespace: &str,
     name: &str,
     now: Timestamp,
 ) -> Result<Reconciled, ReconcileError> {
+    reconcile_from(store, namespace, name, None, now).await
+}
+
+/// Reconciles the Workflow `namespace/name` at time `now` starting from `cached` (what the
+/// controller's watch last saw; `None`: gone): no read unless a write conflicts, which means
+/// the cached state was old, and every retry then reads it afresh.
+pub async fn reconcile_from(
+    store: &Arc<dyn Store>,
+    namespace: &str,
+    name: &str,
+    mut cached: Option<Option<Arc<Workflow>>>,
+    now: Timestamp,
+) -> Result<Reconciled, ReconcileError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match reconcile_once(store, namespace, name, now).await {
+        match reconcile_once(store, namespace, name, cached.take(), now).await {
             Err(ReconcileError::Store(StoreError::Conflict { .. }))
                 if attempt < CONFLICT_RETRIES =>
             {
@@ -72,12 +85,17 @@ async fn reconcile_once(
     store: &Arc<dyn Store>,
     namespace: &str,
     name: &str,
+    cached: Option<Option<Arc<Workflow>>>,
     now: Timestamp,
 ) -> Result<Reconciled, ReconcileError> {
-    let wf = match store.get(Kind::Workflow, namespace, name).await {
-        Ok(Object::Workflow(wf)) => wf,
-        Ok(_) | Err(StoreError::NotFound(_)) => return Ok(Reconciled::Gone),
-        Err(e) => return Err(e.into()),
+    let wf = match cached {
+        Some(Some(wf)) => wf,
+        Some(None) => return Ok(Reconciled::Gone),
+        None => match store.get(Kind::Workflow, namespace, name).await {
+            Ok(Object::Workflow(wf)) => wf,
+            Ok(_) | Err(StoreError::NotFound(_)) => return Ok(Reconciled::Gone),
+            Err(e) => return Err(e.into()),
+        },
     };
     if wf.spec.disabled == Some(true) {
         return Ok(Reconciled::Idle);

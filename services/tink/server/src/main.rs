@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tinkerbell_core::connect;
 use tinkerbell_core::store::{HardwareLookup, Store};
 use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
+use tinkerbell_process as process;
 use tinkerbell_tink_server::{Auth, Config, TinkError, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ struct Cli {
 
     /// Standalone tink-server's form of the listen address (`host:port` or `:port`);
     /// overrides the two flags above.
-    #[arg(long, env = "TINKERBELL_GRPC_AUTHORITY", value_parser = connect::parse_listen_addr)]
+    #[arg(long, env = "TINKERBELL_GRPC_AUTHORITY", value_parser = process::parse_listen_addr)]
     grpc_authority: Option<SocketAddr>,
 
     /// TLS certificate chain (PEM). With --tls-key-file, the server speaks TLS.
@@ -74,15 +74,15 @@ struct Cli {
     logs_token_file: Option<PathBuf>,
 
     #[command(flatten)]
-    store: connect::StoreArgs,
+    store: process::StoreArgs,
 
     #[command(flatten)]
-    log: connect::LogArgs,
+    log: process::LogArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    connect::service_main(
+    process::service_main(
         &cli.log.log_level,
         |e| {
             matches!(
@@ -156,7 +156,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let root = CancellationToken::new();
     let server = tinkerbell_tink_server::start(config, store, lookup, root.child_token()).await?;
     eprintln!("tink-server: gRPC on {}", server.local_addr());
-    let signals = connect::cancel_on_shutdown(&root);
+    let signals = process::cancel_on_shutdown(&root);
     let result = server.join().await;
     signals.abort();
     result.context("tink server")

@@ -321,7 +321,7 @@ impl Transport for CurrentTransport {
             action_state: Some(state as i32),
             execution_start: Some(timestamp(r.started)),
             execution_stop: r.stopped.map(timestamp),
-            execution_duration: Some(tinkerbell_core::duration::format(r.duration)),
+            execution_duration: Some(tinkerbell_model::duration::format(r.duration)),
             message: Some(current::ActionMessage {
                 message: Some(r.message.clone()),
             }),

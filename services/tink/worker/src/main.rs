@@ -49,15 +49,15 @@ struct Cli {
     protocol: Protocol,
 
     /// Poll interval when idle (seconds, or with s/m/h suffix).
-    #[arg(long, env = "RETRY_INTERVAL", default_value = "3s", value_parser = tinkerbell_core::duration::parse)]
+    #[arg(long, env = "RETRY_INTERVAL", default_value = "3s", value_parser = tinkerbell_model::duration::parse)]
     retry_interval: Duration,
 
     /// Longest backoff after transport errors.
-    #[arg(long = "backoff-max-interval", default_value = "30s", value_parser = tinkerbell_core::duration::parse)]
+    #[arg(long = "backoff-max-interval", default_value = "30s", value_parser = tinkerbell_model::duration::parse)]
     backoff_max: Duration,
 
     /// Timeout of actions that do not set one.
-    #[arg(long, env = "TIMEOUT", default_value = "60m", value_parser = tinkerbell_core::duration::parse)]
+    #[arg(long, env = "TIMEOUT", default_value = "60m", value_parser = tinkerbell_model::duration::parse)]
     timeout: Duration,
 
     /// PEM bundle of trusted TLS roots. Default: the system bundle if one exists (an

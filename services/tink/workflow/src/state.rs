@@ -27,7 +27,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use tinkerbell_core::model::{
+use tinkerbell_model::{
     CurrentState, Workflow, WorkflowAction, WorkflowStatus, WorkflowTask, workflow_state,
 };
 
@@ -756,7 +756,7 @@ pub fn check_invariants(status: &WorkflowStatus) -> Result<(), String> {
 /// Formats a duration the way Go's `time.Duration.String` does (`1h2m3.5s`, `1.5s`, `250ms`,
 /// `0s`, `-2s`), which is what upstream stores in `executionDuration`.
 pub fn go_duration(d: SignedDuration) -> String {
-    let s = tinkerbell_core::duration::format(d.unsigned_abs());
+    let s = tinkerbell_model::duration::format(d.unsigned_abs());
     if d.is_negative() { format!("-{s}") } else { s }
 }
 

@@ -19,7 +19,7 @@ use std::fmt;
 
 use gotmpl::{MissingKey, Template, Value};
 use serde::{Deserialize, Deserializer, Serialize};
-use tinkerbell_core::model::{ActionNamespaces, Hardware, WorkflowAction, WorkflowTask};
+use tinkerbell_model::{ActionNamespaces, Hardware, WorkflowAction, WorkflowTask};
 
 pub mod funcs;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use tinkerbell_core::model::Hardware;
+use tinkerbell_model::Hardware;
 use tinkerbell_tink_workflow::template::{
     self, MAX_OUTPUT, TemplateError, funcs, render, render_workflow, template_data,
 };

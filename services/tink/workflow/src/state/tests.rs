@@ -1,6 +1,6 @@
 use super::*;
 use proptest::prelude::*;
-use tinkerbell_core::model::WorkflowSpec;
+use tinkerbell_model::WorkflowSpec;
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()

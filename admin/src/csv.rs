@@ -50,15 +50,15 @@ use std::sync::Arc;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::model::names::{MAX_NAME_LEN, is_dns1123_subdomain};
-use crate::model::{
+use tinkerbell_core::model::names::{MAX_NAME_LEN, is_dns1123_subdomain};
+use tinkerbell_core::model::{
     Connection, Dhcp, Disk, Hardware, HardwareMetadata, HardwareSpec, Interface, Ip, Machine,
     MachineSpec, MetadataFacility, MetadataInstance, MetadataInstanceIp,
     MetadataInstanceOperatingSystem, Netboot, ProviderOptions, Secret, SecretReference,
     TypedLocalObjectRef, provider_name,
 };
-use crate::store::Object;
-use crate::store::index::normalize_mac;
+use tinkerbell_core::store::Object;
+use tinkerbell_core::store::index::normalize_mac;
 
 /// Columns every file must have.
 pub const REQUIRED_COLUMNS: [&str; 8] = [

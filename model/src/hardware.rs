@@ -61,7 +61,7 @@ model_struct! {
         /// Disks of the machine.
         disks: Vec<Disk>,
         /// Known resources of the machine (name to Kubernetes quantity), usable for scheduling.
-        #[schemars(schema_with = "crate::model::quantity_map_schema")]
+        #[schemars(schema_with = "crate::quantity_map_schema")]
         resources: BTreeMap<String, serde_json::Value>,
         /// User data served in the machine's metadata.
         user_data: String,

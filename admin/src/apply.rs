@@ -19,8 +19,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::store::index::{ClaimKind, claims_from_json};
-use crate::store::{Kind, Object, ObjectKey};
+use tinkerbell_core::store::index::{ClaimKind, claims_from_json};
+use tinkerbell_core::store::{Kind, Object, ObjectKey};
 
 /// One problem in the input.
 #[derive(Debug, Clone, PartialEq, Eq)]

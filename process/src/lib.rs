@@ -1,26 +1,29 @@
-//! What every binary does to reach the store and to stop: shared so the `tinkerbell` CLI and
-//! each service binary (`hegel`, and the ones to come) behave the same.
+//! tinkerbell-process: what every binary does around its service — flags, reaching the store,
+//! logging, signals, leader election, exit codes — shared so the `tinkerbell` CLI and each
+//! service binary (`boots`, `hegel`, `rufio`, `tink-server`, `tink-controller`) behave the
+//! same. Libraries never depend on it; only `main`s do.
 //!
 //! * [`StoreConnection`]: the appliance's store API (found through the data directory's
 //!   `api-url` and `api-token`, as `tinkerbell serve` writes them) or Kubernetes
 //!   (`--backend kube`, upstream's `TINKERBELL_BACKEND_KUBE_*`).
-//! * [`StoreArgs`] and [`LogArgs`] (feature `cli`): the backend and logging flags, defined once
+//! * [`StoreArgs`] and [`LogArgs`]: the backend and logging flags, defined once
 //!   so `boots`, `hegel`, `rufio`, `tink-server` and `tink-controller` accept the same names
 //!   (`--backend` / `TINKERBELL_BACKEND`, `TINKERBELL_BACKEND_KUBE_CONFIG`,
 //!   `TINKERBELL_BACKEND_KUBE_NAMESPACE`, `TINKERBELL_SERVER`, `TINKERBELL_TOKEN_FILE`,
 //!   `TINKERBELL_DATA_DIR`, `TINKERBELL_LOG_LEVEL`) and a deployment can swap one binary for
 //!   another without relearning them; [`init_tracing`] sets up their logs the same way.
-//! * [`service_main`] (feature `cli`): logging, the runtime and the exit code (2 for a
+//! * [`service_main`]: logging, the runtime and the exit code (2 for a
 //!   [`UsageError`]) around a service binary's body, the same in every binary.
-//! * [`default_data_dir`], [`shutdown_signal`], [`cancel_on_shutdown`], [`error_chain`].
+//! * [`default_data_dir`], [`shutdown_signal`], [`cancel_on_shutdown`], [`run_elected`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::token;
-use crate::store::kube::KubeStore;
-use crate::store::remote::RemoteStore;
-use crate::store::{Backend, Kind, StoreError};
+use tinkerbell_core::api::token;
+use tinkerbell_core::error_chain;
+use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::remote::RemoteStore;
+use tinkerbell_core::store::{Backend, Kind, StoreError};
 
 /// Name of the file in the data directory that tells clients where the store API listens.
 pub const URL_FILE: &str = "api-url";
@@ -77,7 +80,6 @@ pub struct StoreConnection {
 /// Env names are upstream Tinkerbell's where the setting exists (`TINKERBELL_BACKEND`,
 /// `TINKERBELL_BACKEND_KUBE_CONFIG`, `TINKERBELL_BACKEND_KUBE_NAMESPACE`); the embedded-backend
 /// ones (`TINKERBELL_SERVER`, `TINKERBELL_TOKEN_FILE`, `TINKERBELL_DATA_DIR`) are ours.
-#[cfg(feature = "cli")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Where objects come from: the appliance's store API (`embedded`), or Kubernetes (`kube`).
@@ -123,7 +125,6 @@ pub struct StoreArgs {
     pub backend_kube_namespace: String,
 }
 
-#[cfg(feature = "cli")]
 impl StoreArgs {
     /// The data directory: `--data-dir`, else [`default_data_dir`].
     pub fn data_dir(&self) -> Result<PathBuf, ConnectError> {
@@ -169,20 +170,20 @@ impl StoreArgs {
 /// Leader election needs `--backend kube`: the embedded store has one writer process anyway.
 /// The identity is the pod name (`HOSTNAME`) plus a random suffix, so a restarted pod is a
 /// new candidate.
-#[cfg(feature = "cli")]
 pub async fn acquire_leadership(
     store: &StoreArgs,
     lease: &str,
     namespace: &str,
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<Option<crate::store::kube_lease::Leadership>, ConnectError> {
-    use crate::store::kube_lease::{LeaderElector, LeaseConfig};
+) -> Result<Option<tinkerbell_core::store::kube_lease::Leadership>, ConnectError> {
+    use tinkerbell_core::store::kube_lease::{LeaderElector, LeaseConfig};
     if store.backend != BackendKind::Kube {
         return Err(ConnectError::LeaderNeedsKube);
     }
-    let client = crate::store::kube::client_from_kubeconfig(store.backend_kube_config.as_deref())
-        .await
-        .map_err(ConnectError::Kube)?;
+    let client =
+        tinkerbell_core::store::kube::client_from_kubeconfig(store.backend_kube_config.as_deref())
+            .await
+            .map_err(ConnectError::Kube)?;
     let namespace = [namespace, store.backend_kube_namespace.as_str()]
         .into_iter()
         .find(|n| !n.is_empty())
@@ -202,7 +203,6 @@ pub async fn acquire_leadership(
 }
 
 /// Which Lease a controller takes before it reconciles.
-#[cfg(feature = "cli")]
 #[derive(Debug, Clone, Copy)]
 pub struct Election<'a> {
     /// Name of the Lease (`tink-controller`, `rufio`).
@@ -211,7 +211,6 @@ pub struct Election<'a> {
     pub namespace: &'a str,
 }
 
-#[cfg(feature = "cli")]
 impl StoreArgs {
     /// The [`Election`] a controller binary asked for with `flag` (`enabled`), checked
     /// against the backend: leader election needs `--backend kube`, and asking for it
@@ -245,7 +244,6 @@ pub struct UsageError(pub String);
 /// runtime. Exit code 0 when `body` succeeds; 2 for a bad `--log-level`, a [`UsageError`] or
 /// an error `is_usage` calls one (anywhere in the error's chain); 1 for any other failure.
 /// Errors print on stderr as `error: ` and their [`error_chain`].
-#[cfg(feature = "cli")]
 pub fn service_main<E>(
     log_level: &str,
     is_usage: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
@@ -305,7 +303,6 @@ pub fn cancel_on_shutdown(
 /// [`ConnectError::LeadershipLost`]: a controller that no longer holds the Lease must stop
 /// reconciling before another replica's lease begins (the process then exits and restarts as a
 /// candidate, as controller-runtime's do). The Lease is released on the way out.
-#[cfg(feature = "cli")]
 pub async fn run_elected<R>(
     store: &StoreArgs,
     election: Option<Election<'_>>,
@@ -343,7 +340,6 @@ pub async fn run_elected<R>(
 }
 
 /// The logging flag every service binary shares.
-#[cfg(feature = "cli")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log filter (tracing env-filter syntax: `info`, `debug,hyper=warn`, ...).
@@ -352,7 +348,6 @@ pub struct LogArgs {
 }
 
 /// Why logging could not be set up.
-#[cfg(feature = "cli")]
 #[derive(Debug, thiserror::Error)]
 #[error("--log-level (TINKERBELL_LOG_LEVEL) {filter:?} is not a tracing filter")]
 pub struct LogLevelError {
@@ -366,7 +361,6 @@ pub struct LogLevelError {
 /// Human-readable logs on stderr filtered by `filter` (tracing env-filter syntax), and the
 /// process-wide rustls crypto provider every TLS client and server of ours uses. A filter that
 /// does not parse is refused (a usage error), not silently replaced.
-#[cfg(feature = "cli")]
 pub fn init_tracing(filter: &str) -> Result<(), LogLevelError> {
     let env_filter =
         tracing_subscriber::EnvFilter::try_new(filter).map_err(|source| LogLevelError {
@@ -377,7 +371,7 @@ pub fn init_tracing(filter: &str) -> Result<(), LogLevelError> {
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
         .init();
-    crate::store::remote::install_crypto_provider();
+    tinkerbell_edge::tls::install_crypto_provider();
     Ok(())
 }
 
@@ -392,7 +386,7 @@ pub enum ConnectError {
     LeadershipLost,
     /// Leader election failed.
     #[error("leader election")]
-    LeaderElection(#[source] crate::store::kube_lease::LeaseError),
+    LeaderElection(#[source] tinkerbell_core::store::kube_lease::LeaseError),
     /// No data directory given and none to default to.
     #[error("HOME is not set and not running as root; pass --data-dir (TINKERBELL_DATA_DIR)")]
     NoDataDir,
@@ -524,23 +518,6 @@ pub async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-/// An error and its causes on one line, skipping a cause whose text is already included.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !out.contains(&s) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&s);
-        }
-        cur = err.source();
-    }
-    out
 }
 
 #[cfg(test)]

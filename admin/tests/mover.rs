@@ -2,8 +2,8 @@
 //! and that every interrupted state converges on a re-run.
 
 use serde_json::json;
+use tinkerbell_admin::mover::{self, MoveError, MoveOptions, digest};
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_INCOMING, HANDOFF_MOVED_OUT};
-use tinkerbell_core::mover::{self, MoveError, MoveOptions, digest};
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store, StoreError};
 use tinkerbell_core::testing::{Intercepted, Interceptor, Write};

@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_INCOMING, HANDOFF_MOVED_OUT};
-use crate::store::{Applied, Kind, Object, ObjectKey, Store, StoreError};
+use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_INCOMING, HANDOFF_MOVED_OUT};
+use tinkerbell_core::store::{Applied, Kind, Object, ObjectKey, Store, StoreError};
 
 /// The label upstream puts on Secrets that `clusterctl move` carries.
 pub const MOVE_LABEL: &str = "clusterctl.cluster.x-k8s.io/move";
@@ -503,7 +503,7 @@ fn with_handoff(o: &Object, value: Option<&str>) -> Object {
 /// without the handoff annotation. So an object and its copy on Kubernetes hash the same even
 /// though the server added `port: 623` to the copy.
 pub fn digest(o: &Object) -> String {
-    let mut v = crate::store::kube::server_view(&with_handoff(o, None));
+    let mut v = tinkerbell_core::store::shared::server_view(&with_handoff(o, None));
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
             "resourceVersion",

@@ -1,16 +1,16 @@
 //! Golden test for the generated CRDs: `deploy/crds/<group>_<plural>.yaml` must be exactly what
 //! `model::all_crds()` produces. Regenerate with
-//! `UPDATE_GOLDEN=1 cargo test -p tinkerbell-core --test crd_golden`.
+//! `UPDATE_GOLDEN=1 cargo test -p tinkerbell-model --test crd_golden`.
 
 use std::path::PathBuf;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use tinkerbell_core::model::{CLUSTERCTL_CRD_LABELS, all_crds};
+use tinkerbell_model::{CLUSTERCTL_CRD_LABELS, all_crds};
 
-const REGENERATE: &str = "run UPDATE_GOLDEN=1 cargo test -p tinkerbell-core --test crd_golden";
+const REGENERATE: &str = "run UPDATE_GOLDEN=1 cargo test -p tinkerbell-model --test crd_golden";
 
-const HEADER: &str = "# Generated from core/src/model by \
-`UPDATE_GOLDEN=1 cargo test -p tinkerbell-core --test crd_golden`. Do not edit.\n";
+const HEADER: &str = "# Generated from model/src by \
+`UPDATE_GOLDEN=1 cargo test -p tinkerbell-model --test crd_golden`. Do not edit.\n";
 
 fn crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds")

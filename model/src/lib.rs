@@ -1,4 +1,6 @@
-//! The Tinkerbell resource model.
+//! tinkerbell-model: the Tinkerbell resource model and the value types every layer shares.
+//! No IO and no async runtime: the store, the services, the workflow logic and the fuzz
+//! targets all link it.
 //!
 //! Rust mirrors of the upstream Tinkerbell API objects (tinkerbell/tinkerbell, `api/v1alpha1`):
 //!
@@ -22,6 +24,9 @@
 //! Upstream's string "enums" (power state, boot mode, workflow state, …) are plain `String`s
 //! here so that unknown or legacy values (e.g. `STATE_PENDING` from standalone tink) still load;
 //! the known values are `pub const`s in small modules such as [`workflow_state`].
+//!
+//! Shared value types: [`MacAddr`] (every MAC form upstream accepts), [`names`] (the DNS-1123
+//! checks) and [`duration`] (Go's durations, parsed and formatted once for every binary).
 //!
 //! [`all_crds`] returns the CustomResourceDefinitions generated from these types; the copies
 //! in `deploy/crds/` are checked against it by the `crd_golden` test.
@@ -66,6 +71,7 @@ macro_rules! model_struct {
 }
 
 pub mod bmc;
+pub mod duration;
 pub mod hardware;
 pub mod mac;
 pub mod names;

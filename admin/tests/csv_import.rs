@@ -2,14 +2,17 @@
 //! through the embedded store.
 
 use serde_json::json;
-use tinkerbell_core::csv::{CsvErrors, RowError, parse_hardware_csv};
+use tinkerbell_admin::csv::{CsvErrors, RowError, parse_hardware_csv};
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{HardwareLookup, Kind, Object, Store};
 
 const NS: &str = "eksa-system";
 
 fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../core/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 

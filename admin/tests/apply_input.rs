@@ -1,7 +1,7 @@
 //! `tinkerbell apply` input handling: every problem is reported with source, document, line
 //! and field, and a bad document means nothing is returned for applying.
 
-use tinkerbell_core::apply::{check_batch, parse_documents};
+use tinkerbell_admin::apply::{check_batch, parse_documents};
 use tinkerbell_core::store::Kind;
 
 fn errors(input: &str) -> Vec<String> {
