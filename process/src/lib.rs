@@ -14,7 +14,7 @@
 //!   another without relearning them; [`init_tracing`] sets up their logs the same way.
 //! * [`service_main`]: logging, the runtime and the exit code (2 for a
 //!   [`UsageError`]) around a service binary's body, the same in every binary.
-//! * [`default_data_dir`], [`shutdown_signal`], [`cancel_on_shutdown`], [`run_elected`].
+//! * [`default_data_dir`], [`shutdown_signal`], [`cancel_on_shutdown`], [`until_shutdown`], [`run_controller`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -294,6 +294,38 @@ pub fn cancel_on_shutdown(
         tracing::info!("shutting down");
         root.cancel();
     })
+}
+
+/// A service binary's body until SIGTERM/SIGINT: `run` gets the token those cancel and
+/// starts the service, waits for it and returns its result.
+pub async fn until_shutdown<F: std::future::Future>(
+    run: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+) -> F::Output {
+    let root = tokio_util::sync::CancellationToken::new();
+    let signals = cancel_on_shutdown(&root);
+    let result = run(root).await;
+    signals.abort();
+    result
+}
+
+/// A controller binary's body: [`run_elected`] until SIGTERM/SIGINT; `run` gets the token
+/// that stops the controller. `Ok(())` when stopped while still waiting for the Lease.
+pub async fn run_controller<F, E>(
+    store: &StoreArgs,
+    election: Option<Election<'_>>,
+    run: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: From<ConnectError>,
+{
+    until_shutdown(|root| async move {
+        let controller = run(root.child_token());
+        run_elected(store, election, &root, controller)
+            .await?
+            .unwrap_or(Ok(()))
+    })
+    .await
 }
 
 /// Run a controller — `run` starts it and waits for it — under leader election when

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::store::{Backend, Kind, Object, StoreError, WatchEvent};
+use crate::store::{Backend, Kind, Object, StoreError};
 
 pub mod server;
 pub mod token;
@@ -633,11 +633,6 @@ async fn lookup_workflows(
         .map(|w| Object::Workflow(w).to_json())
         .collect();
     Ok(axum::Json(json!({"items": items})).into_response())
-}
-
-/// Serialize a watch event the way the API sends it (used by tests and the remote client).
-pub fn event_json(ev: &WatchEvent) -> Value {
-    json!({"type": ev.type_str(), "object": ev.object().to_json()})
 }
 
 #[cfg(test)]

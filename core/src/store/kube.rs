@@ -101,68 +101,46 @@ trait KubeKind:
     fn from_object(obj: Object) -> Self;
 }
 
+/// `KubeKind` for model types named as their [`Kind`] and [`Object`] variants.
 macro_rules! kube_kind {
-    ($t:ty, $variant:ident) => {
+    ($($t:ident),*) => {$(
         impl KubeKind for $t {
-            const KIND: Kind = Kind::$variant;
+            const KIND: Kind = Kind::$t;
             fn into_object(self) -> Object {
-                Object::$variant(Arc::new(self))
+                Object::$t(Arc::new(self))
             }
             fn from_object(obj: Object) -> Self {
                 match obj {
-                    Object::$variant(a) => Arc::unwrap_or_clone(a),
+                    Object::$t(a) => Arc::unwrap_or_clone(a),
                     other => unreachable!("dispatched on kind, got {}", other.kind()),
                 }
             }
         }
-    };
+    )*};
 }
 
-kube_kind!(Hardware, Hardware);
-kube_kind!(Template, Template);
-kube_kind!(Workflow, Workflow);
-kube_kind!(WorkflowRuleSet, WorkflowRuleSet);
-kube_kind!(Machine, Machine);
-kube_kind!(Job, Job);
-kube_kind!(Task, Task);
-kube_kind!(Secret, Secret);
+kube_kind!(
+    Hardware,
+    Template,
+    Workflow,
+    WorkflowRuleSet,
+    Machine,
+    Job,
+    Task,
+    Secret
+);
 
 /// Evaluate `$body` with the type alias `$K` bound to the Rust type of `$kind`.
 macro_rules! by_kind {
     ($kind:expr, $K:ident => $body:expr) => {
+        by_kind!(@ $kind, $K, $body; Hardware Template Workflow WorkflowRuleSet Machine Job Task Secret)
+    };
+    (@ $kind:expr, $K:ident, $body:expr; $($t:ident)*) => {
         match $kind {
-            Kind::Hardware => {
-                type $K = Hardware;
+            $(Kind::$t => {
+                type $K = $t;
                 $body
-            }
-            Kind::Template => {
-                type $K = Template;
-                $body
-            }
-            Kind::Workflow => {
-                type $K = Workflow;
-                $body
-            }
-            Kind::WorkflowRuleSet => {
-                type $K = WorkflowRuleSet;
-                $body
-            }
-            Kind::Machine => {
-                type $K = Machine;
-                $body
-            }
-            Kind::Job => {
-                type $K = Job;
-                $body
-            }
-            Kind::Task => {
-                type $K = Task;
-                $body
-            }
-            Kind::Secret => {
-                type $K = Secret;
-                $body
-            }
+            })*
         }
     };
 }

@@ -47,27 +47,6 @@ pub async fn install_crds(client: &Client, timeout: Duration) -> Result<(), Stor
     Ok(())
 }
 
-/// Check that every Tinkerbell CRD is installed and `Established`. The error names each
-/// missing one (and how to install them).
-pub async fn check_crds(client: &Client) -> Result<(), StoreError> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut missing = Vec::new();
-    for crd in all_crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        match api.get_opt(&name).await {
-            Ok(Some(cur)) if is_established(&cur) => {}
-            Ok(Some(_)) => missing.push(format!("{name} (not Established)")),
-            Ok(None) => missing.push(name),
-            Err(e) => return Err(crd_error(&name, e)),
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::CrdsMissing { missing })
-    }
-}
-
 fn is_established(crd: &CustomResourceDefinition) -> bool {
     crd.status
         .as_ref()

@@ -16,7 +16,6 @@ use tinkerbell_core::store::HardwareLookup;
 use tinkerbell_edge::Cidr;
 use tinkerbell_hegel::{Config, Hegel, HegelError};
 use tinkerbell_process as process;
-use tokio_util::sync::CancellationToken;
 
 /// EC2-compatible instance metadata for Tinkerbell Hardware (cloud-init's Ec2 datasource).
 #[derive(Debug, Parser)]
@@ -97,17 +96,11 @@ fn config(cli: &Cli) -> Result<Config, String> {
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     let config = config(cli).map_err(process::UsageError)?;
-    let backend = connect(cli).await?;
-    let root = CancellationToken::new();
-    let hegel = Hegel::start(&config, backend, root.child_token()).await?;
-    eprintln!("hegel: serving metadata on http://{}", hegel.local_addr());
-    let signals = process::cancel_on_shutdown(&root);
-    let result = hegel.join().await;
-    signals.abort();
-    result.context("hegel")
-}
-
-async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
     let backend: Arc<dyn HardwareLookup> = cli.store.connect(tinkerbell_hegel::STORE_KINDS).await?;
-    Ok(backend)
+    process::until_shutdown(|cancel| async move {
+        let hegel = Hegel::start(&config, backend, cancel).await?;
+        eprintln!("hegel: serving metadata on http://{}", hegel.local_addr());
+        hegel.join().await.context("hegel")
+    })
+    .await
 }

@@ -17,7 +17,6 @@ use tinkerbell_core::store::Store;
 use tinkerbell_process as process;
 use tinkerbell_rufio::controller::Config;
 use tinkerbell_rufio::{ControllerError, Controllers};
-use tokio_util::sync::CancellationToken;
 
 /// Out-of-band BMC control: reconciles bmc.tinkerbell.org Machines, Jobs and Tasks.
 #[derive(Debug, Parser)]
@@ -101,15 +100,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     config.validate()?;
     let store: Arc<dyn Store> = cli.store.connect(tinkerbell_rufio::STORE_KINDS).await?;
-    let root = CancellationToken::new();
-    let signals = process::cancel_on_shutdown(&root);
-    let result = process::run_elected(&cli.store, election, &root, async {
-        let controllers = Controllers::start(config, store, root.child_token())?;
+    process::run_controller(&cli.store, election, |cancel| async move {
+        let controllers = Controllers::start(config, store, cancel)?;
         eprintln!("rufio: reconciling bmc.tinkerbell.org Machines, Jobs and Tasks");
         controllers.join().await.context("rufio controllers")
     })
-    .await;
-    signals.abort();
-    // None: stopped while waiting for the Lease.
-    result?.unwrap_or(Ok(()))
+    .await
 }

@@ -35,10 +35,20 @@ pub(crate) async fn reconcile(
     key: &ObjectKey,
     cached: Option<Object>,
 ) -> Result<Requeue, ControllerError> {
-    if cached.is_none() {
-        delete_orphans(ctx, key).await?;
-        return Ok(None);
-    }
+    let cached = match cached {
+        Some(c) => Some(c),
+        // Not in the watch cache: gone, or not seen yet (a Task's event can queue its Job
+        // before the Job's own watch has delivered it, as at start-up). Its Tasks are orphans
+        // only when the store has no such Job.
+        None => match ctx.store.get(key.kind, &key.namespace, &key.name).await {
+            Ok(o) => Some(o),
+            Err(StoreError::NotFound(_)) => {
+                delete_orphans(ctx, key).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
     let pending = |o: &Object| matches!(o, Object::Job(j) if j.metadata.deletion_timestamp.is_none() && !terminal(j));
     let Some(Object::Job(job)) = live(ctx, key, cached, pending).await? else {
         return Ok(None);

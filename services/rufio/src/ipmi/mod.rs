@@ -124,11 +124,6 @@ impl IpmiConfig {
         }
         Ok(())
     }
-
-    /// The longest a single request can wait in total.
-    pub fn request_deadline(&self) -> Duration {
-        self.timeout * (self.retries + 1)
-    }
 }
 
 /// What Get Device ID returns.

@@ -14,7 +14,6 @@ use clap::Parser;
 use tinkerbell_core::store::Store;
 use tinkerbell_process as process;
 use tinkerbell_tink_controller::{Config, Controller, ControllerError};
-use tokio_util::sync::CancellationToken;
 
 /// Renders Templates into Workflows and drives their boot options, timeouts and POST.
 #[derive(Debug, Parser)]
@@ -86,15 +85,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         .store
         .connect(tinkerbell_tink_controller::STORE_KINDS)
         .await?;
-    let root = CancellationToken::new();
-    let signals = process::cancel_on_shutdown(&root);
-    let result = process::run_elected(&cli.store, election, &root, async {
-        let controller = Controller::start(config, store, root.child_token()).await?;
+    process::run_controller(&cli.store, election, |cancel| async move {
+        let controller = Controller::start(config, store, cancel).await?;
         eprintln!("tink-controller: reconciling workflows");
         controller.join().await.context("tink controller")
     })
-    .await;
-    signals.abort();
-    // None: stopped while waiting for the Lease.
-    result?.unwrap_or(Ok(()))
+    .await
 }

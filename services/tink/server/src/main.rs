@@ -16,7 +16,6 @@ use tinkerbell_core::store::{HardwareLookup, Store};
 use tinkerbell_core::worker_token::{KeyFileError, WorkerTokenKey};
 use tinkerbell_process as process;
 use tinkerbell_tink_server::{Auth, Config, TinkError, TlsFiles};
-use tokio_util::sync::CancellationToken;
 
 /// Tinkerbell tink server: workers fetch actions and report status over gRPC.
 #[derive(Debug, Parser)]
@@ -153,11 +152,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         .await?;
     let store: Arc<dyn Store> = backend.clone();
     let lookup: Arc<dyn HardwareLookup> = backend;
-    let root = CancellationToken::new();
-    let server = tinkerbell_tink_server::start(config, store, lookup, root.child_token()).await?;
-    eprintln!("tink-server: gRPC on {}", server.local_addr());
-    let signals = process::cancel_on_shutdown(&root);
-    let result = server.join().await;
-    signals.abort();
-    result.context("tink server")
+    process::until_shutdown(|cancel| async move {
+        let server = tinkerbell_tink_server::start(config, store, lookup, cancel).await?;
+        eprintln!("tink-server: gRPC on {}", server.local_addr());
+        server.join().await.context("tink server")
+    })
+    .await
 }

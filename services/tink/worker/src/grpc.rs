@@ -214,6 +214,16 @@ fn transient_or(status: &tonic::Status, permanent: &[Code]) -> TransportError {
 
 const AUTH_CODES: [Code; 2] = [Code::Unauthenticated, Code::PermissionDenied];
 
+/// A status report the server refuses for good: the workflow or action is gone or not in that
+/// state, or we may not report.
+const REPORT_PERMANENT: [Code; 5] = [
+    Code::NotFound,
+    Code::InvalidArgument,
+    Code::FailedPrecondition,
+    Code::Unauthenticated,
+    Code::PermissionDenied,
+];
+
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
@@ -331,20 +341,7 @@ impl Transport for CurrentTransport {
             .report_action_status(req)
             .await
             .map(drop)
-            .map_err(|s| {
-                transient_or(
-                    &s,
-                    &[
-                        &[
-                            Code::NotFound,
-                            Code::InvalidArgument,
-                            Code::FailedPrecondition,
-                        ][..],
-                        &AUTH_CODES,
-                    ]
-                    .concat(),
-                )
-            })
+            .map_err(|s| transient_or(&s, &REPORT_PERMANENT))
     }
     async fn push_logs(&self, a: &Assignment, lines: Vec<LogLine>) -> Result<(), TransportError> {
         push_logs(&self.logs, &self.worker_id, a, lines).await
@@ -459,20 +456,7 @@ impl Transport for LegacyTransport {
             .report_action_status(req)
             .await
             .map(drop)
-            .map_err(|s| {
-                transient_or(
-                    &s,
-                    &[
-                        &[
-                            Code::NotFound,
-                            Code::InvalidArgument,
-                            Code::FailedPrecondition,
-                        ][..],
-                        &AUTH_CODES,
-                    ]
-                    .concat(),
-                )
-            })
+            .map_err(|s| transient_or(&s, &REPORT_PERMANENT))
     }
     async fn push_logs(&self, a: &Assignment, lines: Vec<LogLine>) -> Result<(), TransportError> {
         push_logs(&self.logs, &self.worker_id, a, lines).await
