@@ -160,8 +160,25 @@ pub enum OutputFormat {
 }
 
 /// `serve` options.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Netboot the machines on this interface (turnkey): DHCP (bound to it), TFTP, syslog and
+    /// the IPv6 RA responder on, and the HTTP, TFTP and syslog listeners on its IPv4 address
+    /// (unless given). Refused when another DHCP server answers on the link, unless
+    /// --dhcp-mode proxy (boot alongside it) or --force.
+    #[arg(long, env = "TINKERBELL_NETBOOT_INTERFACE")]
+    pub netboot_interface: Option<String>,
+
+    /// With --netboot-interface: answer DHCP even though another DHCP server answers on the
+    /// link.
+    #[arg(long, env = "TINKERBELL_NETBOOT_FORCE")]
+    pub force: bool,
+
+    /// Show what opening the embedded store would migrate (an older format version), then
+    /// exit without changing anything or starting a service.
+    #[arg(long)]
+    pub dry_run_migrate: bool,
+
     /// Listen address of the store API (used by the CLI and by separately started services).
     #[arg(
         long,

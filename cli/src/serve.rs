@@ -37,8 +37,91 @@ const GRACE: Duration = Duration::from_secs(5);
 
 use tinkerbell_process::URL_FILE;
 
+/// How long `--netboot-interface` listens for another DHCP server's OFFER: servers that ping
+/// an address before offering it (dnsmasq, ISC dhcpd) answer only after that check, up to
+/// ~3 s.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `--netboot-interface IF`: the flags a netboot on `IF` needs — DHCP bound to it, TFTP,
+/// syslog and the RA responder on; the HTTP, TFTP and syslog listeners on its IPv4 address
+/// where they were left at 0.0.0.0 — once no other DHCP server answers on the link (a DISCOVER
+/// probe; skipped in proxy mode, which exists for such links, and with `--force`).
+fn netboot_interface(args: &ServeArgs) -> anyhow::Result<ServeArgs> {
+    use tinkerbell_boots::dhcp::{Mode, probe};
+    let mut args = args.clone();
+    let Some(name) = args.netboot_interface.clone() else {
+        return Ok(args);
+    };
+    let usage = |m: String| anyhow::Error::new(tinkerbell_process::UsageError(m));
+    let ip =
+        probe::interface_ipv4(&name).map_err(|e| usage(format!("--netboot-interface: {e}")))?;
+    if args.boots.dhcp.dhcp_mode != Mode::Proxy && !args.force {
+        let other = probe::probe(&name, PROBE_TIMEOUT)
+            .with_context(|| format!("--netboot-interface {name}"))?;
+        if let Some(other) = other {
+            return Err(usage(format!(
+                "--netboot-interface {name}: another DHCP server ({}) answers on this link (it offered {}); \
+                 boot machines alongside it with --dhcp-mode proxy, or answer anyway with --force",
+                other.address, other.offered
+            )));
+        }
+        tracing::info!(interface = %name, "no other DHCP server answered on the link");
+    }
+    args.dhcp_enabled = true;
+    args.tftp_enabled = true;
+    args.syslog_enabled = true;
+    args.boots.ra.ipv6_ra_enabled = true;
+    args.boots.dhcp.dhcp_bind_interface.get_or_insert(name);
+    for addr in [
+        &mut args.bind_address,
+        &mut args.boots.tftp.tftp_server_bind_addr,
+        &mut args.boots.syslog.syslog_bind_addr,
+    ] {
+        if addr.is_unspecified() {
+            *addr = ip.into();
+        }
+    }
+    Ok(args)
+}
+
+/// `serve --dry-run-migrate`: the embedded store's format version and the steps opening it
+/// would take, found without writing.
+fn dry_run_migrate(g: &Global, dir: &std::path::Path) -> anyhow::Result<()> {
+    if g.store.backend != BackendKind::Embedded {
+        return Err(tinkerbell_process::UsageError(
+            "--dry-run-migrate: only the embedded store has a format to migrate".into(),
+        )
+        .into());
+    }
+    let plan = EmbeddedStore::plan_migration(dir).context("reading the embedded store")?;
+    let path = plan.path.display();
+    match plan.found {
+        None => println!(
+            "{path}: no store yet; serve creates one at format version {}",
+            plan.target
+        ),
+        Some(v) if plan.steps.is_empty() => {
+            println!("{path}: format version {v}, current; nothing to migrate");
+        }
+        Some(v) => {
+            println!(
+                "{path}: format version {v}; serve would migrate it to version {} in one transaction:",
+                plan.target
+            );
+            for (i, step) in plan.steps.iter().enumerate() {
+                println!("  {}. {step}", i + 1);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let dir = data_dir(g)?;
+    if args.dry_run_migrate {
+        return dry_run_migrate(g, &dir);
+    }
+    let args = &netboot_interface(args)?;
     // The store every service shares: the embedded one (default), or the Tinkerbell CRDs on a
     // cluster (`--backend kube`), checked before anything is bound. The store API, the CLI's
     // way in, serves either.

@@ -681,3 +681,72 @@ fn serve_scripts_point_at_itself() {
         "{metrics}"
     );
 }
+
+fn upgrade_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/upgrade")
+        .join(name)
+}
+
+/// An appliance upgraded in place: `serve --dry-run-migrate` on the store an older build wrote
+/// shows the step and writes nothing; `serve` then opens it with every object, the same as the
+/// older build's `export --show-secrets` imported into a new appliance.
+#[test]
+fn an_older_builds_store_and_export_open_in_this_one() {
+    let (_t, dir) = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("store.redb");
+    std::fs::copy(upgrade_fixture("store-v1.redb"), &file).unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let out = ok(&dir, &["serve", "--dry-run-migrate"]);
+    assert!(out.contains("format version 1;"), "{out}");
+    assert!(out.contains("  1. "), "{out}");
+    assert!(std::fs::read(&file).unwrap() == before, "the dry run wrote");
+    let upgraded = Appliance::start(&dir);
+
+    let (_t2, fresh) = temp_dir();
+    let _app2 = Appliance::start(&fresh);
+    let export = upgrade_fixture("export-v1.yaml").display().to_string();
+    let out = ok(&fresh, &["import", "-f", &export]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        15,
+        "{out}"
+    );
+    for kind in [
+        "hw",
+        "tpl",
+        "wf",
+        "workflowruleset",
+        "machine",
+        "job",
+        "task",
+        "secret",
+    ] {
+        let a = ok(&dir, &["get", kind, "-A", "-o", "json", "--show-secrets"]);
+        let b = ok(&fresh, &["get", kind, "-A", "-o", "json", "--show-secrets"]);
+        let strip = |s: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+            for item in v["items"].as_array_mut().unwrap() {
+                item["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("resourceVersion");
+            }
+            v
+        };
+        let a = strip(&a);
+        assert!(
+            !a["items"].as_array().unwrap().is_empty(),
+            "no {kind} in the old store"
+        );
+        assert_eq!(
+            a,
+            strip(&b),
+            "{kind}: the old store and the old export differ"
+        );
+    }
+    drop(upgraded);
+    let out = ok(&dir, &["serve", "--dry-run-migrate"]);
+    assert!(out.contains("format version 2, current"), "{out}");
+}

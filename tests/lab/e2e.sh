@@ -66,11 +66,11 @@ trap cleanup EXIT
 # The OS image comes from an artifact server of its own, as in a real site.
 nsx python3 -m http.server 8090 --bind "$A" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
 e2e_store_cert "$E/tls" "$A"
+# Turnkey netboot on the lab's bridge (README): DHCP, TFTP, syslog, RA and HTTP on br0's address,
+# after checking that no other DHCP server answers there.
 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/data" serve \
-  --bind-address "$A" --http-port 7080 --store-api-addr "$A:7081" \
+  --netboot-interface br0 --http-port 7080 --store-api-addr "$A:7081" \
   --store-api-tls-cert-file "$E/tls/cert.pem" --store-api-tls-key-file "$E/tls/key.pem" \
-  --dhcp-enabled --dhcp-bind-interface br0 \
-  --tftp-enabled --syslog-enabled --ipv6-ra-enabled \
   --hookos-dir "$E/hookos" \
   > "$E/logs/serve.log" 2>&1 &
 serve_pid=$!  # `ip netns exec` execs serve: the same process (not via nsx, a subshell)

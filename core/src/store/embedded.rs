@@ -14,8 +14,11 @@
 //!   resourceVersion replays the history after it, then follows live. A watcher that asks for
 //!   history older than what is kept, or falls behind the broadcast buffer, gets
 //!   [`StoreError::Expired`] and lists again — it never silently misses a change.
-//! * **Ownership.** The file carries a format marker; a file that is not ours is refused with
-//!   [`StoreError::NotOurs`] instead of being "repaired".
+//! * **Ownership and upgrades.** The file carries a format marker and a format version; a file
+//!   that is not ours is refused with [`StoreError::NotOurs`] instead of being "repaired". An
+//!   older version is migrated at open, every step and the new version in one transaction
+//!   ([`MIGRATIONS`]; [`EmbeddedStore::plan_migration`] shows them without writing); a newer one
+//!   is refused with [`StoreError::TooNew`], naming both versions, and left as it is.
 //! * **Failed commits.** After a commit fails (a full disk), redb refuses every later write of
 //!   that handle (`PreviousIo`). The writer therefore reopens the file before its next commit,
 //!   so writes work again once space is freed; until a commit succeeds the store reports itself
@@ -44,9 +47,50 @@ use crate::model::{Hardware, Workflow, names};
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
+const VERSION_KEY: &str = "version";
+const WRITER_KEY: &str = "writer";
 const REVISION_KEY: &str = "revision";
-/// Written into every store file; a file without it is not ours.
-pub const FORMAT: &str = "tinkerbell-rs store v1";
+/// Written into every store file; a file without it is not ours. The format's version is
+/// beside it, under `version`.
+pub const FORMAT: &str = "tinkerbell-rs store";
+/// The marker of format version 1, which had no `version` key.
+const FORMAT_V1: &str = "tinkerbell-rs store v1";
+/// The format version this build writes, and the newest it reads.
+pub const VERSION: u32 = 2;
+/// Who writes the format, recorded so that an older binary can name it.
+const WRITER: &str = concat!("tinkerbell ", env!("CARGO_PKG_VERSION"));
+
+/// One step from a format version to the next, run inside the transaction that opens the store.
+#[derive(Debug)]
+pub struct Migration {
+    /// The version it starts from; it ends at `from + 1`.
+    pub from: u32,
+    /// What it changes, for the log and `serve --dry-run-migrate`.
+    pub what: &'static str,
+    apply: fn(&redb::WriteTransaction) -> Result<(), redb::Error>,
+}
+
+/// Every migration, oldest first. After the steps, the same transaction writes the new
+/// version, the marker and the writer.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    what: "replace the marker \"tinkerbell-rs store v1\" with \"tinkerbell-rs store\" plus a format version and the writing binary, so that binaries from now on refuse a newer store by name (objects are unchanged)",
+    // The marker, version and writer are what every migration ends with.
+    apply: |_| Ok(()),
+}];
+
+/// What opening a data directory's store would do to its format ([`EmbeddedStore::plan_migration`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationPlan {
+    /// The store file.
+    pub path: PathBuf,
+    /// Its format version; `None` when there is no store yet (one of [`VERSION`] is created).
+    pub found: Option<u32>,
+    /// The version it would be at: [`VERSION`].
+    pub target: u32,
+    /// The steps, in order; empty when there is nothing to do.
+    pub steps: Vec<&'static str>,
+}
 /// The store file's name inside the data directory.
 pub const FILE_NAME: &str = "store.redb";
 /// How many changes are kept for watches that resume from a resourceVersion.
@@ -138,6 +182,119 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+fn open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+            path: path.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            db_err(path, redb::Error::Io(io))
+        }
+        other => StoreError::NotOurs {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The format version of an existing store file and the binary that wrote it; a file that is
+/// not ours is [`StoreError::NotOurs`], a newer one [`StoreError::TooNew`].
+fn read_version(path: &Path, db: &impl ReadableDatabase) -> Result<(u32, String), StoreError> {
+    let not_ours = |reason: String| StoreError::NotOurs {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let tx = db.begin_read().map_err(|e| db_err(path, e))?;
+    let meta = tx
+        .open_table(META)
+        .map_err(|e| not_ours(format!("no meta table ({e})")))?;
+    let text = |key: &str| -> Result<Option<String>, StoreError> {
+        let v = meta.get(key).map_err(|e| db_err(path, e))?;
+        Ok(v.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    };
+    let format = text(FORMAT_KEY)?.ok_or_else(|| not_ours("no format marker".into()))?;
+    let writer = text(WRITER_KEY)?.unwrap_or_else(|| "an unknown version".into());
+    let found = match format.as_str() {
+        FORMAT_V1 => 1,
+        FORMAT => {
+            let v = meta
+                .get(VERSION_KEY)
+                .map_err(|e| db_err(path, e))?
+                .ok_or_else(|| not_ours("no format version".into()))?;
+            let v: [u8; 4] = v
+                .value()
+                .try_into()
+                .map_err(|_| not_ours("format version is not 4 bytes".into()))?;
+            u32::from_le_bytes(v)
+        }
+        other => return Err(not_ours(format!("format {other:?}, expected {FORMAT:?}"))),
+    };
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: VERSION,
+            writer,
+            binary: WRITER.into(),
+        });
+    }
+    Ok((found, writer))
+}
+
+/// The format version of the store file at `path`, read without writing to it. A file that
+/// was not closed cleanly (a crash, `kill -9`) cannot be opened read-only, since redb must
+/// repair it first: the repair then runs on a copy beside it, which is removed.
+fn version_without_writing(path: &Path) -> Result<u32, StoreError> {
+    match redb::Builder::new().open_read_only(path) {
+        Ok(db) => return read_version(path, &db).map(|(v, _)| v),
+        Err(redb::DatabaseError::RepairAborted) => {}
+        Err(e) => return Err(open_err(path, e)),
+    }
+    let copy = path.with_extension("redb.version-check");
+    let checked = (|| {
+        std::fs::copy(path, &copy).map_err(|e| db_err(path, redb::Error::Io(e)))?;
+        let db = Database::builder()
+            .set_cache_size(REDB_CACHE)
+            .open(&copy)
+            .map_err(|e| open_err(path, e))?;
+        read_version(path, &db).map(|(v, _)| v)
+    })();
+    let _ = std::fs::remove_file(&copy);
+    checked
+}
+
+/// The marker, version and writer of the format this build writes.
+fn write_marker(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), redb::StorageError> {
+    meta.insert(FORMAT_KEY, FORMAT.as_bytes())?;
+    meta.insert(VERSION_KEY, &VERSION.to_le_bytes()[..])?;
+    meta.insert(WRITER_KEY, WRITER.as_bytes())?;
+    Ok(())
+}
+
+/// Bring a store of version `found` to [`VERSION`]: every step and the new marker in one
+/// durable transaction, so a crash leaves the old version whole.
+fn migrate(path: &Path, db: &Database, found: u32) -> Result<(), StoreError> {
+    let err = |e: redb::Error| db_err(path, e);
+    let mut tx = db.begin_write().map_err(|e| err(e.into()))?;
+    tx.set_durability(Durability::Immediate)
+        .map_err(|e| err(e.into()))?;
+    let steps: Vec<&Migration> = MIGRATIONS.iter().filter(|m| m.from >= found).collect();
+    for m in &steps {
+        (m.apply)(&tx).map_err(err)?;
+    }
+    {
+        let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+        write_marker(&mut meta).map_err(|e| err(e.into()))?;
+    }
+    tx.commit().map_err(|e| err(e.into()))?;
+    for m in steps {
+        tracing::info!(path = %path.display(), from = m.from, to = m.from + 1, "store migrated: {}", m.what);
+    }
+    Ok(())
+}
+
 fn key_string(k: &ObjectKey) -> String {
     format!("{}/{}/{}", k.kind.as_str(), k.namespace, k.name)
 }
@@ -161,24 +318,16 @@ impl EmbeddedStore {
         // An empty file is a new store to redb; created 0600 before redb writes a byte.
         private(&path, crate::private_files::file(&path))?;
         let exists = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        // A store this binary cannot read is refused before it is opened for writing: redb
+        // writes to a file on a writable open and close, and a refused store stays untouched.
+        if exists {
+            version_without_writing(&path)?;
+        }
         let db = if exists {
             Database::builder()
                 .set_cache_size(REDB_CACHE)
                 .open(&path)
-                .map_err(|e| match e {
-                    redb::DatabaseError::DatabaseAlreadyOpen => {
-                        StoreError::Locked { path: path.clone() }
-                    }
-                    redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                        if io.kind() != std::io::ErrorKind::InvalidData =>
-                    {
-                        db_err(&path, redb::Error::Io(io))
-                    }
-                    other => StoreError::NotOurs {
-                        path: path.clone(),
-                        reason: other.to_string(),
-                    },
-                })?
+                .map_err(|e| open_err(&path, e))?
         } else {
             Database::builder()
                 .set_cache_size(REDB_CACHE)
@@ -187,6 +336,10 @@ impl EmbeddedStore {
         };
         let mut state = State::default();
         if exists {
+            let (found, _) = read_version(&path, &db)?;
+            if found < VERSION {
+                migrate(&path, &db, found)?;
+            }
             Self::load(&path, &db, &mut state)?;
         } else {
             let mut tx = db.begin_write().map_err(|e| db_err(&path, e))?;
@@ -194,8 +347,7 @@ impl EmbeddedStore {
                 .map_err(|e| db_err(&path, redb::Error::from(e)))?;
             {
                 let mut meta = tx.open_table(META).map_err(|e| db_err(&path, e))?;
-                meta.insert(FORMAT_KEY, FORMAT.as_bytes())
-                    .map_err(|e| db_err(&path, e))?;
+                write_marker(&mut meta).map_err(|e| db_err(&path, e))?;
                 meta.insert(REVISION_KEY, &0u64.to_le_bytes()[..])
                     .map_err(|e| db_err(&path, e))?;
                 tx.open_table(OBJECTS).map_err(|e| db_err(&path, e))?;
@@ -224,17 +376,7 @@ impl EmbeddedStore {
             reason,
         };
         let tx = db.begin_read().map_err(|e| db_err(path, e))?;
-        let meta = tx
-            .open_table(META)
-            .map_err(|e| not_ours(format!("no meta table ({e})")))?;
-        let format = meta
-            .get(FORMAT_KEY)
-            .map_err(|e| db_err(path, e))?
-            .ok_or_else(|| not_ours("no format marker".into()))?;
-        let format = String::from_utf8_lossy(format.value()).into_owned();
-        if format != FORMAT {
-            return Err(not_ours(format!("format {format:?}, expected {FORMAT:?}")));
-        }
+        let meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
         let rev = meta
             .get(REVISION_KEY)
             .map_err(|e| db_err(path, e))?
@@ -257,6 +399,30 @@ impl EmbeddedStore {
             state.objects.insert(obj.key(), obj);
         }
         Ok(())
+    }
+
+    /// What [`EmbeddedStore::open`] would migrate in `data_dir`'s store, found without writing
+    /// anything (the file is opened read-only). A store newer than this binary is
+    /// [`StoreError::TooNew`], as at open.
+    pub fn plan_migration(data_dir: &Path) -> Result<MigrationPlan, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        let mut plan = MigrationPlan {
+            path: path.clone(),
+            found: None,
+            target: VERSION,
+            steps: Vec::new(),
+        };
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+            return Ok(plan);
+        }
+        let found = version_without_writing(&path)?;
+        plan.found = Some(found);
+        plan.steps = MIGRATIONS
+            .iter()
+            .filter(|m| m.from >= found)
+            .map(|m| m.what)
+            .collect();
+        Ok(plan)
     }
 
     /// The store file.

@@ -94,6 +94,24 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// The store file was written by a newer tinkerbell-rs, in a format this one cannot read.
+    /// Nothing was changed.
+    #[error(
+        "{path} is store format version {found} (written by {writer}); this {binary} reads versions up to {supported}: run that version or newer, or restore a backup taken before the upgrade"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The newest version this binary reads.
+        supported: u32,
+        /// The binary that last wrote the format ("an unknown version" when not recorded).
+        writer: String,
+        /// This binary.
+        binary: String,
+    },
+
     /// The store is held by another process.
     #[error("{path} is in use by another process (is `tinkerbell serve` already running?)")]
     Locked {
@@ -188,6 +206,7 @@ impl StoreError {
             } => s.code,
             StoreError::CrdsMissing { .. } => 503,
             StoreError::NotOurs { .. }
+            | StoreError::TooNew { .. }
             | StoreError::Locked { .. }
             | StoreError::Database { .. }
             | StoreError::Kube(_)

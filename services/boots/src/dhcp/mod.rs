@@ -16,6 +16,8 @@ pub mod handler;
 pub mod metrics;
 pub mod netboot;
 #[cfg(feature = "server")]
+pub mod probe;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod wire;
 
