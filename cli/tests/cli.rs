@@ -341,6 +341,18 @@ fn secrets_at_rest_are_private() {
     );
 }
 
+/// A `get -o json` list, without the store-assigned resourceVersions (for comparing stores).
+fn without_resource_versions(s: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
+    for item in v["items"].as_array_mut().unwrap() {
+        item["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+    }
+    v
+}
+
 #[test]
 fn export_import_round_trip_keeps_status() {
     let (t, dir) = temp_dir();
@@ -381,17 +393,11 @@ fn export_import_round_trip_keeps_status() {
     for kind in ["hw", "tpl", "wf", "machine", "secret"] {
         let a = ok(&dir, &["get", kind, "-o", "json", "--show-secrets"]);
         let b = ok(&dir2, &["get", kind, "-o", "json", "--show-secrets"]);
-        let strip = |s: &str| {
-            let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
-            for item in v["items"].as_array_mut().unwrap() {
-                item["metadata"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("resourceVersion");
-            }
-            v
-        };
-        assert_eq!(strip(&a), strip(&b), "{kind} differs after export/import");
+        assert_eq!(
+            without_resource_versions(&a),
+            without_resource_versions(&b),
+            "{kind} differs after export/import"
+        );
     }
 }
 
@@ -725,24 +731,14 @@ fn an_older_builds_store_and_export_open_in_this_one() {
     ] {
         let a = ok(&dir, &["get", kind, "-A", "-o", "json", "--show-secrets"]);
         let b = ok(&fresh, &["get", kind, "-A", "-o", "json", "--show-secrets"]);
-        let strip = |s: &str| {
-            let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
-            for item in v["items"].as_array_mut().unwrap() {
-                item["metadata"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("resourceVersion");
-            }
-            v
-        };
-        let a = strip(&a);
+        let a = without_resource_versions(&a);
         assert!(
             !a["items"].as_array().unwrap().is_empty(),
             "no {kind} in the old store"
         );
         assert_eq!(
             a,
-            strip(&b),
+            without_resource_versions(&b),
             "{kind}: the old store and the old export differ"
         );
     }

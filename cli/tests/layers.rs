@@ -32,27 +32,28 @@ const LAYERS: &[(&str, u8)] = &[
     ("tinkerbell", 4),
 ];
 
-#[test]
-fn every_crate_depends_only_on_lower_layers() {
+/// `cargo ARGS --offline --manifest-path <workspace>`'s standard output; panics on failure.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(args)
+        .arg("--offline")
         .arg("--manifest-path")
         .arg(&root)
         .output()
-        .expect("cargo metadata");
+        .expect("cargo");
     assert!(
         out.status.success(),
-        "{}",
+        "cargo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+#[test]
+fn every_crate_depends_only_on_lower_layers() {
+    let meta = cargo(&["metadata", "--format-version", "1", "--no-deps"]);
+    let meta: Value = serde_json::from_slice(&meta).unwrap();
     let layer: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
     let mut members = Vec::new();
     let mut wrong = Vec::new();
@@ -92,29 +93,9 @@ fn every_crate_depends_only_on_lower_layers() {
 /// runtime, a Kubernetes client or a database.
 #[test]
 fn the_model_builds_without_io() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     for krate in ["tinkerbell-model", "tinkerbell-tink-workflow"] {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "tree",
-                "--offline",
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "-p",
-                krate,
-            ])
-            .arg("--manifest-path")
-            .arg(&root)
-            .output()
-            .expect("cargo tree");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let tree = String::from_utf8_lossy(&out.stdout);
+        let tree = cargo(&["tree", "-e", "normal", "--prefix", "none", "-p", krate]);
+        let tree = String::from_utf8_lossy(&tree);
         let io: Vec<&str> = tree
             .lines()
             .filter(|l| {

@@ -8,52 +8,16 @@
 //! Needs root, `ip` and dnsmasq (scripts/install-deps.sh): missing, the tests fail under CI and
 //! are skipped (with a message) elsewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use tinkerbell_core::testing::{have_peers, sh};
+
 const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn have_peers() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false);
-    let mut missing: Vec<&str> = Vec::new();
-    if !root {
-        missing.push("root");
-    }
-    if !Path::new("/usr/sbin/dnsmasq").exists() {
-        missing.push("dnsmasq");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("missing {missing:?} (run scripts/install-deps.sh as root)");
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("skipping: {msg}");
-    false
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+const PEERS: &[&str] = &["/usr/sbin/ip", "/usr/sbin/dnsmasq"];
 
 /// `app` (the appliance, interface a0) and `peer` (p0, 10.78.0.2/24) joined by a veth; a0
 /// gets 10.78.0.1/24 when `with_ipv4`. Both deleted on drop.
@@ -234,7 +198,7 @@ impl Drop for Link {
 
 #[test]
 fn a_missing_interface_or_address_is_named() {
-    if !have_peers() {
+    if !have_peers(PEERS) {
         return;
     }
     let link = Link::new(false);
@@ -244,7 +208,7 @@ fn a_missing_interface_or_address_is_named() {
 
 #[test]
 fn another_dhcp_server_on_the_link_is_refused_by_address() {
-    if !have_peers() {
+    if !have_peers(PEERS) {
         return;
     }
     let link = Link::new(true).with_dnsmasq();
@@ -267,7 +231,7 @@ fn another_dhcp_server_on_the_link_is_refused_by_address() {
 
 #[test]
 fn a_quiet_link_gets_every_netboot_service_on_its_address() {
-    if !have_peers() {
+    if !have_peers(PEERS) {
         return;
     }
     let link = Link::new(true);

@@ -1,5 +1,6 @@
-//! Test support: the real Kubernetes API server the tests run against, and [`Intercepted`], a
-//! store wrapper for fault injection and races.
+//! Test support: the real Kubernetes API server the tests run against, [`Intercepted`], a
+//! store wrapper for fault injection and races, and [`have_peers`]/[`sh`] for tests that need
+//! root and real tools (network namespaces, dnsmasq, perfdhcp, tmpfs).
 //!
 //! `scripts/test.sh` starts one control plane for the whole run (`tests/kube/kube.sh up`: etcd
 //! and kube-apiserver built from the Go module proxy, TLS on loopback) and exports its admin
@@ -20,6 +21,56 @@ use kube::api::{Api, PostParams};
 
 use crate::store::kube::client_from_kubeconfig;
 use crate::store::kube_crds::install_crds;
+
+/// Whether this process runs as root (effective UID 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the real peers a test needs are here: root and every file of `tools`. When some
+/// are missing the test fails under `CI` and is skipped, with a message, elsewhere.
+pub fn have_peers(tools: &[&str]) -> bool {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !std::path::Path::new(t).exists())
+        .collect();
+    if !is_root() {
+        missing.insert(0, "root");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "missing {} (run scripts/install-deps.sh as root)",
+        missing.join(", ")
+    );
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("skipping: {msg}");
+    false
+}
+
+/// Run `args[0]` with the rest as arguments; panics, with its output, unless it succeeds.
+pub fn sh(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// The environment variable naming the admin kubeconfig of the test API server.
 pub const KUBECONFIG_VAR: &str = "TINKERBELL_TEST_KUBECONFIG";

@@ -13,17 +13,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Kind, Object, Store, StoreError};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
+use tinkerbell_core::testing::is_root;
 
 /// A tmpfs of `size` mounted on a new directory, unmounted on drop.
 struct Tmpfs(tempfile::TempDir);

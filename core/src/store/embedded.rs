@@ -202,10 +202,7 @@ fn open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
 /// The format version of an existing store file and the binary that wrote it; a file that is
 /// not ours is [`StoreError::NotOurs`], a newer one [`StoreError::TooNew`].
 fn read_version(path: &Path, db: &impl ReadableDatabase) -> Result<(u32, String), StoreError> {
-    let not_ours = |reason: String| StoreError::NotOurs {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let not_ours = |reason: String| not_ours(path, reason);
     let tx = db.begin_read().map_err(|e| db_err(path, e))?;
     let meta = tx
         .open_table(META)
@@ -218,17 +215,7 @@ fn read_version(path: &Path, db: &impl ReadableDatabase) -> Result<(u32, String)
     let writer = text(WRITER_KEY)?.unwrap_or_else(|| "an unknown version".into());
     let found = match format.as_str() {
         FORMAT_V1 => 1,
-        FORMAT => {
-            let v = meta
-                .get(VERSION_KEY)
-                .map_err(|e| db_err(path, e))?
-                .ok_or_else(|| not_ours("no format version".into()))?;
-            let v: [u8; 4] = v
-                .value()
-                .try_into()
-                .map_err(|_| not_ours("format version is not 4 bytes".into()))?;
-            u32::from_le_bytes(v)
-        }
+        FORMAT => u32::from_le_bytes(meta_fixed(&meta, path, VERSION_KEY, "format version")?),
         other => return Err(not_ours(format!("format {other:?}, expected {FORMAT:?}"))),
     };
     if found > VERSION {
@@ -263,6 +250,31 @@ fn version_without_writing(path: &Path) -> Result<u32, StoreError> {
     })();
     let _ = std::fs::remove_file(&copy);
     checked
+}
+
+fn not_ours(path: &Path, reason: String) -> StoreError {
+    StoreError::NotOurs {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// The fixed-size value `key` of the meta table; a missing or odd-sized one means the file is
+/// not ours (`what` names it).
+fn meta_fixed<const N: usize>(
+    meta: &redb::ReadOnlyTable<&str, &[u8]>,
+    path: &Path,
+    key: &str,
+    what: &str,
+) -> Result<[u8; N], StoreError> {
+    let not_ours = |reason: String| not_ours(path, reason);
+    let v = meta
+        .get(key)
+        .map_err(|e| db_err(path, e))?
+        .ok_or_else(|| not_ours(format!("no {what}")))?;
+    v.value()
+        .try_into()
+        .map_err(|_| not_ours(format!("{what} is not {N} bytes")))
 }
 
 /// The marker, version and writer of the format this build writes.
@@ -371,21 +383,9 @@ impl EmbeddedStore {
     }
 
     fn load(path: &Path, db: &Database, state: &mut State) -> Result<(), StoreError> {
-        let not_ours = |reason: String| StoreError::NotOurs {
-            path: path.to_path_buf(),
-            reason,
-        };
         let tx = db.begin_read().map_err(|e| db_err(path, e))?;
         let meta = tx.open_table(META).map_err(|e| db_err(path, e))?;
-        let rev = meta
-            .get(REVISION_KEY)
-            .map_err(|e| db_err(path, e))?
-            .ok_or_else(|| not_ours("no revision".into()))?;
-        let rev: [u8; 8] = rev
-            .value()
-            .try_into()
-            .map_err(|_| not_ours("revision is not 8 bytes".into()))?;
-        state.revision = u64::from_le_bytes(rev);
+        state.revision = u64::from_le_bytes(meta_fixed(&meta, path, REVISION_KEY, "revision")?);
         let objects = tx.open_table(OBJECTS).map_err(|e| db_err(path, e))?;
         for entry in objects.iter().map_err(|e| db_err(path, e))? {
             let (k, v) = entry.map_err(|e| db_err(path, e))?;

@@ -7,7 +7,6 @@
 //! fail when CI is set and are skipped (with a message) otherwise.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,58 +23,10 @@ use tinkerbell_core::model::{
 };
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Object, Store};
+use tinkerbell_core::testing::{have_peers, sh};
 use tokio_util::sync::CancellationToken;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Effective UID 0, from /proc/self/status.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Whether the peers are here; panics under CI when they are not.
-fn have_peers(tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    if !is_root() {
-        missing.push("root".to_string());
-    }
-    for t in tools {
-        if !Path::new(t).exists() {
-            missing.push((*t).to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "missing {} (run scripts/install-deps.sh as root)",
-        missing.join(", ")
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("skipping: {msg}");
-    false
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two namespaces joined by a veth: `srv` (boots, 10.77.0.1/24 on bs0) and `cli` (bc0).
 /// Deleted on drop, also when the test fails.

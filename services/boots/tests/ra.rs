@@ -12,26 +12,13 @@
 mod common;
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tinkerbell_boots::ra::{self, Malformed, RaMetrics, RaResponder};
+use tinkerbell_core::testing::sh;
 use tokio_util::sync::CancellationToken;
-
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Namespaces `srv` (responder on rs0) and `cli` (rc0, still down), deleted on drop.
 struct Lab {
