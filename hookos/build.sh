@@ -281,4 +281,8 @@ cp "$vmlinuz" "$out/vmlinuz-x86_64"
   cat "$base/.summary"
   (cd "$out" && sha256sum vmlinuz-x86_64 initramfs-x86_64)
 } > "$out/manifest.txt"
+# The release's checksums (sha256sum format): `tinkerbell hookos fetch` checks downloads against
+# it and `serve` checks the directory it serves (a mismatch is reported at start and on /healthz).
+(cd "$out" && sha256sum vmlinuz-x86_64 initramfs-x86_64 manifest.txt) > "$out/SHA256SUMS.tmp"
+mv "$out/SHA256SUMS.tmp" "$out/SHA256SUMS"
 say "done: $out/vmlinuz-x86_64 ($(stat -c %s "$out/vmlinuz-x86_64") bytes), $out/initramfs-x86_64 ($(stat -c %s "$out/initramfs-x86_64") bytes)"

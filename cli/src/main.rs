@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bmc;
 mod commands;
+mod hookos;
 mod lab;
 mod logs;
 mod mover_cmd;
@@ -127,6 +128,12 @@ enum Command {
     /// The QEMU + virtual-BMC lab (tests/lab/lab.sh, built in): machines with IPMI/Redfish
     /// BMCs on a private bridge, and the appliance serving them. Needs root.
     Lab(lab::LabArgs),
+    /// HookOS, the in-memory OS netbooted machines run: fetch or build it into the directory
+    /// `serve` serves by default (<data dir>/hookos), or check it.
+    Hookos {
+        #[command(subcommand)]
+        command: hookos::HookosCommand,
+    },
     /// Load an export (or any YAML) into the store, status included. All or nothing.
     Import {
         /// File, directory or `-`. Repeatable.
@@ -375,6 +382,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => logs::run(g, &args).await,
             Command::Timeline(args) => timeline::run(g, &args).await,
             Command::Lab(args) => lab::run(g, &args),
+            Command::Hookos { command } => hookos::run(g, command).await,
             Command::Export { file, show_secrets } => {
                 commands::export(g, file.as_deref(), show_secrets).await
             }

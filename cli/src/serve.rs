@@ -84,6 +84,63 @@ fn netboot_interface(args: &ServeArgs) -> anyhow::Result<ServeArgs> {
     Ok(args)
 }
 
+/// Where HookOS is served from when `--hookos-dir` is not given: `<data dir>/hookos`, created
+/// empty if need be (`tinkerbell hookos fetch|build` fill it).
+pub const HOOKOS_SUBDIR: &str = "hookos";
+
+/// The HookOS directory `serve` serves: `--hookos-dir`, else `<data dir>/hookos` unless an OSIE
+/// URL sends machines elsewhere. Checked now (missing or corrupt artifacts are said at start)
+/// and watched for `/healthz`.
+fn hookos_dir(
+    args: &mut ServeArgs,
+    data: &std::path::Path,
+) -> anyhow::Result<Option<Arc<tinkerbell_boots::hookos::Watch>>> {
+    let ipxe = &mut args.boots.ipxe;
+    if ipxe.hookos_dir.is_none() && ipxe.ipxe_http_script_osie_url.is_empty() {
+        let d = data.join(HOOKOS_SUBDIR);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        ipxe.hookos_dir = Some(d);
+    }
+    let Some(d) = ipxe.hookos_dir.clone() else {
+        return Ok(None);
+    };
+    let watch = tinkerbell_boots::hookos::Watch::new(d);
+    match watch.status() {
+        Ok(ready) if ready.verified > 0 => eprintln!(
+            "tinkerbell: HookOS in {} ({} files match its SHA256SUMS)",
+            watch.dir().display(),
+            ready.verified
+        ),
+        Ok(_) => eprintln!(
+            "tinkerbell: HookOS in {} (no SHA256SUMS: not verified)",
+            watch.dir().display()
+        ),
+        Err(problem) => {
+            tracing::warn!(error = %problem, "HookOS is not ready");
+            eprintln!("tinkerbell: WARNING: {problem}");
+        }
+    }
+    Ok(Some(Arc::new(watch)))
+}
+
+/// `/healthz`'s HookOS check: a corrupt HookOS always fails it; a missing one only where this
+/// appliance netboots machines itself (DHCP or TFTP on).
+fn hookos_health(
+    watch: Option<Arc<tinkerbell_boots::hookos::Watch>>,
+    netboots: bool,
+) -> tinkerbell_core::api::HealthChecks {
+    use tinkerbell_boots::hookos::Problem;
+    let checks = watch.map(|w| {
+        let check: tinkerbell_core::api::HealthCheck = Arc::new(move || match w.status() {
+            Ok(_) => Ok(()),
+            Err(Problem::Missing { .. }) if !netboots => Ok(()),
+            Err(p) => Err(p.to_string()),
+        });
+        ("hookos", check)
+    });
+    tinkerbell_core::api::HealthChecks(checks.into_iter().collect())
+}
+
 /// `serve --dry-run-migrate`: the embedded store's format version and the steps opening it
 /// would take, found without writing.
 fn dry_run_migrate(g: &Global, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -121,7 +178,9 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     if args.dry_run_migrate {
         return dry_run_migrate(g, &dir);
     }
-    let args = &netboot_interface(args)?;
+    let mut args = netboot_interface(args)?;
+    let hookos = hookos_dir(&mut args, &dir)?;
+    let args = &args;
     // The store every service shares: the embedded one (default), or the Tinkerbell CRDs on a
     // cluster (`--backend kube`), checked before anything is bound. The store API, the CLI's
     // way in, serves either.
@@ -195,6 +254,7 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         listen: args.store_api_addr,
         shutdown_grace: GRACE,
         tls: api_tls.clone(),
+        health: hookos_health(hookos, args.dhcp_enabled || args.tftp_enabled),
     };
     let api = ApiServer::start(&config, store.clone(), &token, root.child_token()).await?;
     // One worker token key for the tink server (which checks tokens) and boots (whose

@@ -40,6 +40,7 @@ async fn start() -> Fixture {
         listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_secs(1),
         tls: None,
+        health: Default::default(),
     };
     let server = ApiServer::start(&config, Arc::new(store), "secret-token", cancel.clone())
         .await

@@ -103,6 +103,7 @@ impl Remote {
             listen: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace: Duration::from_secs(1),
             tls: None,
+            health: Default::default(),
         };
         let server = ApiServer::start(&config, Arc::new(store), TOKEN, cancel.clone())
             .await

@@ -76,7 +76,7 @@ async fn a_full_disk_fails_a_write_then_writes_work_again() {
     let api_store: Arc<dyn tinkerbell_core::store::Backend> = Arc::new(store.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = tinkerbell_core::api::router(api_store, "t0ken");
+    let app = tinkerbell_core::api::router(api_store, "t0ken", Default::default());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}");
     assert_eq!(get_json(&format!("{base}/healthz")).await.0, 200);

@@ -128,7 +128,7 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .expect("runtime"),
-        router: tinkerbell_core::api::router(Arc::new(Echo), TOKEN),
+        router: tinkerbell_core::api::router(Arc::new(Echo), TOKEN, Default::default()),
     })
 }
 

@@ -33,7 +33,9 @@ e2e_build() {
     (cd "$repo" && cargo build -q --locked -p tinkerbell --bin tinkerbell)
     cli="${CARGO_TARGET_DIR:-$repo/target}/debug/tinkerbell"
   fi
-  "$repo/hookos/build.sh" --out "$E/hookos" ${E2E_WORKER_BIN:+--worker "$E2E_WORKER_BIN"} \
+  # HookOS as a user builds it: `tinkerbell hookos build` (hookos/build.sh, then every file its
+  # SHA256SUMS lists, checked, into the directory).
+  "$cli" hookos build --source "$repo" --dir "$E/hookos" -- ${E2E_WORKER_BIN:+--worker "$E2E_WORKER_BIN"} \
     > "$E/logs/hookos-build.log" 2>&1 \
     || { tail -20 "$E/logs/hookos-build.log"; exit 1; }
   "$repo/hookos/build.sh" --out "$E/os" --no-worker --overlay "$here/os" > "$E/logs/os-build.log" 2>&1 \

@@ -63,15 +63,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The OS image comes from an artifact server of its own, as in a real site.
+# The OS image comes from an artifact server of its own, as in a real site; so does HookOS, as a
+# release: `tinkerbell hookos fetch` puts it into the data dir, where serve finds it unasked.
+ln -sfn "$E/hookos" "$E/www/hookos"
 nsx python3 -m http.server 8090 --bind "$A" --directory "$E/www" > "$E/logs/www.log" 2>&1 &
+for _ in $(seq 100); do nsx curl -sf -o /dev/null "http://$A:8090/hookos/SHA256SUMS" && break; sleep 0.1; done
+ip netns exec "$LAB_NS" "$cli" --data-dir "$E/data" hookos fetch --url "http://$A:8090/hookos" \
+  > "$E/logs/hookos-fetch.log" 2>&1 || { cat "$E/logs/hookos-fetch.log" >&2; exit 1; }
 e2e_store_cert "$E/tls" "$A"
 # Turnkey netboot on the lab's bridge (README): DHCP, TFTP, syslog, RA and HTTP on br0's address,
 # after checking that no other DHCP server answers there.
 ip netns exec "$LAB_NS" "$cli" --data-dir "$E/data" serve \
   --netboot-interface br0 --http-port 7080 --store-api-addr "$A:7081" \
   --store-api-tls-cert-file "$E/tls/cert.pem" --store-api-tls-key-file "$E/tls/key.pem" \
-  --hookos-dir "$E/hookos" \
   > "$E/logs/serve.log" 2>&1 &
 serve_pid=$!  # `ip netns exec` execs serve: the same process (not via nsx, a subshell)
 for _ in $(seq 300); do [ -f "$E/data/http-url" ] && [ -f "$E/data/tink-grpc-url" ] && break; sleep 0.1; done

@@ -69,8 +69,23 @@ struct App {
     token: Arc<str>,
 }
 
-/// Build the store API router over `store`, requiring `token`.
-pub fn router(store: Arc<dyn Backend>, token: &str) -> Router {
+/// A check `/healthz` runs besides the store's write health: `Err(why)` fails the probe.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The checks of `/healthz` beyond the store, each with a name for the logs.
+#[derive(Clone, Default)]
+pub struct HealthChecks(pub Vec<(&'static str, HealthCheck)>);
+
+impl std::fmt::Debug for HealthChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+/// Build the store API router over `store`, requiring `token`; `/healthz` also runs `checks`.
+pub fn router(store: Arc<dyn Backend>, token: &str, checks: HealthChecks) -> Router {
     let health = store.clone();
     let metrics = store.clone();
     let app = App {
@@ -86,21 +101,33 @@ pub fn router(store: Arc<dyn Backend>, token: &str) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     Router::new()
-        .route("/healthz", get(move || healthz(health.clone())))
+        .route(
+            "/healthz",
+            get(move || healthz(health.clone(), checks.clone())),
+        )
         .route("/metrics", get(move || store_metrics(metrics.clone())))
         .merge(protected)
 }
 
-/// `/healthz`: 503 naming the cause while the store cannot write (a full disk), else `ok`.
-async fn healthz(store: Arc<dyn Backend>) -> Response {
-    match store.write_health().failing {
-        None => "ok\n".into_response(),
-        Some(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store writes failing: {why}\n"),
-        )
-            .into_response(),
+/// `/healthz`: 503 naming every cause while the store cannot write (a full disk) or a check
+/// fails, else `ok`.
+async fn healthz(store: Arc<dyn Backend>, checks: HealthChecks) -> Response {
+    let mut failing: Vec<String> = store
+        .write_health()
+        .failing
+        .map(|why| format!("store writes failing: {why}"))
+        .into_iter()
+        .collect();
+    for (name, check) in &checks.0 {
+        if let Err(why) = check() {
+            tracing::debug!(check = name, %why, "healthz: failing");
+            failing.push(why);
+        }
     }
+    if failing.is_empty() {
+        return "ok\n".into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, failing.join("\n") + "\n").into_response()
 }
 
 /// `/metrics`: the store's write health in the Prometheus text format.

@@ -19,6 +19,8 @@ pub struct ApiConfig {
     pub shutdown_grace: Duration,
     /// Serve HTTPS with this configuration ([`tinkerbell_edge::tls::server_config`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What `/healthz` checks besides the store.
+    pub health: super::HealthChecks,
 }
 
 /// A running store API.
@@ -40,7 +42,7 @@ impl ApiServer {
             tls: config.tls.clone(),
             ..ServeOptions::new(config.shutdown_grace)
         };
-        let router = super::router(store, token);
+        let router = super::router(store, token, config.health.clone());
         let server = HttpServer::start(config.listen, router, cancel, options).await?;
         tracing::info!(addr = %server.local_addr(), tls = config.tls.is_some(), "store API listening");
         Ok(ApiServer { server })

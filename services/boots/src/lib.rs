@@ -11,6 +11,8 @@
 //! * [`syslog`]: the syslog receiver, its per-machine store and its HTTP routes.
 //! * [`tftp`]: the TFTP server for the iPXE binaries (RFC 2347/2348/2349/7440).
 //! * [`http`]: iPXE binaries, `auto.ipxe` scripts and HookOS artifacts over HTTP.
+//! * [`hookos`]: the HookOS artifacts' names, their `SHA256SUMS`, and the check that they
+//!   are there and whole.
 //! * [`ra`]: an opt-in IPv6 Router Advertisement responder (lifetime 0, no prefixes) so stock
 //!   iPXE's IPv6 autoconfiguration ends at once instead of waiting ~16 s for a router.
 //! * [`record`]: every phase a machine passes through here (DHCP offer/ack, TFTP, iPXE
@@ -32,6 +34,8 @@ pub mod tftp;
 
 #[cfg(feature = "server")]
 pub mod flags;
+#[cfg(feature = "server")]
+pub mod hookos;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]

@@ -102,6 +102,8 @@ struct AppState {
     config: Config,
     metrics: HttpMetrics,
     recorder: Option<Recorder>,
+    /// Whether the HookOS directory is ready, when there is one.
+    hookos: Option<crate::hookos::Watch>,
 }
 
 /// Build the routes. Loads the iPXE binaries (once) and checks the HookOS directory. The
@@ -124,6 +126,7 @@ pub fn router(
         config: config.clone(),
         metrics,
         recorder,
+        hookos: config.hookos_dir.clone().map(crate::hookos::Watch::new),
     });
     let mut r = Router::new()
         .route("/ipxe/binary/{*path}", get(binary))
@@ -291,6 +294,9 @@ async fn script_response(
                     .as_deref()
                     .and_then(|m| worker_token(st, m, None, caller, &client));
                 tracing::info!(%client, "ipxe script: no hardware, static script");
+                if let Some(r) = hookos_not_ready(st, "") {
+                    return r;
+                }
                 return text(
                     StatusCode::OK,
                     script::static_script(
@@ -398,11 +404,38 @@ async fn script_response(
             format!("/ipxe/script/{}", recorded_path(path)),
         );
     }
+    if let Some(r) = hookos_not_ready(st, &machine.osie_base_url) {
+        return r;
+    }
     let script_config = st.config.script.for_host(request_host(headers).as_deref());
     text(
         StatusCode::OK,
         script::hook(&script_config, &machine, &own_hookos_url(st, headers)),
     )
+}
+
+/// When the script would send the machine to this listener's `/hookos` (no OSIE URL in the
+/// configuration or the Hardware) and that directory is not ready: a script that says so on
+/// the machine's console and asks again in 30 s, instead of a kernel download that 404s. The
+/// machine boots once the operator runs `tinkerbell hookos fetch` (or build).
+fn hookos_not_ready(st: &AppState, hardware_osie_url: &str) -> Option<Response> {
+    if !hardware_osie_url.is_empty() || !st.config.script.osie_url.is_empty() {
+        return None;
+    }
+    let problem = st.hookos.as_ref()?.status().err()?;
+    tracing::warn!(error = %problem, "ipxe script: HookOS is not ready; the machine waits");
+    let why = match problem {
+        crate::hookos::Problem::Missing { .. } => "is missing",
+        crate::hookos::Problem::Corrupt { .. } => "is corrupt (sha256 mismatch)",
+        crate::hookos::Problem::Unusable { .. } => "has an unusable SHA256SUMS",
+    };
+    Some(text(
+        StatusCode::OK,
+        format!(
+            "#!ipxe\necho tinkerbell: HookOS {why} on the provisioning appliance (tinkerbell hookos fetch)\n\
+             echo tinkerbell: asking again in 30 s\nsleep 30\nchain --autofree auto.ipxe\n"
+        ),
+    ))
 }
 
 /// The most of a requested script path the timeline keeps, in bytes.

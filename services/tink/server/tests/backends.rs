@@ -107,6 +107,7 @@ async fn over_the_store_api() {
             listen: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace: Duration::from_secs(1),
             tls: None,
+            health: Default::default(),
         },
         Arc::new(embedded),
         "api-token",
