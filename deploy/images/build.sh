@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build static release binaries and one FROM-scratch container image per binary.
 #
-#   deploy/images/build.sh [--no-docker|--docker-build] [--tag TAG] [--out DIR] [BINARY...]
+#   deploy/images/build.sh [--no-docker|--docker-build] [--tag TAG] [--out DIR]
+#                          [--hookos-dir DIR] [BINARY...|hookos]
 #
 # For every binary (default: all of IMAGES below) it writes DIR/<binary>.oci.tar, an OCI image
 # layout (no daemon needed: deploy/images/oci.py writes it; it also carries a Docker
@@ -9,6 +10,11 @@
 # tinkerbell-rs/<binary>:TAG with `docker load`. With --docker-build the Docker engine builds the
 # same rootfs from a generated FROM-scratch Dockerfile instead (`docker build -`). Nothing is
 # pulled: the images are FROM scratch.
+#
+# With --hookos-dir DIR (a `tinkerbell hookos build --dir DIR` or hookos/build.sh output) it also
+# writes DIR's HookOS as the data-only image `hookos` (SHA256SUMS and the files it lists, each
+# checked, at the image's root; no binary): what the Helm chart mounts as an image volume. Name
+# only `hookos` to build that image alone (no cargo build).
 #
 # Env: TAG (default: the workspace version), OUT (default: target/images),
 #      CARGO_PROFILE_FOR_IMAGES (default: release), DOCKER (default: docker).
@@ -36,6 +42,7 @@ OUT=${OUT:-target/images}
 DOCKER=${DOCKER:-docker}
 TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)}
 use_docker=auto
+hookos_dir=""
 want=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,12 +50,30 @@ while [ $# -gt 0 ]; do
     --docker-build) use_docker=build ;;
     --tag) TAG=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --hookos-dir) hookos_dir=$2; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     *) want+=("$1") ;;
   esac
   shift
 done
+
+# `hookos` is the data image, not a binary.
+only_hookos=""
+if printf '%s\n' "${want[@]}" | grep -qx hookos; then
+  [ -n "$hookos_dir" ] || { echo "build.sh: the hookos image needs --hookos-dir DIR" >&2; exit 2; }
+  mapfile -t want < <(printf '%s\n' "${want[@]}" | grep -vx hookos || true)
+  [ ${#want[@]} -gt 0 ] || only_hookos=1
+fi
+if [ -n "$hookos_dir" ]; then
+  mkdir -p "$OUT"
+  python3 deploy/images/oci.py build-data --dir "$hookos_dir" --name hookos --tag "$TAG" \
+    --out "$OUT/hookos.oci.tar"
+  if [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1 || [ "$use_docker" = build ]; then
+    "$DOCKER" load -q -i "$OUT/hookos.oci.tar"
+  fi
+fi
+[ -z "$only_hookos" ] || exit 0
 
 selected=()
 for line in "${IMAGES[@]}"; do

@@ -15,7 +15,11 @@ with `docker load -i`, `podman load`, `skopeo copy oci-archive:...`, `ctr import
 Usage:
   oci.py build --binary PATH --name NAME --tag TAG --out FILE.tar [--user 65532]
                [--port 50061/tcp ...] [--layout-dir DIR]
-  oci.py verify FILE.tar|DIR      # re-hashes every blob and checks every reference
+  oci.py build-data --dir DIR --name NAME --tag TAG --out FILE.tar [--layout-dir DIR]
+                                  # a data-only image: DIR's SHA256SUMS and the files it
+                                  # lists (each checked) at the root (the `hookos` image)
+  oci.py verify FILE.tar|DIR      # re-hashes every blob and checks every reference (and a
+                                  # data image's files against its SHA256SUMS)
   oci.py context --binary PATH --name NAME --out CTX.tar [--user N] [--port P]...
                                   # the same rootfs + a FROM-scratch Dockerfile, for
                                   # `docker build -t IMAGE - < CTX.tar`
@@ -34,6 +38,7 @@ import tarfile
 
 REPO_PREFIX = "tinkerbell-rs"
 DATA_DIR = "var/lib/tinkerbell"
+SUMS = "SHA256SUMS"
 
 
 def _dir(tar: tarfile.TarFile, name: str, mode: int = 0o755, uid: int = 0) -> None:
@@ -84,6 +89,37 @@ def layer_tar(binary: str, name: str, uid: int) -> bytes:
     return buf.getvalue()
 
 
+def read_sums(src: str) -> list[str]:
+    """The files SHA256SUMS in `src` lists (sha256sum format), each checked against it."""
+    names = []
+    with open(os.path.join(src, SUMS)) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            digest, sep, name = line.rstrip("\n").partition("  ")
+            name = name or line.rstrip("\n").partition(" *")[2]
+            if len(digest) != 64 or not name or "/" in name or name in (".", ".."):
+                raise SystemExit(f"{src}/{SUMS} line {n}: not `<sha256>  <file>`")
+            with open(os.path.join(src, name), "rb") as g:
+                actual = hashlib.sha256(g.read()).hexdigest()
+            if actual != digest:
+                raise SystemExit(f"{src}/{name}: sha256 {actual} does not match {SUMS} ({digest})")
+            names.append(name)
+    if not names:
+        raise SystemExit(f"{src}/{SUMS} lists no files")
+    return names
+
+
+def data_layer_tar(src: str) -> bytes:
+    """A data-only root filesystem: SHA256SUMS and the files it lists, at the root."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(read_sums(src) + [SUMS]):
+            with open(os.path.join(src, name), "rb") as f:
+                _file(tar, name, f.read())
+    return buf.getvalue()
+
+
 def _blob(blobs: dict[str, bytes], data: bytes) -> tuple[str, int]:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     blobs[digest] = data
@@ -93,35 +129,53 @@ def _blob(blobs: dict[str, bytes], data: bytes) -> tuple[str, int]:
 def build(args: argparse.Namespace) -> None:
     uid = args.user
     raw = layer_tar(args.binary, args.name, uid)
+    description = (
+        f"{args.name} (tinkerbell-rs), static binary FROM scratch. No CA bundle: "
+        "TLS peers are verified against CAs given explicitly (kube: the service "
+        "account CA or the kubeconfig's)."
+    )
+    image_config = {
+        "User": f"{uid}:{uid}",
+        "Entrypoint": [f"/usr/bin/{args.name}"],
+        "Env": ["PATH=/usr/bin", f"TINKERBELL_DATA_DIR=/{DATA_DIR}"],
+        "WorkingDir": "/",
+        "ExposedPorts": {p: {} for p in sorted(args.port)},
+    }
+    write_image(raw, args.name, args.tag, args.out, args.layout_dir, image_config, description)
+
+
+def build_data(args: argparse.Namespace) -> None:
+    """A data-only image (no binary, no entrypoint): the HookOS artifacts, mounted as a
+    Kubernetes image volume or copied out of a container."""
+    raw = data_layer_tar(args.dir)
+    description = (
+        f"{args.name} (tinkerbell-rs): data only, FROM scratch. At the root: {SUMS} and the "
+        "files it lists. Mount it as an image volume and point TINKERBELL_HOOKOS_DIR there."
+    )
+    write_image(raw, args.name, args.tag, args.out, args.layout_dir, {"WorkingDir": "/"}, description)
+
+
+def write_image(raw: bytes, name: str, tag: str, out: str, layout_dir: str | None,
+                image_config: dict, description: str) -> None:
+    """One-layer image of the root filesystem `raw` as an OCI layout archive at `out`."""
     gz = io.BytesIO()
     with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6, filename="") as z:
         z.write(raw)
     blobs: dict[str, bytes] = {}
     layer_digest, layer_size = _blob(blobs, gz.getvalue())
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    ref = f"{REPO_PREFIX}/{args.name}:{args.tag}"
+    ref = f"{REPO_PREFIX}/{name}:{tag}"
     labels = {
-        "org.opencontainers.image.title": args.name,
-        "org.opencontainers.image.version": args.tag,
+        "org.opencontainers.image.title": name,
+        "org.opencontainers.image.version": tag,
         "org.opencontainers.image.source": "tinkerbell-rs deploy/images",
-        "org.opencontainers.image.description": (
-            f"{args.name} (tinkerbell-rs), static binary FROM scratch. No CA bundle: "
-            "TLS peers are verified against CAs given explicitly (kube: the service "
-            "account CA or the kubeconfig's)."
-        ),
+        "org.opencontainers.image.description": description,
     }
     config = {
         "created": "1970-01-01T00:00:00Z",
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "User": f"{uid}:{uid}",
-            "Entrypoint": [f"/usr/bin/{args.name}"],
-            "Env": ["PATH=/usr/bin", f"TINKERBELL_DATA_DIR=/{DATA_DIR}"],
-            "WorkingDir": "/",
-            "ExposedPorts": {p: {} for p in sorted(args.port)},
-            "Labels": labels,
-        },
+        "config": {**image_config, "Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "deploy/images/oci.py"}],
     }
@@ -156,7 +210,7 @@ def build(args: argparse.Namespace) -> None:
                 "size": manifest_size,
                 "platform": {"architecture": "amd64", "os": "linux"},
                 "annotations": {
-                    "org.opencontainers.image.ref.name": args.tag,
+                    "org.opencontainers.image.ref.name": tag,
                     "io.containerd.image.name": ref,
                 },
             }
@@ -177,20 +231,20 @@ def build(args: argparse.Namespace) -> None:
     for digest, data in blobs.items():
         files["blobs/sha256/" + digest.split(":")[1]] = data
 
-    tmp = args.out + ".tmp"
+    tmp = out + ".tmp"
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         _dir(tar, "blobs")
         _dir(tar, "blobs/sha256")
         for path in sorted(files):
             _file(tar, path, files[path])
-    os.replace(tmp, args.out)
-    if args.layout_dir:
+    os.replace(tmp, out)
+    if layout_dir:
         for path, data in files.items():
-            dest = os.path.join(args.layout_dir, path)
+            dest = os.path.join(layout_dir, path)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with open(dest, "wb") as f:
                 f.write(data)
-    print(f"{ref} {manifest_digest} layer={layer_size}B -> {args.out}")
+    print(f"{ref} {manifest_digest} layer={layer_size}B -> {out}")
 
 
 def context(args: argparse.Namespace) -> None:
@@ -258,12 +312,28 @@ def verify(args: argparse.Namespace) -> None:
                 data = gzip.decompress(data)
             if "sha256:" + hashlib.sha256(data).hexdigest() != diff_id:
                 raise SystemExit(f"layer {layer['digest']}: diff_id mismatch")
-            names = tarfile.open(fileobj=io.BytesIO(data)).getnames()
-            entry = config["config"]["Entrypoint"][0].lstrip("/")
-            if entry not in names:
-                raise SystemExit(f"layer {layer['digest']}: no {entry}")
+            layer_tar_ = tarfile.open(fileobj=io.BytesIO(data))
+            names = layer_tar_.getnames()
+            if "Entrypoint" in config["config"]:
+                entry = config["config"]["Entrypoint"][0].lstrip("/")
+                if entry not in names:
+                    raise SystemExit(f"layer {layer['digest']}: no {entry}")
+            else:
+                # A data image: every file its SHA256SUMS lists is there and matches.
+                check_sums(layer_tar_, layer["digest"])
         name = m.get("annotations", {}).get("io.containerd.image.name", "?")
         print(f"ok {name} {m['digest']}")
+
+
+def check_sums(tar: tarfile.TarFile, where: str) -> None:
+    member = tar.extractfile(SUMS) if SUMS in tar.getnames() else None
+    if member is None:
+        raise SystemExit(f"layer {where}: a data image without {SUMS}")
+    for line in member.read().decode().splitlines():
+        digest, _, name = line.partition("  ")
+        f = tar.extractfile(name) if name in tar.getnames() else None
+        if f is None or hashlib.sha256(f.read()).hexdigest() != digest:
+            raise SystemExit(f"layer {where}: {name} is missing or does not match {SUMS}")
 
 
 def main() -> None:
@@ -283,11 +353,19 @@ def main() -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--user", type=int, default=65532)
     c.add_argument("--port", action="append", default=[])
+    d = sub.add_parser("build-data")
+    d.add_argument("--dir", required=True)
+    d.add_argument("--name", required=True)
+    d.add_argument("--tag", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--layout-dir")
     v = sub.add_parser("verify")
     v.add_argument("path")
     args = p.parse_args()
     if args.cmd == "build":
         build(args)
+    elif args.cmd == "build-data":
+        build_data(args)
     elif args.cmd == "context":
         context(args)
     else:

@@ -48,7 +48,7 @@ containers=()
 cleanup() {
   for c in "${containers[@]}"; do "$DOCKER" rm -f "$c" >/dev/null 2>&1 || true; done
   "$DOCKER" network rm "$NET" >/dev/null 2>&1 || true
-  for img in "${IMAGES[@]/%/:$TAG}" "hegel:$TAG-built"; do
+  for img in "${IMAGES[@]/%/:$TAG}" "hegel:$TAG-built" "hookos:$TAG"; do
     "$DOCKER" rmi -f "tinkerbell-rs/$img" >/dev/null 2>&1 || true
   done
   rm -rf "$OUT"
@@ -92,6 +92,38 @@ if "$DOCKER" run --rm "tinkerbell-rs/hegel:$TAG-built" --version | grep -q '^heg
   ok "docker build FROM scratch (same rootfs) runs as 65532"
 else
   fail "docker build variant"
+fi
+
+# --- 1b. the hookos data image: SHA256SUMS and the files it lists at the root, whole -------
+# (what the Helm chart mounts as an image volume; the files here stand in for HookOS's, whose
+# build and boot hookos/test.sh and the e2e cover)
+HK=$OUT/hookos-src
+mkdir -p "$HK" "$OUT/hookos-out"
+head -c 3000000 /dev/urandom > "$HK/vmlinuz-x86_64"
+head -c 5000001 /dev/urandom > "$HK/initramfs-x86_64"
+echo "kernel test" > "$HK/manifest.txt"
+(cd "$HK" && sha256sum vmlinuz-x86_64 initramfs-x86_64 manifest.txt > SHA256SUMS)
+if deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" --hookos-dir "$HK" hookos >/dev/null \
+  && python3 deploy/images/oci.py verify "$OUT/archives/hookos.oci.tar" >/dev/null; then
+  ok "hookos: data image built and verified (files against its SHA256SUMS)"
+else
+  fail "hookos: data image"
+fi
+"$DOCKER" create --name "$ID-hookos" "tinkerbell-rs/hookos:$TAG" /none >/dev/null && containers+=("$ID-hookos")
+"$DOCKER" export "$ID-hookos" | tar -x -C "$OUT/hookos-out"
+if "$TB" hookos fetch --from "$OUT/hookos-out" --dir "$OUT/hookos-installed" >/dev/null \
+  && cmp -s "$HK/initramfs-x86_64" "$OUT/hookos-installed/initramfs-x86_64"; then
+  ok "hookos: the image's files, copied out, install with tinkerbell hookos fetch --from"
+else
+  fail "hookos: files out of the image"
+fi
+echo corrupt >> "$HK/manifest.txt"
+if err=$(deploy/images/build.sh --tag "$TAG-bad" --out "$OUT/bad" --hookos-dir "$HK" hookos 2>&1); then
+  fail "hookos: an image was built from files that do not match SHA256SUMS"
+elif grep -q 'manifest.txt: sha256 .* does not match SHA256SUMS' <<<"$err"; then
+  ok "hookos: files that do not match SHA256SUMS are refused, naming the file"
+else
+  fail "hookos: refused without naming the file: $err"
 fi
 
 # --- 2. admin machine: host network, data-dir volume, CLI on the host ---------------------
