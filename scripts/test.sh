@@ -59,6 +59,10 @@ tests/lab/netboot.sh
 # End to end: workflows with --netboot provision a BIOS and a UEFI lab machine (rufio power-on,
 # PXE, HookOS, image2disk, writefile, reboot) and the installed OS reads its metadata.
 tests/lab/e2e.sh
+# The README's quick start (one real machine on a second NIC) run as written: hookos build,
+# serve --netboot-interface on a veth into the lab's bridge, import, apply, workflow create
+# --netboot, workflow watch; then the installed OS reads its metadata.
+E2E_WORKER_BIN="${TINK_WORKER_STATIC_BIN:-}" tests/lab/quickstart.sh
 # The pivot on the wire with the store in a real kube-apiserver: the embedded appliance
 # provisions m1, `tinkerbell move` hands the inventory to the cluster (DHCP handoff watched by a
 # probe), boots, hegel, tink-server, tink-controller and rufio as separate processes on

@@ -93,11 +93,12 @@ spec:
 EOF
 }
 
-# e2e_wait_os I CONSOLE OFFSET METADATA_URL: waits (300 s) until the installed OS of lab-m<I>
-# printed, after byte OFFSET of its console, E2E-OK with its own hostname and address; checks it
-# booted the image of $build_id and read METADATA_URL from the writefile. Prints the E2E-OK line.
+# e2e_wait_os I CONSOLE OFFSET METADATA_URL [HOSTNAME]: waits (300 s) until the installed OS of
+# lab-m<I> printed, after byte OFFSET of its console, E2E-OK with its own hostname (HOSTNAME,
+# default lab-m<I>: its Hardware's name) and address; checks it booted the image of $build_id
+# and read METADATA_URL from the writefile. Prints the E2E-OK line.
 e2e_wait_os() {
-  local i=$1 c=$2 off=$3 url=$4 end=$((SECONDS + 300)) ok
+  local i=$1 c=$2 off=$3 url=$4 host=${5:-lab-m$1} end=$((SECONDS + 300)) ok
   con() { tail -c +$((off + 1)) "$c"; }
   until con | grep -qa "e2e-os\[.*E2E-OK"; do
     if con | grep -qa "e2e-os\[.*ERROR"; then echo "lab-m$i: $(con | grep -a 'e2e-os\[.*ERROR' | tail -1)" >&2; return 1; fi
@@ -110,7 +111,7 @@ e2e_wait_os() {
   con | grep -qa "e2e-os\[.*writefile: metadata-url=$url" \
     || { echo "lab-m$i: writefile's metadata-url $url not seen" >&2; return 1; }
   case $ok in
-    *"hostname=lab-m$i ipv4=$LAB_NET.$((100 + i)) "*) ;;
+    *"hostname=$host ipv4=$LAB_NET.$((100 + i)) "*) ;;
     *) echo "lab-m$i: wrong metadata: $ok" >&2; return 1 ;;
   esac
   echo "${ok#*E2E-OK }"
