@@ -63,7 +63,7 @@ enum LabCommand {
         #[arg(long)]
         no_redfish: bool,
         /// HookOS (vmlinuz-x86_64, initramfs-x86_64) for the appliance to netboot machines
-        /// into, e.g. the output of hookos/build.sh.
+        /// into. Default: <data-dir>/hookos, where `tinkerbell hookos build|fetch` put it.
         #[arg(long)]
         hookos_dir: Option<PathBuf>,
         /// Only the machines and BMCs; no appliance.
@@ -298,7 +298,14 @@ pub fn run(g: &Global, args: &LabArgs) -> anyhow::Result<()> {
                 a.push("--no-redfish");
             }
             check(lab.lab_sh(&a)?, "lab up")?;
-            if !no_appliance && let Err(e) = lab.start_appliance(hookos_dir.as_deref()) {
+            // The HookOS `tinkerbell hookos build|fetch` installed for this user, unless
+            // another is named (the lab appliance's own data dir has none).
+            let hookos = match hookos_dir {
+                Some(d) => Some(d.clone()),
+                None => Some(crate::commands::data_dir(g)?.join(crate::serve::HOOKOS_SUBDIR))
+                    .filter(|d| d.is_dir()),
+            };
+            if !no_appliance && let Err(e) = lab.start_appliance(hookos.as_deref()) {
                 // Nothing half up: the machines and namespace go again.
                 let _ = lab.lab_sh(&["down"]);
                 return Err(e);
