@@ -29,6 +29,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::store::index::ClaimKind;
 use crate::store::{Backend, Kind, Object, StoreError};
 
 pub mod server;
@@ -621,26 +622,25 @@ async fn lookup_hardware(
     State(app): State<App>,
     Query(q): Query<LookupQuery>,
 ) -> Result<Response, ApiError> {
-    let s = &app.store;
-    let (what, found) = match (&q.mac, &q.ip, &q.agent_id, &q.instance_id) {
-        (Some(m), None, None, None) => (format!("mac {m}"), s.hardware_by_mac(m).await?),
-        (None, Some(ip), None, None) => (format!("ip {ip}"), s.hardware_by_ip(ip).await?),
-        (None, None, Some(a), None) => (format!("agentID {a}"), s.hardware_by_agent_id(a).await?),
-        (None, None, None, Some(i)) => (
-            format!("instanceID {i}"),
-            s.hardware_by_instance_id(i).await?,
-        ),
-        _ => {
-            return Err(bad_request(
-                "give exactly one of mac, ip, agentID, instanceID",
-            ));
-        }
+    let given: Vec<(ClaimKind, &String)> = [
+        (ClaimKind::Mac, &q.mac),
+        (ClaimKind::Ip, &q.ip),
+        (ClaimKind::AgentId, &q.agent_id),
+        (ClaimKind::InstanceId, &q.instance_id),
+    ]
+    .into_iter()
+    .filter_map(|(claim, v)| Some((claim, v.as_ref()?)))
+    .collect();
+    let [(claim, value)] = given[..] else {
+        return Err(bad_request(
+            "give exactly one of mac, ip, agentID, instanceID",
+        ));
     };
-    let hw = found.ok_or_else(|| {
+    let hw = app.store.hardware_by(claim, value).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("no Hardware with {what}"),
+            format!("no Hardware with {} {value}", claim.param()),
         )
     })?;
     Ok(axum::Json(Object::Hardware(hw).to_json()).into_response())

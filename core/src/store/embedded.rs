@@ -451,16 +451,6 @@ impl EmbeddedStore {
         self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Synchronous lookup by MAC, for in-process hot paths and benchmarks.
-    pub fn lookup(&self, kind: ClaimKind, value: &str) -> Option<Arc<Hardware>> {
-        let st = self.read_state();
-        match kind {
-            ClaimKind::Mac => st.index.by_mac(value),
-            ClaimKind::Ip => st.index.by_ip(value),
-            _ => st.index.get(kind, value),
-        }
-    }
-
     async fn run(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.commit(ops))
@@ -985,23 +975,12 @@ impl Store for EmbeddedStore {
 
 #[async_trait]
 impl HardwareLookup for EmbeddedStore {
-    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        Ok(self.lookup(ClaimKind::Mac, mac))
-    }
-    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        Ok(self.lookup(ClaimKind::Ip, ip))
-    }
-    async fn hardware_by_agent_id(
+    async fn hardware_by(
         &self,
-        agent_id: &str,
+        claim: ClaimKind,
+        value: &str,
     ) -> Result<Option<Arc<Hardware>>, StoreError> {
-        Ok(self.lookup(ClaimKind::AgentId, agent_id))
-    }
-    async fn hardware_by_instance_id(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<Arc<Hardware>>, StoreError> {
-        Ok(self.lookup(ClaimKind::InstanceId, instance_id))
+        Ok(self.read_state().index.lookup(claim, value))
     }
     async fn workflows_by_agent_id(
         &self,

@@ -27,6 +27,18 @@ pub enum ClaimKind {
     InstanceId,
 }
 
+impl ClaimKind {
+    /// The store API's lookup query parameter for this identity.
+    pub fn param(self) -> &'static str {
+        match self {
+            ClaimKind::Mac => "mac",
+            ClaimKind::Ip => "ip",
+            ClaimKind::AgentId => "agentID",
+            ClaimKind::InstanceId => "instanceID",
+        }
+    }
+}
+
 /// One identity claimed by a Hardware, with the field it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -156,21 +168,17 @@ impl LookupIndex {
         }
     }
 
-    /// Look up by a raw (un-normalised) MAC.
-    pub fn by_mac(&self, mac: &str) -> Option<Arc<Hardware>> {
+    /// [`LookupIndex::get`] for a value as a client gives it: a MAC or IP in any form.
+    pub fn lookup(&self, kind: ClaimKind, value: &str) -> Option<Arc<Hardware>> {
         // Fast path: already normalised (what boots passes).
-        if let Some(hw) = self.get(ClaimKind::Mac, mac) {
+        if let Some(hw) = self.get(kind, value) {
             return Some(hw);
         }
-        self.get(ClaimKind::Mac, &normalize_mac(mac)?)
-    }
-
-    /// Look up by a raw IP.
-    pub fn by_ip(&self, ip: &str) -> Option<Arc<Hardware>> {
-        if let Some(hw) = self.get(ClaimKind::Ip, ip) {
-            return Some(hw);
+        match kind {
+            ClaimKind::Mac => self.get(kind, &normalize_mac(value)?),
+            ClaimKind::Ip => self.get(kind, &normalize_ip(value)?),
+            ClaimKind::AgentId | ClaimKind::InstanceId => None,
         }
-        self.get(ClaimKind::Ip, &normalize_ip(ip)?)
     }
 
     /// Workflows assigned to an agent, ordered by namespace/name.

@@ -58,24 +58,21 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::NamespaceResourceScope;
+use kube::Client;
 use kube::api::{
     Api, DeleteParams, ListParams, PostParams, Preconditions, WatchEvent as KubeEvent, WatchParams,
 };
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::index::{LookupIndex, check_hardware_claims};
+use super::index::{ClaimKind, LookupIndex, check_hardware_claims};
 use super::shared::{async_stream, server_view};
 use super::{
-    Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
-    WatchStream,
+    Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, Typed,
+    WatchEvent, WatchStream, by_kind,
 };
-use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow, WorkflowRuleSet};
+use crate::model::{Hardware, Workflow};
 use crate::runtime;
 
 /// How long lookups wait for the first full list by default.
@@ -84,66 +81,6 @@ pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 const UNCONDITIONAL_ATTEMPTS: usize = 3;
 /// A watch the server ends at once is reopened no sooner than this.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
-
-/// A typed resource this backend stores, and how it converts to and from [`Object`].
-trait KubeKind:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Serialize
-    + DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    const KIND: Kind;
-    fn into_object(self) -> Object;
-    fn from_object(obj: Object) -> Self;
-}
-
-/// `KubeKind` for model types named as their [`Kind`] and [`Object`] variants.
-macro_rules! kube_kind {
-    ($($t:ident),*) => {$(
-        impl KubeKind for $t {
-            const KIND: Kind = Kind::$t;
-            fn into_object(self) -> Object {
-                Object::$t(Arc::new(self))
-            }
-            fn from_object(obj: Object) -> Self {
-                match obj {
-                    Object::$t(a) => Arc::unwrap_or_clone(a),
-                    other => unreachable!("dispatched on kind, got {}", other.kind()),
-                }
-            }
-        }
-    )*};
-}
-
-kube_kind!(
-    Hardware,
-    Template,
-    Workflow,
-    WorkflowRuleSet,
-    Machine,
-    Job,
-    Task,
-    Secret
-);
-
-/// Evaluate `$body` with the type alias `$K` bound to the Rust type of `$kind`.
-macro_rules! by_kind {
-    ($kind:expr, $K:ident => $body:expr) => {
-        by_kind!(@ $kind, $K, $body; Hardware Template Workflow WorkflowRuleSet Machine Job Task Secret)
-    };
-    (@ $kind:expr, $K:ident, $body:expr; $($t:ident)*) => {
-        match $kind {
-            $(Kind::$t => {
-                type $K = $t;
-                $body
-            })*
-        }
-    };
-}
 
 /// A Kubernetes-API-backed [`Store`] + [`HardwareLookup`]. Cheap to clone; clones share the
 /// client and the lookup index, and the index task stops when the last clone is dropped.
@@ -555,7 +492,7 @@ impl KubeStore {
         obj
     }
 
-    fn api<K: KubeKind>(&self, ns: &str) -> Api<K> {
+    fn api<K: Typed>(&self, ns: &str) -> Api<K> {
         scoped_api(&self.inner.client, ns)
     }
 
@@ -581,7 +518,7 @@ impl KubeStore {
         check_hardware_claims(&self.inner.shared.read().index, obj)
     }
 
-    async fn get_typed<K: KubeKind>(&self, ns: &str, name: &str) -> Result<Object, StoreError> {
+    async fn get_typed<K: Typed>(&self, ns: &str, name: &str) -> Result<Object, StoreError> {
         let key = ObjectKey::new(K::KIND, ns, name);
         self.api::<K>(ns)
             .get(name)
@@ -590,7 +527,7 @@ impl KubeStore {
             .map_err(|e| api_err(e, K::KIND, Some(&key), None))
     }
 
-    async fn list_typed<K: KubeKind>(&self, ns: &str) -> Result<ObjectList, StoreError> {
+    async fn list_typed<K: Typed>(&self, ns: &str) -> Result<ObjectList, StoreError> {
         let list = self
             .api::<K>(ns)
             .list(&ListParams::default())
@@ -604,7 +541,7 @@ impl KubeStore {
         })
     }
 
-    async fn watch_typed<K: KubeKind>(
+    async fn watch_typed<K: Typed>(
         &self,
         ns: &str,
         since: Option<&str>,
@@ -626,7 +563,7 @@ impl KubeStore {
         Ok(async_stream(move |tx| follow(api, initial, first, rv, tx)))
     }
 
-    async fn create_typed<K: KubeKind>(&self, obj: Object) -> Result<Object, StoreError> {
+    async fn create_typed<K: Typed>(&self, obj: Object) -> Result<Object, StoreError> {
         let key = obj.key();
         let created = self
             .api::<K>(&key.namespace)
@@ -638,7 +575,7 @@ impl KubeStore {
 
     /// PUT the object (or its status). Conditional on its resourceVersion when it has one;
     /// otherwise made unconditional by reading the current resourceVersion first.
-    async fn replace_typed<K: KubeKind>(
+    async fn replace_typed<K: Typed>(
         &self,
         obj: Object,
         status: bool,
@@ -690,7 +627,7 @@ impl KubeStore {
     /// effect at once with a `Status` rather than the object (custom resources do), so the
     /// object is read first and deleted on the condition that it is still that version; an
     /// unconditional delete that loses that race reads again (a few times).
-    async fn delete_typed<K: KubeKind>(
+    async fn delete_typed<K: Typed>(
         &self,
         ns: &str,
         name: &str,
@@ -731,7 +668,7 @@ impl KubeStore {
     }
 
     /// Phase 1 of `apply_all` for one object: read it, decide what to write, dry-run it.
-    async fn plan_typed<K: KubeKind>(&self, obj: Object) -> Result<Plan, StoreError> {
+    async fn plan_typed<K: Typed>(&self, obj: Object) -> Result<Plan, StoreError> {
         let key = obj.key();
         let api = self.api::<K>(&key.namespace);
         let current = match api.get(&key.name).await {
@@ -802,7 +739,7 @@ impl KubeStore {
 
     /// Phase 2 of `apply_all` for one object. `written` holds the resourceVersion of objects
     /// this batch already wrote (an object listed twice is replaced the second time).
-    async fn execute_typed<K: KubeKind>(
+    async fn execute_typed<K: Typed>(
         &self,
         plan: Plan,
         written: &mut HashMap<ObjectKey, String>,
@@ -925,7 +862,7 @@ async fn config_from_kubeconfig(path: Option<&Path>) -> Result<kube::Config, Sto
     Ok(config)
 }
 
-fn scoped_api<K: KubeKind>(client: &Client, ns: &str) -> Api<K> {
+fn scoped_api<K: Typed>(client: &Client, ns: &str) -> Api<K> {
     if ns.is_empty() {
         Api::all(client.clone())
     } else {
@@ -999,7 +936,7 @@ type KubeStream<K> = BoxStream<'static, kube::Result<KubeEvent<K>>>;
 
 /// Feed a store watch: the initial events, then the Kubernetes watch, re-watching from the
 /// last resourceVersion whenever the server ends it. Stops when the consumer goes away.
-async fn follow<K: KubeKind>(
+async fn follow<K: Typed>(
     api: Api<K>,
     initial: Vec<WatchEvent>,
     mut stream: KubeStream<K>,
@@ -1210,40 +1147,13 @@ impl Store for KubeStore {
 
 #[async_trait]
 impl HardwareLookup for KubeStore {
-    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.wait_synced(Kind::Hardware).await?;
-        Ok(self.inner.shared.read().index.by_mac(mac))
-    }
-
-    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.wait_synced(Kind::Hardware).await?;
-        Ok(self.inner.shared.read().index.by_ip(ip))
-    }
-
-    async fn hardware_by_agent_id(
+    async fn hardware_by(
         &self,
-        agent_id: &str,
+        claim: ClaimKind,
+        value: &str,
     ) -> Result<Option<Arc<Hardware>>, StoreError> {
         self.wait_synced(Kind::Hardware).await?;
-        Ok(self
-            .inner
-            .shared
-            .read()
-            .index
-            .get(super::index::ClaimKind::AgentId, agent_id))
-    }
-
-    async fn hardware_by_instance_id(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.wait_synced(Kind::Hardware).await?;
-        Ok(self
-            .inner
-            .shared
-            .read()
-            .index
-            .get(super::index::ClaimKind::InstanceId, instance_id))
+        Ok(self.inner.shared.read().index.lookup(claim, value))
     }
 
     async fn workflows_by_agent_id(

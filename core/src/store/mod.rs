@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::model::{Hardware, Job, Machine, Secret, Task, Template, Workflow, WorkflowRuleSet};
+use index::ClaimKind;
 
 pub mod embedded;
 mod error;
@@ -198,45 +199,69 @@ macro_rules! each_variant {
     };
 }
 
-/// Apply `$body` to the payload of every variant, mutably (copy-on-write).
-macro_rules! each_variant_mut {
-    ($obj:expr, $inner:ident => $body:expr) => {
-        match $obj {
-            Object::Hardware(a) => {
-                let $inner = Arc::make_mut(a);
+/// Evaluate `$body` with the type alias `$K` bound to the model type of `$kind`.
+macro_rules! by_kind {
+    ($kind:expr, $K:ident => $body:expr) => {
+        $crate::store::by_kind!(@ $kind, $K, $body; Hardware Template Workflow WorkflowRuleSet Machine Job Task Secret)
+    };
+    (@ $kind:expr, $K:ident, $body:expr; $($t:ident)*) => {
+        match $kind {
+            $($crate::store::Kind::$t => {
+                type $K = $crate::model::$t;
                 $body
-            }
-            Object::Template(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::Workflow(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::WorkflowRuleSet(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::Machine(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::Job(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::Task(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
-            Object::Secret(a) => {
-                let $inner = Arc::make_mut(a);
-                $body
-            }
+            })*
         }
     };
 }
+pub(crate) use by_kind;
+
+/// A model type stored as one [`Kind`] of [`Object`] (and a Kubernetes resource).
+pub(crate) trait Typed:
+    ::kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Its kind.
+    const KIND: Kind;
+    /// Wrap it.
+    fn into_object(self) -> Object;
+    /// Unwrap an object of its kind.
+    fn from_object(obj: Object) -> Self;
+}
+
+/// `Typed` for model types named as their [`Kind`] and [`Object`] variants.
+macro_rules! typed {
+    ($($t:ident),*) => {$(
+        impl Typed for $t {
+            const KIND: Kind = Kind::$t;
+            fn into_object(self) -> Object {
+                Object::$t(Arc::new(self))
+            }
+            fn from_object(obj: Object) -> Self {
+                match obj {
+                    Object::$t(a) => Arc::unwrap_or_clone(a),
+                    other => unreachable!("dispatched on kind, got {}", other.kind()),
+                }
+            }
+        }
+    )*};
+}
+
+typed!(
+    Hardware,
+    Template,
+    Workflow,
+    WorkflowRuleSet,
+    Machine,
+    Job,
+    Task,
+    Secret
+);
 
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -281,7 +306,7 @@ impl Object {
 
     /// Mutable object metadata (copies the payload if it is shared).
     pub fn meta_mut(&mut self) -> &mut ObjectMeta {
-        each_variant_mut!(self, o => &mut o.metadata)
+        each_variant!(self, a => &mut Arc::make_mut(a).metadata)
     }
 
     /// `metadata.name`, or "" when unset.
@@ -320,16 +345,7 @@ impl Object {
 
     /// Decode an object of a known kind from JSON.
     pub fn from_json(kind: Kind, v: Value) -> Result<Object, serde_json::Error> {
-        Ok(match kind {
-            Kind::Hardware => Object::Hardware(Arc::new(serde_json::from_value(v)?)),
-            Kind::Template => Object::Template(Arc::new(serde_json::from_value(v)?)),
-            Kind::Workflow => Object::Workflow(Arc::new(serde_json::from_value(v)?)),
-            Kind::WorkflowRuleSet => Object::WorkflowRuleSet(Arc::new(serde_json::from_value(v)?)),
-            Kind::Machine => Object::Machine(Arc::new(serde_json::from_value(v)?)),
-            Kind::Job => Object::Job(Arc::new(serde_json::from_value(v)?)),
-            Kind::Task => Object::Task(Arc::new(serde_json::from_value(v)?)),
-            Kind::Secret => Object::Secret(Arc::new(serde_json::from_value(v)?)),
-        })
+        Ok(by_kind!(kind, K => serde_json::from_value::<K>(v)?.into_object()))
     }
 
     /// Decode from JSON that carries `apiVersion` and `kind`.
@@ -524,23 +540,39 @@ pub trait Store: Send + Sync + 'static {
 /// The lookups boots, hegel and the tink server make on every packet or request.
 #[async_trait]
 pub trait HardwareLookup: Send + Sync + 'static {
-    /// The Hardware with an interface whose `dhcp.mac` is `mac` (any case).
-    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError>;
-    /// The Hardware with an interface whose `dhcp.ip.address` is `ip`.
-    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError>;
-    /// The Hardware whose `spec.agentID` is `agent_id`.
-    async fn hardware_by_agent_id(
+    /// The Hardware holding the identity `value` of kind `claim` (a MAC in any case or
+    /// separator, an IP in any form).
+    async fn hardware_by(
         &self,
-        agent_id: &str,
-    ) -> Result<Option<Arc<Hardware>>, StoreError>;
-    /// The Hardware whose `spec.metadata.instance.id` is `instance_id`.
-    async fn hardware_by_instance_id(
-        &self,
-        instance_id: &str,
+        claim: ClaimKind,
+        value: &str,
     ) -> Result<Option<Arc<Hardware>>, StoreError>;
     /// Workflows whose `status.agentID` is `agent_id`, by namespace and name.
     async fn workflows_by_agent_id(&self, agent_id: &str)
     -> Result<Vec<Arc<Workflow>>, StoreError>;
+
+    /// The Hardware with an interface whose `dhcp.mac` is `mac` (any case).
+    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.hardware_by(ClaimKind::Mac, mac).await
+    }
+    /// The Hardware with an interface whose `dhcp.ip.address` is `ip`.
+    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.hardware_by(ClaimKind::Ip, ip).await
+    }
+    /// The Hardware whose `spec.agentID` is `agent_id`.
+    async fn hardware_by_agent_id(
+        &self,
+        agent_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.hardware_by(ClaimKind::AgentId, agent_id).await
+    }
+    /// The Hardware whose `spec.metadata.instance.id` is `instance_id`.
+    async fn hardware_by_instance_id(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<Arc<Hardware>>, StoreError> {
+        self.hardware_by(ClaimKind::InstanceId, instance_id).await
+    }
 }
 
 /// A backend: both traits.

@@ -11,6 +11,7 @@ use kube::core::Status;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
+use super::index::ClaimKind;
 use super::shared::async_stream;
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
@@ -147,21 +148,6 @@ impl RemoteStore {
 
     async fn object(&self, rb: RequestBuilder, call: &Call<'_>) -> Result<Object, StoreError> {
         Object::from_typed_json(self.json(rb, call).await?)
-    }
-
-    async fn lookup(&self, query: &[(&str, &str)]) -> Result<Option<Arc<Hardware>>, StoreError> {
-        let rb = self
-            .req(Method::GET, "/tinkerbell/v1/lookup/hardware")
-            .query(query);
-        match self.object(rb, &Call::other()).await {
-            Ok(Object::Hardware(h)) => Ok(Some(h)),
-            Ok(other) => Err(StoreError::UnknownType {
-                api_version: other.kind().api_version().into(),
-                kind: other.kind().to_string(),
-            }),
-            Err(StoreError::Remote { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -414,23 +400,23 @@ impl Store for RemoteStore {
 
 #[async_trait]
 impl HardwareLookup for RemoteStore {
-    async fn hardware_by_mac(&self, mac: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.lookup(&[("mac", mac)]).await
-    }
-    async fn hardware_by_ip(&self, ip: &str) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.lookup(&[("ip", ip)]).await
-    }
-    async fn hardware_by_agent_id(
+    async fn hardware_by(
         &self,
-        agent_id: &str,
+        claim: ClaimKind,
+        value: &str,
     ) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.lookup(&[("agentID", agent_id)]).await
-    }
-    async fn hardware_by_instance_id(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<Arc<Hardware>>, StoreError> {
-        self.lookup(&[("instanceID", instance_id)]).await
+        let rb = self
+            .req(Method::GET, "/tinkerbell/v1/lookup/hardware")
+            .query(&[(claim.param(), value)]);
+        match self.object(rb, &Call::other()).await {
+            Ok(Object::Hardware(h)) => Ok(Some(h)),
+            Ok(other) => Err(StoreError::UnknownType {
+                api_version: other.kind().api_version().into(),
+                kind: other.kind().to_string(),
+            }),
+            Err(StoreError::Remote { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
     async fn workflows_by_agent_id(
         &self,
