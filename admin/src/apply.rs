@@ -19,8 +19,9 @@ use std::fmt;
 
 use serde_json::Value;
 
+use tinkerbell_core::by_kind;
 use tinkerbell_core::store::index::{ClaimKind, claims_from_json};
-use tinkerbell_core::store::{Kind, Object, ObjectKey};
+use tinkerbell_core::store::{Kind, Object, ObjectKey, Typed};
 
 /// One problem in the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,21 +52,10 @@ impl fmt::Display for DocError {
     }
 }
 
-/// All problems found in one apply.
+/// All problems found in one apply; displays one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", crate::csv::join_lines(.0))]
 pub struct ApplyErrors(pub Vec<DocError>);
-
-impl fmt::Display for ApplyErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
 
 /// A document that decoded into an object.
 #[derive(Debug, Clone)]
@@ -91,7 +81,6 @@ struct RawDoc<'a> {
 fn split_documents(input: &str) -> Vec<RawDoc<'_>> {
     let mut docs = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
-    let mut first_line = 1;
     let mut cur_first = 1;
     let mut pending_inline: Option<String> = None;
     for (i, line) in input.lines().enumerate() {
@@ -114,9 +103,7 @@ fn split_documents(input: &str) -> Vec<RawDoc<'_>> {
             cur_first = i + 1;
         }
         cur.push(line);
-        first_line = cur_first;
     }
-    let _ = first_line;
     push_doc(&mut docs, &mut cur, cur_first, pending_inline.take());
     docs
 }
@@ -498,17 +485,7 @@ fn decode_typed(kind: Kind, value: Value) -> Result<Object, (String, String)> {
             (path, e.into_inner().to_string())
         })
     }
-    use std::sync::Arc;
-    Ok(match kind {
-        Kind::Hardware => Object::Hardware(Arc::new(go(value)?)),
-        Kind::Template => Object::Template(Arc::new(go(value)?)),
-        Kind::Workflow => Object::Workflow(Arc::new(go(value)?)),
-        Kind::WorkflowRuleSet => Object::WorkflowRuleSet(Arc::new(go(value)?)),
-        Kind::Machine => Object::Machine(Arc::new(go(value)?)),
-        Kind::Job => Object::Job(Arc::new(go(value)?)),
-        Kind::Task => Object::Task(Arc::new(go(value)?)),
-        Kind::Secret => Object::Secret(Arc::new(go(value)?)),
-    })
+    by_kind!(kind, K => go::<K>(value).map(Typed::into_object))
 }
 
 /// Checks across documents: the same object twice, or two Hardware claiming one MAC, IP,
@@ -519,60 +496,52 @@ pub fn check_batch(docs: &[ParsedDoc]) -> Result<(), ApplyErrors> {
     let mut claimed: HashMap<(ClaimKind, String), (&ParsedDoc, String)> = HashMap::new();
     for d in docs {
         let key = d.object.key();
+        let error = |field: Option<String>, message: String| DocError {
+            source: d.source.clone(),
+            document: d.document,
+            line: Some(d.line),
+            field,
+            message,
+        };
         if let Some(first) = seen.get(&key) {
-            errors.push(DocError {
-                source: d.source.clone(),
-                document: d.document,
-                line: Some(d.line),
-                field: None,
-                message: format!(
+            errors.push(error(
+                None,
+                format!(
                     "{key} is also defined in document {} of {}",
                     first.document, first.source
                 ),
-            });
+            ));
             continue;
         }
         seen.insert(key.clone(), d);
-        if let Object::Hardware(hw) = &d.object {
-            let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
-            match claims_from_json(&v) {
-                Ok(claims) => {
-                    for c in claims {
-                        let k = (c.kind, c.value.clone());
-                        if let Some((other, other_field)) = claimed.get(&k) {
-                            if other.object.key() != key {
-                                errors.push(DocError {
-                                    source: d.source.clone(),
-                                    document: d.document,
-                                    line: Some(d.line),
-                                    field: Some(c.field.clone()),
-                                    message: format!(
-                                        "{:?} is also claimed by {} ({} of document {} of {})",
-                                        c.value,
-                                        other.object.key(),
-                                        other_field,
-                                        other.document,
-                                        other.source
-                                    ),
-                                });
-                            }
-                        } else {
+        let Object::Hardware(hw) = &d.object else {
+            continue;
+        };
+        let v = serde_json::to_value(&**hw).unwrap_or(Value::Null);
+        match claims_from_json(&v) {
+            Ok(claims) => {
+                for c in claims {
+                    let k = (c.kind, c.value.clone());
+                    match claimed.get(&k) {
+                        Some((other, _)) if other.object.key() == key => {}
+                        Some((other, other_field)) => errors.push(error(
+                            Some(c.field.clone()),
+                            format!(
+                                "{:?} is also claimed by {} ({} of document {} of {})",
+                                c.value,
+                                other.object.key(),
+                                other_field,
+                                other.document,
+                                other.source
+                            ),
+                        )),
+                        None => {
                             claimed.insert(k, (d, c.field.clone()));
                         }
                     }
                 }
-                Err(bad) => {
-                    for b in bad {
-                        errors.push(DocError {
-                            source: d.source.clone(),
-                            document: d.document,
-                            line: Some(d.line),
-                            field: Some(b.field),
-                            message: b.message,
-                        });
-                    }
-                }
             }
+            Err(bad) => errors.extend(bad.into_iter().map(|b| error(Some(b.field), b.message))),
         }
     }
     if errors.is_empty() {

@@ -156,7 +156,8 @@ impl std::error::Error for RowError {}
 #[error("{}", join_lines(.0))]
 pub struct CsvErrors(pub Vec<RowError>);
 
-fn join_lines(errors: &[RowError]) -> String {
+/// `errors` one per line.
+pub(crate) fn join_lines<E: fmt::Display>(errors: &[E]) -> String {
     errors
         .iter()
         .map(ToString::to_string)
@@ -461,17 +462,41 @@ struct Seen {
 }
 
 /// Record `value` as used on `line`; a message naming the earlier line if it already was.
-fn unique<K: std::hash::Hash + Eq + fmt::Display>(
+fn unique<K: std::hash::Hash + Eq + fmt::Display + Clone>(
     seen: &mut HashMap<K, usize>,
     value: K,
     line: usize,
-) -> Option<String> {
+) -> Result<K, String> {
     match seen.get(&value) {
-        Some(&first) => Some(format!("\"{value}\" is already used on line {first}")),
+        Some(&first) => Err(format!("\"{value}\" is already used on line {first}")),
         None => {
-            seen.insert(value, line);
-            None
+            seen.insert(value.clone(), line);
+            Ok(value)
         }
+    }
+}
+
+/// Where the problems of one row go, each with the row's line.
+struct RowErrors<'a> {
+    line: usize,
+    errors: &'a mut Vec<RowError>,
+}
+
+impl RowErrors<'_> {
+    /// The checked value, or its problem recorded against `column`.
+    fn one<T>(&mut self, column: &str, checked: Result<T, String>) -> Option<T> {
+        self.all(column, checked.map_err(|m| vec![m]))
+    }
+
+    /// The checked value, or its problems recorded against `column`.
+    fn all<T>(&mut self, column: &str, checked: Result<T, Vec<String>>) -> Option<T> {
+        checked
+            .map_err(|messages| {
+                for m in messages {
+                    self.errors.push(RowError::new(self.line, Some(column), m));
+                }
+            })
+            .ok()
     }
 }
 
@@ -483,9 +508,7 @@ fn check_row(
     errors: &mut Vec<RowError>,
 ) -> Option<Row> {
     let before = errors.len();
-    let mut err = |column: Option<&str>, message: String| {
-        errors.push(RowError::new(line, column, message));
-    };
+    let mut row = RowErrors { line, errors };
 
     let bmc_ip = cells.get("bmc_ip");
     let bmc_username = cells.get("bmc_username");
@@ -493,105 +516,29 @@ fn check_row(
     let bmc_password = cells.raw("bmc_password");
     let has_bmc = !bmc_ip.is_empty() || !bmc_username.is_empty() || !bmc_password.is_empty();
 
-    // hostname
     let hostname = cells.get("hostname");
-    let hostname_ok = if hostname.is_empty() {
-        err(Some("hostname"), "is empty".into());
-        false
-    } else if !is_dns1123_subdomain(hostname) {
-        err(
-            Some("hostname"),
-            format!(
-                "{hostname:?} is not a valid hostname: it must be a DNS-1123 subdomain (lower-case \
-                 letters, digits, '-' and '.', each dot-separated part starting and ending with a \
-                 letter or digit, at most {MAX_NAME_LEN} characters)"
-            ),
-        );
-        false
-    } else if has_bmc && bmc_secret_name(hostname).len() > MAX_NAME_LEN {
-        err(
-            Some("hostname"),
-            format!(
-                "is too long for a row with BMC details: the Secret name \"bmc-<hostname>-auth\" \
-                 must be at most {MAX_NAME_LEN} characters"
-            ),
-        );
-        false
-    } else {
-        true
-    };
-    if hostname_ok && let Some(dup) = unique(&mut seen.hostnames, hostname.to_string(), line) {
-        err(Some("hostname"), dup);
-    }
-
-    // ip_address, netmask, gateway
-    let ip = ipv4(cells.get("ip_address"), "ip_address", &mut err);
-    if let Some(ip) = ip
-        && let Some(dup) = unique(&mut seen.ips, ip, line)
-    {
-        err(Some("ip_address"), dup);
-    }
-    let netmask = netmask(cells.get("netmask"), &mut err);
-    let gateway = ipv4(cells.get("gateway"), "gateway", &mut err);
-
-    // nameservers
-    let nameservers = nameservers(cells.get("nameservers"), &mut err);
-
-    // mac
-    let mac_cell = cells.get("mac");
-    let mac = if mac_cell.is_empty() {
-        err(Some("mac"), "is empty".into());
-        None
-    } else {
-        match normalize_mac(mac_cell) {
-            Some(mac) => Some(mac),
-            None => {
-                err(Some("mac"), format!("{mac_cell:?} is not a MAC address"));
-                None
-            }
-        }
-    };
-    if let Some(mac) = &mac
-        && let Some(dup) = unique(&mut seen.macs, mac.clone(), line)
-    {
-        err(Some("mac"), dup);
-    }
-
-    // disk
+    row.one(
+        "hostname",
+        check_hostname(hostname, has_bmc)
+            .and_then(|()| unique(&mut seen.hostnames, hostname.to_string(), line)),
+    );
+    let ip = row.one(
+        "ip_address",
+        ipv4(cells.get("ip_address")).and_then(|ip| unique(&mut seen.ips, ip, line)),
+    );
+    let netmask = row.one("netmask", netmask(cells.get("netmask")));
+    let gateway = row.one("gateway", ipv4(cells.get("gateway")));
+    let nameservers = row.all("nameservers", nameservers(cells.get("nameservers")));
+    let mac = row.one(
+        "mac",
+        non_empty(cells.get("mac"))
+            .and_then(|c| normalize_mac(c).ok_or_else(|| format!("{c:?} is not a MAC address")))
+            .and_then(|mac| unique(&mut seen.macs, mac, line)),
+    );
     let disk = cells.get("disk");
-    if disk.is_empty() {
-        err(Some("disk"), "is empty".into());
-    } else if !is_device_path(disk) {
-        err(
-            Some("disk"),
-            format!(
-                "{disk:?} is not a device path: it must match ^(/dev/[\\w-]+)+$, e.g. /dev/sda or \
-                 /dev/nvme0n1"
-            ),
-        );
-    }
-
-    // labels
-    let labels = labels(cells.get("labels"), &mut err);
-
-    // vlan_id
-    let vlan_cell = cells.get("vlan_id");
-    let vlan_id = if vlan_cell.is_empty() {
-        None
-    } else {
-        match vlan_cell.parse::<u16>() {
-            Ok(v) if (1..=4094).contains(&v) && vlan_cell.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(v)
-            }
-            _ => {
-                err(
-                    Some("vlan_id"),
-                    format!("{vlan_cell:?} is not a VLAN ID (an integer from 1 to 4094)"),
-                );
-                None
-            }
-        }
-    };
+    row.one("disk", check_disk(disk));
+    let labels = row.all("labels", labels(cells.get("labels")));
+    let vlan_id = row.one("vlan_id", vlan_id(cells.get("vlan_id"))).flatten();
 
     // BMC: all or none of ip, username, password.
     let mut bmc = None;
@@ -605,7 +552,8 @@ fn check_row(
         .filter_map(|(c, empty)| empty.then_some(c))
         .collect();
         if !missing.is_empty() {
-            err(
+            row.errors.push(RowError::new(
+                line,
                 None,
                 format!(
                     "incomplete BMC details: {} {} empty; set all of bmc_ip, bmc_username and \
@@ -613,30 +561,23 @@ fn check_row(
                     missing.join(", "),
                     if missing.len() == 1 { "is" } else { "are" }
                 ),
-            );
+            ));
         }
-        let ip = if bmc_ip.is_empty() {
-            None
-        } else {
-            match bmc_ip.parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    err(Some("bmc_ip"), format!("{bmc_ip:?} is not an IP address"));
-                    None
-                }
-            }
-        };
-        if let Some(ip) = ip {
-            if let Some(dup) = unique(&mut seen.bmc_ips, ip, line) {
-                err(Some("bmc_ip"), dup);
-            }
-            if missing.is_empty() {
-                bmc = Some(Bmc {
-                    ip,
-                    username: bmc_username.to_string(),
-                    password: bmc_password.to_string(),
-                });
-            }
+        if !bmc_ip.is_empty()
+            && let Some(ip) = row.one(
+                "bmc_ip",
+                bmc_ip
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{bmc_ip:?} is not an IP address"))
+                    .and_then(|ip| unique(&mut seen.bmc_ips, ip, line)),
+            )
+            && missing.is_empty()
+        {
+            bmc = Some(Bmc {
+                ip,
+                username: bmc_username.to_string(),
+                password: bmc_password.to_string(),
+            });
         }
     }
 
@@ -657,124 +598,136 @@ fn check_row(
     })
 }
 
-fn ipv4(cell: &str, column: &str, err: &mut impl FnMut(Option<&str>, String)) -> Option<Ipv4Addr> {
+fn non_empty(cell: &str) -> Result<&str, String> {
     if cell.is_empty() {
-        err(Some(column), "is empty".into());
-        return None;
-    }
-    match cell.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => Some(ip),
-        Ok(IpAddr::V6(_)) => {
-            err(
-                Some(column),
-                format!("{cell:?} is an IPv6 address; only IPv4 is supported here"),
-            );
-            None
-        }
-        Err(_) => {
-            err(Some(column), format!("{cell:?} is not an IPv4 address"));
-            None
-        }
+        Err("is empty".into())
+    } else {
+        Ok(cell)
     }
 }
 
-fn netmask(cell: &str, err: &mut impl FnMut(Option<&str>, String)) -> Option<Ipv4Addr> {
-    if cell.is_empty() {
-        err(Some("netmask"), "is empty".into());
-        return None;
+fn check_hostname(hostname: &str, has_bmc: bool) -> Result<(), String> {
+    if !is_dns1123_subdomain(non_empty(hostname)?) {
+        Err(format!(
+            "{hostname:?} is not a valid hostname: it must be a DNS-1123 subdomain (lower-case \
+             letters, digits, '-' and '.', each dot-separated part starting and ending with a \
+             letter or digit, at most {MAX_NAME_LEN} characters)"
+        ))
+    } else if has_bmc && bmc_secret_name(hostname).len() > MAX_NAME_LEN {
+        Err(format!(
+            "is too long for a row with BMC details: the Secret name \"bmc-<hostname>-auth\" \
+             must be at most {MAX_NAME_LEN} characters"
+        ))
+    } else {
+        Ok(())
     }
-    let valid = cell.parse::<Ipv4Addr>().ok().filter(|mask| {
-        let bits = u32::from(*mask);
-        let host = !bits;
-        // Contiguous ones: the host part is 0…01…1, and at least one network bit is set.
-        bits != 0 && host & host.wrapping_add(1) == 0
-    });
-    if valid.is_none() {
-        err(
-            Some("netmask"),
+}
+
+fn ipv4(cell: &str) -> Result<Ipv4Addr, String> {
+    match non_empty(cell)?.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Ok(ip),
+        Ok(IpAddr::V6(_)) => Err(format!(
+            "{cell:?} is an IPv6 address; only IPv4 is supported here"
+        )),
+        Err(_) => Err(format!("{cell:?} is not an IPv4 address")),
+    }
+}
+
+fn netmask(cell: &str) -> Result<Ipv4Addr, String> {
+    non_empty(cell)?
+        .parse::<Ipv4Addr>()
+        .ok()
+        .filter(|mask| {
+            let bits = u32::from(*mask);
+            let host = !bits;
+            // Contiguous ones: the host part is 0…01…1, and at least one network bit is set.
+            bits != 0 && host & host.wrapping_add(1) == 0
+        })
+        .ok_or_else(|| {
             format!(
                 "{cell:?} is not a netmask: it must be an IPv4 netmask with contiguous ones, e.g. \
                  255.255.255.0"
-            ),
-        );
-    }
-    valid
+            )
+        })
 }
 
-fn nameservers(cell: &str, err: &mut impl FnMut(Option<&str>, String)) -> Option<Vec<String>> {
-    if cell.is_empty() {
-        err(Some("nameservers"), "is empty".into());
-        return None;
+fn check_disk(disk: &str) -> Result<(), String> {
+    if is_device_path(non_empty(disk)?) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{disk:?} is not a device path: it must match ^(/dev/[\\w-]+)+$, e.g. /dev/sda or \
+             /dev/nvme0n1"
+        ))
     }
+}
+
+fn vlan_id(cell: &str) -> Result<Option<u16>, String> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    match cell.parse::<u16>() {
+        Ok(v) if (1..=4094).contains(&v) && cell.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(v)),
+        _ => Err(format!(
+            "{cell:?} is not a VLAN ID (an integer from 1 to 4094)"
+        )),
+    }
+}
+
+/// `problems`, or `value` when there are none.
+fn none_or<T>(value: T, problems: Vec<String>) -> Result<T, Vec<String>> {
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(problems)
+    }
+}
+
+fn nameservers(cell: &str) -> Result<Vec<String>, Vec<String>> {
+    non_empty(cell).map_err(|m| vec![m])?;
     let mut servers = Vec::new();
-    let mut ok = true;
+    let mut problems = Vec::new();
     for entry in cell.split('|').map(str::trim) {
         if entry.is_empty() {
-            err(
-                Some("nameservers"),
-                format!("{cell:?} contains an empty entry (separate servers with '|')"),
-            );
-            ok = false;
-            continue;
-        }
-        match entry.parse::<IpAddr>() {
-            Ok(ip) => servers.push(ip.to_string()),
-            Err(_) => {
-                err(
-                    Some("nameservers"),
-                    format!("{entry:?} is not an IP address"),
-                );
-                ok = false;
-            }
+            problems.push(format!(
+                "{cell:?} contains an empty entry (separate servers with '|')"
+            ));
+        } else if let Ok(ip) = entry.parse::<IpAddr>() {
+            servers.push(ip.to_string());
+        } else {
+            problems.push(format!("{entry:?} is not an IP address"));
         }
     }
-    ok.then_some(servers)
+    none_or(servers, problems)
 }
 
-fn labels(
-    cell: &str,
-    err: &mut impl FnMut(Option<&str>, String),
-) -> Option<BTreeMap<String, String>> {
+fn labels(cell: &str) -> Result<BTreeMap<String, String>, Vec<String>> {
     let mut labels = BTreeMap::new();
     if cell.is_empty() {
-        return Some(labels);
+        return Ok(labels);
     }
-    let mut ok = true;
+    let mut problems = Vec::new();
     for pair in cell.split('|') {
         let pair = pair.trim();
         let parts: Vec<&str> = pair.split('=').collect();
         let [key, value] = parts.as_slice() else {
-            err(
-                Some("labels"),
-                format!("{pair:?} is not a key=value pair (separate labels with '|')"),
-            );
-            ok = false;
+            problems.push(format!(
+                "{pair:?} is not a key=value pair (separate labels with '|')"
+            ));
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
         if let Err(why) = check_label_key(key) {
-            err(
-                Some("labels"),
-                format!("{key:?} is not a valid label key: {why}"),
-            );
-            ok = false;
+            problems.push(format!("{key:?} is not a valid label key: {why}"));
         }
         if let Err(why) = check_label_value(value) {
-            err(
-                Some("labels"),
-                format!("{value:?} is not a valid label value: {why}"),
-            );
-            ok = false;
+            problems.push(format!("{value:?} is not a valid label value: {why}"));
         }
         if labels.insert(key.to_string(), value.to_string()).is_some() {
-            err(
-                Some("labels"),
-                format!("label key {key:?} is given more than once"),
-            );
-            ok = false;
+            problems.push(format!("label key {key:?} is given more than once"));
         }
     }
-    ok.then_some(labels)
+    none_or(labels, problems)
 }
 
 /// The name part of a label key, or a label value: at most 63 characters of letters, digits,
@@ -1025,15 +978,13 @@ mod tests {
 
     #[test]
     fn netmasks() {
-        let mut errors = Vec::new();
-        let mut err = |_: Option<&str>, m: String| errors.push(m);
         for ok in [
             "255.255.255.0",
             "255.255.254.0",
             "255.255.255.255",
             "128.0.0.0",
         ] {
-            assert!(netmask(ok, &mut err).is_some(), "{ok}");
+            assert!(netmask(ok).is_ok(), "{ok}");
         }
         for bad in [
             "255.0.255.0",
@@ -1043,7 +994,7 @@ mod tests {
             "255.255.255",
             "::",
         ] {
-            assert!(netmask(bad, &mut err).is_none(), "{bad}");
+            assert!(netmask(bad).is_err(), "{bad}");
         }
     }
 }

@@ -521,9 +521,8 @@ pub fn digest(o: &Object) -> String {
             meta.remove("annotations");
         }
     }
-    let mut canonical = String::new();
-    write_canonical(&v, &mut canonical);
-    hex(&Sha256::digest(canonical.as_bytes()))
+    // Canonical: serde_json's maps keep their keys sorted (the `preserve_order` feature is off).
+    hex(&Sha256::digest(v.to_string().as_bytes()))
 }
 
 fn hash_lines(lines: &[String]) -> String {
@@ -534,34 +533,4 @@ fn hash_lines(lines: &[String]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }

@@ -36,7 +36,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::index::{ClaimKind, LookupIndex, check_hardware_claims};
+use super::index::{ClaimKind, LookupIndex, check_hardware_claims, owner};
 use super::shared::async_stream;
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, WatchEvent,
@@ -395,7 +395,7 @@ impl EmbeddedStore {
                     source: e,
                 })?;
             let obj = Object::from_typed_json(json)?;
-            index_insert(&mut state.index, &obj);
+            state.index.upsert(&obj);
             state.objects.insert(obj.key(), obj);
         }
         Ok(())
@@ -567,11 +567,11 @@ impl EmbeddedStore {
                 if key.kind == Kind::Hardware || key.kind == Kind::Workflow {
                     let idx = index.get_or_insert_with(|| st.index.clone());
                     if let Some(old) = &current {
-                        index_remove(idx, old);
+                        idx.remove(old.kind(), &owner(old));
                     }
                     if !deleted {
                         check_hardware_claims(idx, &obj)?;
-                        index_insert(idx, &obj);
+                        idx.upsert(&obj);
                     }
                 }
                 let stored = if deleted { None } else { Some(obj.clone()) };
@@ -800,23 +800,6 @@ fn validate_identity(obj: &Object) -> Result<(), StoreError> {
         ));
     }
     Ok(())
-}
-
-fn index_insert(index: &mut LookupIndex, obj: &Object) {
-    match obj {
-        Object::Hardware(h) => index.upsert_hardware(h.clone()),
-        Object::Workflow(w) => index.upsert_workflow(w.clone()),
-        _ => {}
-    }
-}
-
-fn index_remove(index: &mut LookupIndex, obj: &Object) {
-    let key = format!("{}/{}", obj.namespace(), obj.name());
-    match obj {
-        Object::Hardware(_) => index.remove_hardware_by_owner(&key),
-        Object::Workflow(_) => index.remove_workflow(&key),
-        _ => {}
-    }
 }
 
 fn parse_rv(rv: &str) -> Result<u64, StoreError> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Object, StoreError};
+use super::{Kind, Object, StoreError};
 use crate::model::{Hardware, Workflow};
 
 /// Which identity a Hardware claims.
@@ -140,6 +140,11 @@ pub fn claims_from_json(v: &Value) -> Result<Vec<Claim>, Vec<BadClaim>> {
     if bad.is_empty() { Ok(claims) } else { Err(bad) }
 }
 
+/// `namespace/name` of an object.
+pub(crate) fn owner(obj: &Object) -> String {
+    format!("{}/{}", obj.namespace(), obj.name())
+}
+
 /// `namespace/name` of a Hardware.
 fn owner_of(hw: &Hardware) -> String {
     format!(
@@ -196,6 +201,27 @@ impl LookupIndex {
             let holder = owner_of(holder);
             (holder != owner).then(|| (c.clone(), holder))
         })
+    }
+
+    /// Insert or replace a Hardware or Workflow; false for the kinds that are not indexed.
+    pub fn upsert(&mut self, obj: &Object) -> bool {
+        match obj {
+            Object::Hardware(h) => self.upsert_hardware(h.clone()),
+            Object::Workflow(w) => self.upsert_workflow(w.clone()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Remove the Hardware or Workflow `owner` (`namespace/name`); false for the kinds that are
+    /// not indexed.
+    pub fn remove(&mut self, kind: Kind, owner: &str) -> bool {
+        match kind {
+            Kind::Hardware => self.remove_hardware_by_owner(owner),
+            Kind::Workflow => self.remove_workflow(owner),
+            _ => return false,
+        }
+        true
     }
 
     /// Insert or replace a Hardware. Claims that do not parse are skipped (the store refuses

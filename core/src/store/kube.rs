@@ -66,12 +66,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::index::{ClaimKind, LookupIndex, check_hardware_claims};
+use super::index::{ClaimKind, LookupIndex, check_hardware_claims, owner};
 use super::shared::{async_stream, server_view};
 use super::{
     Applied, HardwareLookup, Kind, Object, ObjectKey, ObjectList, Store, StoreError, Typed,
-    WatchEvent, WatchStream, by_kind,
+    WatchEvent, WatchStream,
 };
+use crate::by_kind;
 use crate::model::{Hardware, Workflow};
 use crate::runtime;
 
@@ -116,21 +117,11 @@ struct Shared {
     sync: watch::Sender<SyncStatus>,
 }
 
-/// Whether each indexed kind has been listed once, and the index task's last error.
+/// The indexed kinds that have been listed once, and the index task's last error.
 #[derive(Debug, Default, Clone)]
 struct SyncStatus {
-    hardware: bool,
-    workflows: bool,
+    synced: HashSet<Kind>,
     last_error: Option<String>,
-}
-
-impl SyncStatus {
-    fn is_synced(&self, kind: Kind) -> bool {
-        match kind {
-            Kind::Workflow => self.workflows,
-            _ => self.hardware,
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -158,10 +149,6 @@ struct Newest {
 /// etcd issues its revision; anything else is never treated as older.
 fn rv_number(obj: &Object) -> Option<u64> {
     obj.resource_version()?.parse().ok()
-}
-
-fn owner(obj: &Object) -> String {
-    format!("{}/{}", obj.namespace(), obj.name())
 }
 
 impl IndexState {
@@ -209,24 +196,16 @@ impl IndexState {
     }
 
     fn upsert_unchecked(&mut self, obj: &Object) {
-        match obj {
-            Object::Hardware(h) => self.index.upsert_hardware(h.clone()),
-            Object::Workflow(w) => self.index.upsert_workflow(w.clone()),
-            _ => return,
+        if self.index.upsert(obj) {
+            let members = self.members.entry(obj.kind()).or_default();
+            members.insert(owner(obj));
         }
-        self.members
-            .entry(obj.kind())
-            .or_default()
-            .insert(owner(obj));
     }
 
     fn remove(&mut self, kind: Kind, owner: &str) {
-        match kind {
-            Kind::Hardware => self.index.remove_hardware_by_owner(owner),
-            Kind::Workflow => self.index.remove_workflow(owner),
-            _ => return,
-        }
-        if let Some(m) = self.members.get_mut(&kind) {
+        if self.index.remove(kind, owner)
+            && let Some(m) = self.members.get_mut(&kind)
+        {
             m.remove(owner);
         }
     }
@@ -255,10 +234,7 @@ impl Shared {
 
     fn mark_synced(&self, kind: Kind) {
         self.sync.send_modify(|s| {
-            match kind {
-                Kind::Workflow => s.workflows = true,
-                _ => s.hardware = true,
-            }
+            s.synced.insert(kind);
             s.last_error = None;
         });
     }
@@ -274,6 +250,11 @@ impl KubeStore {
     /// index task, so it must be called within a tokio runtime; the task runs until the last
     /// clone of the store is dropped.
     pub fn new(client: Client, namespace: &str) -> KubeStore {
+        KubeStore::with_server(client, namespace, None)
+    }
+
+    /// [`KubeStore::new`], naming the API server's URL in messages.
+    fn with_server(client: Client, namespace: &str, server: Option<String>) -> KubeStore {
         let (sync, _) = watch::channel(SyncStatus::default());
         let shared = Arc::new(Shared {
             index: RwLock::new(IndexState::default()),
@@ -282,7 +263,7 @@ impl KubeStore {
         let store = |index| KubeStore {
             inner: Arc::new(Inner {
                 client: client.clone(),
-                server: None,
+                server: server.clone(),
                 namespace: namespace.to_string(),
                 shared: shared.clone(),
                 _index: index,
@@ -304,14 +285,8 @@ impl KubeStore {
         path: Option<&Path>,
         namespace: &str,
     ) -> Result<KubeStore, StoreError> {
-        let config = config_from_kubeconfig(path).await?;
-        let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(StoreError::Kube)?;
-        let mut store = KubeStore::new(client, namespace);
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.server = Some(server);
-        }
-        Ok(store)
+        let (client, server) = client_and_server(path).await?;
+        Ok(KubeStore::with_server(client, namespace, Some(server)))
     }
 
     /// Check, before a service starts, that it can do its job here: the API server answers, it
@@ -338,9 +313,7 @@ impl KubeStore {
         namespace: &str,
         kinds: &[Kind],
     ) -> Result<KubeStore, StoreError> {
-        let config = config_from_kubeconfig(path).await?;
-        let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(StoreError::Kube)?;
+        let (client, server) = client_and_server(path).await?;
         Preflight {
             client: &client,
             server: Some(&server),
@@ -348,11 +321,7 @@ impl KubeStore {
         }
         .run(kinds)
         .await?;
-        let mut store = KubeStore::new(client, namespace);
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.server = Some(server);
-        }
-        Ok(store)
+        Ok(KubeStore::with_server(client, namespace, Some(server)))
     }
 }
 
@@ -445,11 +414,13 @@ impl KubeStore {
     /// Wait until the index has listed `kind` (Hardware or Workflow) at least once.
     async fn wait_synced(&self, kind: Kind) -> Result<(), StoreError> {
         let sync = &self.inner.shared.sync;
-        if sync.borrow().is_synced(kind) {
+        if sync.borrow().synced.contains(&kind) {
             return Ok(());
         }
         let mut rx = sync.subscribe();
-        match tokio::time::timeout(self.sync_timeout, rx.wait_for(|s| s.is_synced(kind))).await {
+        match tokio::time::timeout(self.sync_timeout, rx.wait_for(|s| s.synced.contains(&kind)))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(StoreError::Closed),
             Err(_) => {
@@ -841,11 +812,11 @@ struct Plan {
 /// A Kubernetes client from a kubeconfig file, or (with `None`) from the environment:
 /// `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
 pub async fn client_from_kubeconfig(path: Option<&Path>) -> Result<Client, StoreError> {
-    Client::try_from(config_from_kubeconfig(path).await?).map_err(StoreError::Kube)
+    Ok(client_and_server(path).await?.0)
 }
 
-/// The client configuration [`client_from_kubeconfig`] uses.
-async fn config_from_kubeconfig(path: Option<&Path>) -> Result<kube::Config, StoreError> {
+/// [`client_from_kubeconfig`], and the API server's URL.
+async fn client_and_server(path: Option<&Path>) -> Result<(Client, String), StoreError> {
     tinkerbell_edge::tls::install_crypto_provider();
     let config = match path {
         Some(p) => {
@@ -859,7 +830,8 @@ async fn config_from_kubeconfig(path: Option<&Path>) -> Result<kube::Config, Sto
             .await
             .map_err(|e| StoreError::Kube(kube::Error::InferConfig(e)))?,
     };
-    Ok(config)
+    let server = config.cluster_url.to_string();
+    Ok((Client::try_from(config).map_err(StoreError::Kube)?, server))
 }
 
 fn scoped_api<K: Typed>(client: &Client, ns: &str) -> Api<K> {
@@ -958,19 +930,10 @@ async fn follow<K: Typed>(
             };
             let Some(next) = next else { break };
             delivered = true;
-            let ev = match next {
-                Ok(KubeEvent::Added(k)) => {
-                    rv = k.meta().resource_version.clone().unwrap_or(rv);
-                    WatchEvent::Added(k.into_object())
-                }
-                Ok(KubeEvent::Modified(k)) => {
-                    rv = k.meta().resource_version.clone().unwrap_or(rv);
-                    WatchEvent::Modified(k.into_object())
-                }
-                Ok(KubeEvent::Deleted(k)) => {
-                    rv = k.meta().resource_version.clone().unwrap_or(rv);
-                    WatchEvent::Deleted(k.into_object())
-                }
+            let (k, event): (K, fn(Object) -> WatchEvent) = match next {
+                Ok(KubeEvent::Added(k)) => (k, WatchEvent::Added),
+                Ok(KubeEvent::Modified(k)) => (k, WatchEvent::Modified),
+                Ok(KubeEvent::Deleted(k)) => (k, WatchEvent::Deleted),
                 Ok(KubeEvent::Bookmark(b)) => {
                     rv = b.metadata.resource_version;
                     continue;
@@ -986,7 +949,8 @@ async fn follow<K: Typed>(
                     return;
                 }
             };
-            if tx.send(Ok(ev)).await.is_err() {
+            rv = k.meta().resource_version.clone().unwrap_or(rv);
+            if tx.send(Ok(event(k.into_object()))).await.is_err() {
                 return;
             }
         }

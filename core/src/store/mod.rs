@@ -199,10 +199,12 @@ macro_rules! each_variant {
     };
 }
 
-/// Evaluate `$body` with the type alias `$K` bound to the model type of `$kind`.
+/// Evaluate `$body` with the type alias `$K` bound to the model type of `$kind` (a
+/// [`Kind`](crate::store::Kind)).
+#[macro_export]
 macro_rules! by_kind {
     ($kind:expr, $K:ident => $body:expr) => {
-        $crate::store::by_kind!(@ $kind, $K, $body; Hardware Template Workflow WorkflowRuleSet Machine Job Task Secret)
+        $crate::by_kind!(@ $kind, $K, $body; Hardware Template Workflow WorkflowRuleSet Machine Job Task Secret)
     };
     (@ $kind:expr, $K:ident, $body:expr; $($t:ident)*) => {
         match $kind {
@@ -213,10 +215,9 @@ macro_rules! by_kind {
         }
     };
 }
-pub(crate) use by_kind;
 
 /// A model type stored as one [`Kind`] of [`Object`] (and a Kubernetes resource).
-pub(crate) trait Typed:
+pub trait Typed:
     ::kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
     + serde::Serialize
