@@ -24,7 +24,9 @@ use tinkerbell_admin::mover::{self, MoveOptions, MoveReport};
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_MOVED_OUT};
 use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::kube::KubeStore;
+use tinkerbell_core::store::shared::apply_schema_defaults;
 use tinkerbell_core::store::{Kind, Object, Store};
+use tinkerbell_core::testing::{json_response, status_response};
 
 const NS: &str = "eksa-system";
 const CORE: &str = "/api/v1";
@@ -69,52 +71,6 @@ fn load_schemas() -> HashMap<String, (String, Value, bool)> {
     }
     out.insert("secrets".into(), ("Secret".into(), Value::Null, false));
     out
-}
-
-/// Structural-schema defaulting as the API server does it: a missing property with a
-/// `default` gets it, inside every object that is present.
-fn apply_defaults(schema: &Value, v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-                return;
-            };
-            for (name, s) in props {
-                if !map.contains_key(name)
-                    && let Some(d) = s.get("default")
-                {
-                    map.insert(name.clone(), d.clone());
-                }
-                if let Some(child) = map.get_mut(name) {
-                    apply_defaults(s, child);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
-                for item in items {
-                    apply_defaults(s, item);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn json_resp(code: u16, v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(v).unwrap()))
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
-    json_resp(
-        code,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": message, "reason": reason, "code": code}),
-    )
 }
 
 /// A request path split: (`/api/v1` or `/apis/G/V`, namespace, plural, name, subresource).
@@ -171,7 +127,7 @@ impl Cluster {
                 body["type"] = json!("Opaque");
             }
         } else {
-            apply_defaults(schema, &mut body);
+            apply_schema_defaults(schema, &mut body);
         }
         body
     }
@@ -201,7 +157,7 @@ impl Cluster {
                 .filter(|(k, _)| k.starts_with(&coll) && k.contains(&format!("/{plural}/")))
                 .map(|(_, v)| v.clone())
                 .collect();
-            return Some(json_resp(
+            return Some(json_response(
                 200,
                 &json!({"apiVersion": "v1", "kind": format!("{kind}List"),
                         "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
@@ -217,15 +173,17 @@ impl Cluster {
             ("GET", Some(name), None) => {
                 let key = format!("{prefix}/namespaces/{ns}/{plural}/{name}");
                 Some(match self.objects.get(&key) {
-                    Some(v) => json_resp(200, v),
-                    None => status(404, "NotFound", &format!("{plural} \"{name}\" not found")),
+                    Some(v) => json_response(200, v),
+                    None => {
+                        status_response(404, "NotFound", &format!("{plural} \"{name}\" not found"))
+                    }
                 })
             }
             ("POST", None, None) => {
                 let name = body["metadata"]["name"].as_str().unwrap().to_string();
                 let key = format!("{prefix}/namespaces/{ns}/{plural}/{name}");
                 if self.objects.contains_key(&key) {
-                    return Some(status(
+                    return Some(status_response(
                         409,
                         "AlreadyExists",
                         &format!("{plural} \"{name}\" already exists"),
@@ -252,7 +210,7 @@ impl Cluster {
                     if self.race_create.contains(&key) {
                         self.objects.insert(key, stored.clone());
                     }
-                    return Some(json_resp(201, &stored));
+                    return Some(json_response(201, &stored));
                 }
                 self.objects.insert(key, stored.clone());
                 Some(self.written(201, &stored))
@@ -260,14 +218,14 @@ impl Cluster {
             ("PUT", Some(name), sub) => {
                 let key = format!("{prefix}/namespaces/{ns}/{plural}/{name}");
                 let Some(cur) = self.objects.get(&key).cloned() else {
-                    return Some(status(
+                    return Some(status_response(
                         404,
                         "NotFound",
                         &format!("{plural} \"{name}\" not found"),
                     ));
                 };
                 if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
-                    return Some(status(
+                    return Some(status_response(
                         409,
                         "Conflict",
                         "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
@@ -295,7 +253,7 @@ impl Cluster {
                     s
                 };
                 if dry {
-                    return Some(json_resp(200, &stored));
+                    return Some(json_response(200, &stored));
                 }
                 stored["metadata"]["resourceVersion"] = json!(self.next_rv());
                 self.objects.insert(key, stored.clone());
@@ -309,9 +267,9 @@ impl Cluster {
     fn written(&mut self, code: u16, stored: &Value) -> Response<Body> {
         self.writes += 1;
         if self.fail_write == Some(self.writes) {
-            return status(500, "InternalError", "the connection was lost");
+            return status_response(500, "InternalError", "the connection was lost");
         }
-        json_resp(code, stored)
+        json_response(code, stored)
     }
 }
 
@@ -705,7 +663,7 @@ fn strip_server_fields(objects: &BTreeMap<String, Value>) -> BTreeMap<String, Va
 fn the_fake_defaults_as_the_crd_schema_says() {
     let schemas = load_schemas();
     let mut m = json!({"spec": {"connection": {"host": "h"}}});
-    apply_defaults(&schemas["machines"].1, &mut m);
+    apply_schema_defaults(&schemas["machines"].1, &mut m);
     assert_eq!(m["spec"]["connection"]["port"], 623);
     let _ = Object::from_typed_json(json!({
         "apiVersion": "bmc.tinkerbell.org/v1alpha1", "kind": "Machine",

@@ -185,6 +185,26 @@ pub fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A fake API server's JSON answer (to kube's tower-test mock).
+pub fn json_response(code: u16, v: &serde_json::Value) -> http::Response<kube::client::Body> {
+    http::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(
+            serde_json::to_vec(v).expect("JSON values serialise"),
+        ))
+        .expect("static response parts")
+}
+
+/// A fake API server's failure `Status` answer.
+pub fn status_response(
+    code: u16,
+    reason: &str,
+    message: &str,
+) -> http::Response<kube::client::Body> {
+    json_response(code, &crate::api::status_json(code, reason, message))
+}
+
 /// One service binary running on the test API server (`--backend kube` in a namespace, with
 /// `HOSTNAME` = `name`, which becomes its Lease identity), its output in `<dir>/<name>.log`.
 /// Killed (SIGKILL) and reaped on drop, so a failed test leaves no process behind.

@@ -16,6 +16,7 @@ use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{
     Applied, HardwareLookup, Kind, Object, Store, StoreError, WatchEvent, WatchStream,
 };
+use tinkerbell_core::testing::json_response;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tower_test::mock::SendResponse;
 
@@ -109,7 +110,7 @@ impl Mock {
             } else {
                 workflows.clone()
             };
-            Some(json_resp(200, list_json(&items, "100")))
+            Some(json_response(200, &list_json(&items, "100")))
         });
     }
 
@@ -166,24 +167,14 @@ impl Mock {
     }
 }
 
-fn json_resp(code: u16, v: Value) -> Resp {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&v).unwrap()))
-        .unwrap()
-}
-
 fn status_json(code: u16, reason: &str, message: &str, details: Value) -> Value {
-    json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason,
-        "details": details, "code": code
-    })
+    let mut v = tinkerbell_core::api::status_json(code, reason, message);
+    v["details"] = details;
+    v
 }
 
 fn status_resp(code: u16, reason: &str, message: &str, details: Value) -> Resp {
-    json_resp(code, status_json(code, reason, message, details))
+    json_response(code, &status_json(code, reason, message, details))
 }
 
 /// A watch response: one JSON event per line.
@@ -268,7 +259,7 @@ async fn get_hardware_and_not_found() {
 
     let (got, seen) = tokio::join!(
         store.get(Kind::Hardware, "eksa-system", "n1"),
-        mock.answer(|_| json_resp(200, served(hw.clone(), "5")))
+        mock.answer(|_| json_response(200, &served(hw.clone(), "5")))
     );
     assert_eq!(seen.method, "GET");
     assert_eq!(
@@ -316,7 +307,7 @@ async fn create_template_and_already_exists() {
 
     let (created, seen) = tokio::join!(
         store.create(obj(t.clone())),
-        mock.answer(|seen| json_resp(201, served(seen.body.clone(), "7")))
+        mock.answer(|seen| json_response(201, &served(seen.body.clone(), "7")))
     );
     assert_eq!(seen.method, "POST");
     assert_eq!(
@@ -406,7 +397,7 @@ async fn update_without_resource_version_reads_it_first() {
 
     let server = async {
         let get = mock
-            .answer(|_| json_resp(200, served(workflow("ns", "w1"), "8")))
+            .answer(|_| json_response(200, &served(workflow("ns", "w1"), "8")))
             .await;
         assert_eq!(
             (get.method.as_str(), get.path.as_str()),
@@ -416,7 +407,7 @@ async fn update_without_resource_version_reads_it_first() {
             )
         );
         let put = mock
-            .answer(|seen| json_resp(200, served(seen.body.clone(), "9")))
+            .answer(|seen| json_response(200, &served(seen.body.clone(), "9")))
             .await;
         assert_eq!(put.method, "PUT");
         assert_eq!(put.body["metadata"]["resourceVersion"], "8");
@@ -437,7 +428,7 @@ async fn update_status_puts_the_status_subresource() {
 
     let (res, seen) = tokio::join!(
         store.update_status(w),
-        mock.answer(|seen| json_resp(200, served(seen.body.clone(), "7")))
+        mock.answer(|seen| json_response(200, &served(seen.body.clone(), "7")))
     );
     assert_eq!(seen.method, "PUT");
     assert_eq!(
@@ -463,9 +454,9 @@ async fn delete_machine_with_precondition() {
     });
     let path = "/apis/bmc.tinkerbell.org/v1alpha1/namespaces/ns/machines/m1";
     let success = || {
-        json_resp(
+        json_response(
             200,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                    "details": {"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"}}),
         )
     };
@@ -475,7 +466,7 @@ async fn delete_machine_with_precondition() {
     let (res, (get, del)) =
         tokio::join!(store.delete(Kind::Machine, "ns", "m1", Some("3")), async {
             let get = mock
-                .answer(|_| json_resp(200, served(machine.clone(), "3")))
+                .answer(|_| json_response(200, &served(machine.clone(), "3")))
                 .await;
             let del = mock.answer(|_| success()).await;
             (get, del)
@@ -491,7 +482,7 @@ async fn delete_machine_with_precondition() {
 
     // A failed precondition names the current version; it becomes a Conflict carrying both.
     let (res, _) = tokio::join!(store.delete(Kind::Machine, "ns", "m1", Some("3")), async {
-        mock.answer(|_| json_resp(200, served(machine.clone(), "6")))
+        mock.answer(|_| json_response(200, &served(machine.clone(), "6")))
             .await;
         mock.answer(|_| status_resp(
                 409,
@@ -513,7 +504,7 @@ async fn delete_machine_with_precondition() {
     let (res, (first, second)) = tokio::join!(
         store.delete(Kind::Machine, "ns", "m1", None),
         async {
-            mock.answer(|_| json_resp(200, served(machine.clone(), "7")))
+            mock.answer(|_| json_response(200, &served(machine.clone(), "7")))
                 .await;
             let first = mock.answer(|_| status_resp(
                 409,
@@ -522,10 +513,10 @@ async fn delete_machine_with_precondition() {
                 json!({"name": "m1", "group": "bmc.tinkerbell.org", "kind": "machines"})
             ))
             .await;
-            mock.answer(|_| json_resp(200, served(machine.clone(), "8")))
+            mock.answer(|_| json_response(200, &served(machine.clone(), "8")))
                 .await;
             let second = mock
-                .answer(|_| json_resp(200, served(machine.clone(), "8")))
+                .answer(|_| json_response(200, &served(machine.clone(), "8")))
                 .await;
             (first, second)
         }
@@ -557,7 +548,7 @@ async fn get_secret_uses_the_core_api() {
     mock.serve_index(vec![], vec![]);
     let (res, seen) = tokio::join!(
         store.get(Kind::Secret, "ns", "s1"),
-        mock.answer(|_| json_resp(200, json!({
+        mock.answer(|_| json_response(200, &json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": "s1", "namespace": "ns", "resourceVersion": "12", "uid": "u-s1"},
             "data": {"username": "YWRtaW4=", "password": "c2VjcmV0"}
@@ -583,7 +574,7 @@ async fn list_returns_items_and_resource_version() {
     ];
     let (res, seen) = tokio::join!(
         store.list(Kind::Template, Some("ns")),
-        mock.answer(|_| json_resp(200, list_json(&items, "42")))
+        mock.answer(|_| json_response(200, &list_json(&items, "42")))
     );
     assert_eq!(seen.method, "GET");
     assert_eq!(
@@ -598,7 +589,7 @@ async fn list_returns_items_and_resource_version() {
     // No namespace: the store's scope.
     let (res, seen) = tokio::join!(
         store.list(Kind::Template, None),
-        mock.answer(|_| json_resp(200, list_json(&[], "43")))
+        mock.answer(|_| json_response(200, &list_json(&[], "43")))
     );
     assert_eq!(
         seen.target,
@@ -614,7 +605,7 @@ async fn list_in_an_all_namespaces_store() {
     mock.serve_index(vec![], vec![]);
     let (res, seen) = tokio::join!(
         store.list(Kind::Job, None),
-        mock.answer(|_| json_resp(200, list_json(&[], "3")))
+        mock.answer(|_| json_response(200, &list_json(&[], "3")))
     );
     assert_eq!(seen.target, "/apis/bmc.tinkerbell.org/v1alpha1/jobs?");
     assert_eq!(res.unwrap().resource_version, "3");
@@ -697,7 +688,7 @@ async fn watch_without_resource_version_lists_first() {
     mock.serve_index(vec![], vec![]);
     let server = async {
         let list = mock
-            .answer(|_| json_resp(200, list_json(&[served(workflow("ns", "w1"), "15")], "20")))
+            .answer(|_| json_response(200, &list_json(&[served(workflow("ns", "w1"), "15")], "20")))
             .await;
         assert_eq!(
             list.target,
@@ -779,13 +770,13 @@ async fn lookups_follow_the_index_watch() {
     );
     let n1 = hardware(ns, "n1", "aa:bb:cc:00:00:01", "10.0.0.1", "agent-1", "i-1");
     let n2 = hardware(ns, "n2", "aa:bb:cc:00:00:02", "10.0.0.2", "agent-2", "i-2");
-    hw_tx.send_response(json_resp(
+    hw_tx.send_response(json_response(
         200,
-        list_json(&[served(n1.clone(), "8"), served(n2.clone(), "9")], "10"),
+        &list_json(&[served(n1.clone(), "8"), served(n2.clone(), "9")], "10"),
     ));
     let mut w1 = served(workflow(ns, "w1"), "11");
     w1["status"] = json!({"agentID": "agent-1", "state": "STATE_PENDING"});
-    wf_tx.send_response(json_resp(200, list_json(&[w1], "11")));
+    wf_tx.send_response(json_response(200, &list_json(&[w1], "11")));
 
     let found = tokio::time::timeout(STEP, early)
         .await
@@ -957,7 +948,7 @@ async fn apply_all_dry_run_failure_writes_nothing() {
             )
         );
         let dry_create = mock
-            .answer(|seen| json_resp(201, served(seen.body.clone(), "1")))
+            .answer(|seen| json_response(201, &served(seen.body.clone(), "1")))
             .await;
         assert_eq!(dry_create.method, "POST");
         assert_eq!(
@@ -966,7 +957,7 @@ async fn apply_all_dry_run_failure_writes_nothing() {
         );
         assert_eq!(dry_create.body["metadata"]["name"], "t1");
         let get2 = mock
-            .answer(|_| json_resp(200, served(template("ns", "t2", "old"), "3")))
+            .answer(|_| json_response(200, &served(template("ns", "t2", "old"), "3")))
             .await;
         assert_eq!(
             get2.path,
@@ -1035,14 +1026,14 @@ async fn apply_all_creates_sets_status_and_skips_unchanged() {
             "/apis/tinkerbell.org/v1alpha1/namespaces/ns/hardware/h1"
         );
         let s = mock
-            .answer(|seen| json_resp(201, served(seen.body.clone(), "1")))
+            .answer(|seen| json_response(201, &served(seen.body.clone(), "1")))
             .await;
         assert_eq!(
             s.target,
             "/apis/tinkerbell.org/v1alpha1/namespaces/ns/hardware?&dryRun=All"
         );
         let s = mock
-            .answer(|_| json_resp(200, served(same.clone(), "4")))
+            .answer(|_| json_response(200, &served(same.clone(), "4")))
             .await;
         assert_eq!(
             s.target,
@@ -1053,7 +1044,7 @@ async fn apply_all_creates_sets_status_and_skips_unchanged() {
             .answer(|seen| {
                 let mut v = served(seen.body.clone(), "5");
                 v.as_object_mut().unwrap().remove("status");
-                json_resp(201, v)
+                json_response(201, &v)
             })
             .await;
         assert_eq!(
@@ -1061,7 +1052,7 @@ async fn apply_all_creates_sets_status_and_skips_unchanged() {
             "/apis/tinkerbell.org/v1alpha1/namespaces/ns/hardware?"
         );
         let s = mock
-            .answer(|seen| json_resp(200, served(seen.body.clone(), "6")))
+            .answer(|seen| json_response(200, &served(seen.body.clone(), "6")))
             .await;
         assert_eq!(s.method, "PUT");
         assert_eq!(

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tinkerbell_core::store::kube_lease::{LeaderElector, Leadership, LeaseConfig, LeaseError};
+use tinkerbell_core::testing::{json_response, status_response};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_test::mock::{Handle, SendResponse};
@@ -42,22 +43,6 @@ async fn next(mock: &mut Mock) -> (Seen, SendResponse<Response<Body>>) {
             body,
         },
         tx,
-    )
-}
-
-fn resp(code: u16, v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(v).unwrap()))
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str) -> Response<Body> {
-    resp(
-        code,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": reason, "reason": reason, "code": code}),
     )
 }
 
@@ -108,7 +93,7 @@ async fn creates_the_lease_renews_it_and_releases_it() {
         (seen.method.as_str(), seen.path.as_str()),
         ("GET", &*format!("{LEASES}/tink-controller"))
     );
-    tx.send_response(status(404, "NotFound"));
+    tx.send_response(status_response(404, "NotFound", "NotFound"));
 
     let (seen, tx) = next(&mut mock).await;
     assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", LEASES));
@@ -120,7 +105,7 @@ async fn creates_the_lease_renews_it_and_releases_it() {
     assert!(seen.body["metadata"].get("resourceVersion").is_none());
     let mut created = seen.body.clone();
     created["metadata"]["resourceVersion"] = json!("1");
-    tx.send_response(resp(201, &created));
+    tx.send_response(json_response(201, &created));
 
     let leadership = acquiring.await.unwrap().unwrap().expect("leader");
     assert!(!leadership.is_lost());
@@ -128,7 +113,7 @@ async fn creates_the_lease_renews_it_and_releases_it() {
     // Renew: read, then PUT at the version read, same holder, same transitions.
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "GET");
-    tx.send_response(resp(200, &created));
+    tx.send_response(json_response(200, &created));
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(
         (seen.method.as_str(), seen.path.as_str()),
@@ -143,13 +128,13 @@ async fn creates_the_lease_renews_it_and_releases_it() {
     );
     let mut renewed = seen.body.clone();
     renewed["metadata"]["resourceVersion"] = json!("2");
-    tx.send_response(resp(200, &renewed));
+    tx.send_response(json_response(200, &renewed));
 
     // Release: the holder is cleared so a standby need not wait out the lease.
     let releasing = tokio::spawn(leadership.release());
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "GET");
-    tx.send_response(resp(200, &renewed));
+    tx.send_response(json_response(200, &renewed));
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "PUT");
     assert_eq!(seen.body["metadata"]["resourceVersion"], "2");
@@ -159,7 +144,7 @@ async fn creates_the_lease_renews_it_and_releases_it() {
             .is_none_or(Value::is_null)
     );
     assert_eq!(seen.body["spec"]["leaseDurationSeconds"], 1);
-    tx.send_response(resp(200, &seen.body));
+    tx.send_response(json_response(200, &seen.body));
     tokio::time::timeout(STEP, releasing)
         .await
         .unwrap()
@@ -175,13 +160,13 @@ async fn waits_while_the_holder_renews_and_takes_over_once_it_stops() {
     for rv in ["5", "6", "7"] {
         let (seen, tx) = next(&mut mock).await;
         assert_eq!(seen.method, "GET", "no write while the lease is held");
-        tx.send_response(resp(200, &lease(rv, Some("pod-a_1"), 1, 3)));
+        tx.send_response(json_response(200, &lease(rv, Some("pod-a_1"), 1, 3)));
     }
     let stopped = Instant::now();
     loop {
         let (seen, tx) = next(&mut mock).await;
         if seen.method == "GET" {
-            tx.send_response(resp(200, &lease("7", Some("pod-a_1"), 1, 3)));
+            tx.send_response(json_response(200, &lease("7", Some("pod-a_1"), 1, 3)));
             continue;
         }
         assert_eq!(seen.method, "PUT");
@@ -199,7 +184,7 @@ async fn waits_while_the_holder_renews_and_takes_over_once_it_stops() {
         );
         let mut taken = seen.body.clone();
         taken["metadata"]["resourceVersion"] = json!("8");
-        tx.send_response(resp(200, &taken));
+        tx.send_response(json_response(200, &taken));
         break;
     }
     let l = acquiring.await.unwrap().unwrap().expect("leader");
@@ -212,18 +197,18 @@ async fn a_released_lease_is_taken_at_once_and_a_lost_race_is_retried() {
     let acquiring = spawn_acquire(&e);
     let started = Instant::now();
     let (_, tx) = next(&mut mock).await;
-    tx.send_response(resp(200, &lease("9", None, 1, 1)));
+    tx.send_response(json_response(200, &lease("9", None, 1, 1)));
     // Another candidate wrote first: 409, so read again.
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "PUT");
-    tx.send_response(status(409, "Conflict"));
+    tx.send_response(status_response(409, "Conflict", "Conflict"));
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "GET");
-    tx.send_response(resp(200, &lease("10", None, 1, 2)));
+    tx.send_response(json_response(200, &lease("10", None, 1, 2)));
     let (seen, tx) = next(&mut mock).await;
     assert_eq!(seen.method, "PUT");
     assert_eq!(seen.body["metadata"]["resourceVersion"], "10");
-    tx.send_response(resp(200, &seen.body));
+    tx.send_response(json_response(200, &seen.body));
     acquiring.await.unwrap().unwrap().expect("leader");
     assert!(
         started.elapsed() < Duration::from_millis(900),
@@ -236,18 +221,18 @@ async fn leadership_is_lost_when_renewing_fails_past_the_deadline() {
     let (e, mut mock) = elector("pod-a_1");
     let acquiring = spawn_acquire(&e);
     let (_, tx) = next(&mut mock).await;
-    tx.send_response(status(404, "NotFound"));
+    tx.send_response(status_response(404, "NotFound", "NotFound"));
     let (seen, tx) = next(&mut mock).await;
     let mut created = seen.body.clone();
     created["metadata"]["resourceVersion"] = json!("1");
-    tx.send_response(resp(201, &created));
+    tx.send_response(json_response(201, &created));
     let leadership = acquiring.await.unwrap().unwrap().unwrap();
     let since = Instant::now();
 
     // The API server answers every renew with 500.
     let failing = tokio::spawn(async move {
         while let Some((_, tx)) = mock.next_request().await {
-            tx.send_response(status(500, "InternalError"));
+            tx.send_response(status_response(500, "InternalError", "InternalError"));
         }
     });
     tokio::time::timeout(STEP, leadership.lost())
@@ -271,12 +256,12 @@ async fn another_holder_found_while_leading_is_lost_leadership() {
     let (e, mut mock) = elector("pod-a_1");
     let acquiring = spawn_acquire(&e);
     let (_, tx) = next(&mut mock).await;
-    tx.send_response(resp(200, &lease("3", Some("pod-a_1"), 1, 0)));
+    tx.send_response(json_response(200, &lease("3", Some("pod-a_1"), 1, 0)));
     let (seen, tx) = next(&mut mock).await;
-    tx.send_response(resp(200, &seen.body));
+    tx.send_response(json_response(200, &seen.body));
     let leadership = acquiring.await.unwrap().unwrap().unwrap();
     let (_, tx) = next(&mut mock).await;
-    tx.send_response(resp(200, &lease("4", Some("pod-z_9"), 1, 1)));
+    tx.send_response(json_response(200, &lease("4", Some("pod-z_9"), 1, 1)));
     tokio::time::timeout(STEP, leadership.lost())
         .await
         .expect("leadership lost");

@@ -288,16 +288,10 @@ impl fmt::Debug for Object {
 impl Object {
     /// The object's kind.
     pub fn kind(&self) -> Kind {
-        match self {
-            Object::Hardware(_) => Kind::Hardware,
-            Object::Template(_) => Kind::Template,
-            Object::Workflow(_) => Kind::Workflow,
-            Object::WorkflowRuleSet(_) => Kind::WorkflowRuleSet,
-            Object::Machine(_) => Kind::Machine,
-            Object::Job(_) => Kind::Job,
-            Object::Task(_) => Kind::Task,
-            Object::Secret(_) => Kind::Secret,
+        fn kind_of<T: Typed>(_: &Arc<T>) -> Kind {
+            T::KIND
         }
+        each_variant!(self, o => kind_of(o))
     }
 
     /// Object metadata.

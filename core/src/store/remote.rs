@@ -146,6 +146,14 @@ impl RemoteStore {
             })
     }
 
+    /// PUT the object, or its status.
+    async fn replace(&self, obj: Object, status: bool) -> Result<Object, StoreError> {
+        let path = Self::path(obj.kind(), Some(obj.namespace()), Some(obj.name()), status);
+        let call = Call::object(obj.key(), obj.resource_version());
+        self.object(self.req(Method::PUT, &path).json(&obj.to_json()), &call)
+            .await
+    }
+
     async fn object(&self, rb: RequestBuilder, call: &Call<'_>) -> Result<Object, StoreError> {
         Object::from_typed_json(self.json(rb, call).await?)
     }
@@ -154,7 +162,7 @@ impl RemoteStore {
 /// What a request was about, so a failure answer can become the same [`StoreError`] the
 /// store behind the API returned (the contract is the same on every backend: a stale write is a
 /// [`StoreError::Conflict`] here too, so callers' conflict retries work over the API).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Call<'a> {
     /// The kind listed, watched or written (None for the Tinkerbell routes).
     kind: Option<Kind>,
@@ -179,18 +187,8 @@ impl<'a> Call<'a> {
     fn collection(kind: Kind, given: Option<&'a str>) -> Self {
         Call {
             kind: Some(kind),
-            key: None,
             given,
-            batch: &[],
-        }
-    }
-
-    fn other() -> Self {
-        Call {
-            kind: None,
-            key: None,
-            given: None,
-            batch: &[],
+            ..Call::default()
         }
     }
 }
@@ -206,8 +204,7 @@ fn remote_error(status: StatusCode, body: &str, call: &Call<'_>) -> StoreError {
     if parsed.message.is_empty() {
         parsed.message = body.to_string();
     }
-    let status = parsed;
-    status_error(&status, call)
+    status_error(&parsed, call)
 }
 
 /// The store error for a failure `Status`; a batch call's object is the one its details name.
@@ -336,17 +333,11 @@ impl Store for RemoteStore {
     }
 
     async fn update(&self, obj: Object) -> Result<Object, StoreError> {
-        let path = Self::path(obj.kind(), Some(obj.namespace()), Some(obj.name()), false);
-        let call = Call::object(obj.key(), obj.resource_version());
-        self.object(self.req(Method::PUT, &path).json(&obj.to_json()), &call)
-            .await
+        self.replace(obj, false).await
     }
 
     async fn update_status(&self, obj: Object) -> Result<Object, StoreError> {
-        let path = Self::path(obj.kind(), Some(obj.namespace()), Some(obj.name()), true);
-        let call = Call::object(obj.key(), obj.resource_version());
-        self.object(self.req(Method::PUT, &path).json(&obj.to_json()), &call)
-            .await
+        self.replace(obj, true).await
     }
 
     async fn delete(
@@ -369,7 +360,7 @@ impl Store for RemoteStore {
         let items: Vec<Value> = objs.iter().map(Object::to_json).collect();
         let call = Call {
             batch: &objs,
-            ..Call::other()
+            ..Call::default()
         };
         let v = self
             .json(
@@ -408,7 +399,7 @@ impl HardwareLookup for RemoteStore {
         let rb = self
             .req(Method::GET, "/tinkerbell/v1/lookup/hardware")
             .query(&[(claim.param(), value)]);
-        match self.object(rb, &Call::other()).await {
+        match self.object(rb, &Call::default()).await {
             Ok(Object::Hardware(h)) => Ok(Some(h)),
             Ok(other) => Err(StoreError::UnknownType {
                 api_version: other.kind().api_version().into(),
@@ -425,7 +416,7 @@ impl HardwareLookup for RemoteStore {
         let rb = self
             .req(Method::GET, "/tinkerbell/v1/lookup/workflows")
             .query(&[("agentID", agent_id)]);
-        let v = self.json(rb, &Call::other()).await?;
+        let v = self.json(rb, &Call::default()).await?;
         let items = v
             .get("items")
             .and_then(Value::as_array)

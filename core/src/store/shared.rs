@@ -59,7 +59,7 @@ fn crd_schema(kind: Kind) -> Option<&'static Value> {
 
 /// Structural-schema defaulting as the API server does it on every write: inside each object
 /// that is present, a missing property whose schema has a `default` gets it.
-fn apply_schema_defaults(schema: &Value, v: &mut Value) {
+pub fn apply_schema_defaults(schema: &Value, v: &mut Value) {
     match v {
         Value::Object(map) => {
             let Some(props) = schema.get("properties").and_then(Value::as_object) else {
