@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
 
 /// Known values of `Machine.status.powerState`.
 pub mod power_state {
@@ -143,20 +142,14 @@ pub mod task_condition_type {
 // ---------------------------------------------------------------------------------------------
 // Machine
 
-model_struct! {
+resource_spec! {
     /// Desired state of a bmc Machine (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "bmc.tinkerbell.org",
-        version = "v1alpha1",
         kind = "Machine",
         singular = "machine",
         plural = "machines",
-        category = "tinkerbell",
-        namespaced,
         status = "MachineStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Machine is a baseboard management controller (BMC) and how to reach it."
     )]
     #[schemars(extend("required" = ["connection"]))]
@@ -503,21 +496,15 @@ model_struct! {
 // ---------------------------------------------------------------------------------------------
 // Job
 
-model_struct! {
+resource_spec! {
     /// Desired state of a bmc Job (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "bmc.tinkerbell.org",
-        version = "v1alpha1",
         kind = "Job",
         singular = "job",
         plural = "jobs",
         shortname = "j",
-        category = "tinkerbell",
-        namespaced,
         status = "JobStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Job runs a list of BMC actions, in order, against a Machine."
     )]
     #[schemars(extend("required" = ["machineRef", "tasks"]))]
@@ -572,21 +559,15 @@ model_struct! {
 // ---------------------------------------------------------------------------------------------
 // Task
 
-model_struct! {
+resource_spec! {
     /// Desired state of a bmc Task (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "bmc.tinkerbell.org",
-        version = "v1alpha1",
         kind = "Task",
         singular = "task",
         plural = "tasks",
         shortname = "t",
-        category = "tinkerbell",
-        namespaced,
         status = "TaskStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Task is one BMC action of a Job."
     )]
     #[schemars(extend("required" = ["task"]))]

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
 
 /// Known values of `Hardware.status.state`.
 pub mod hardware_state {
@@ -21,21 +20,15 @@ pub mod hardware_state {
     pub const ALL: &[&str] = &[READY, ERROR];
 }
 
-model_struct! {
+resource_spec! {
     /// Desired state of a Hardware (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "tinkerbell.org",
-        version = "v1alpha1",
         kind = "Hardware",
         singular = "hardware",
         plural = "hardware",
         shortname = "hw",
-        category = "tinkerbell",
-        namespaced,
         status = "HardwareStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Hardware is a physical machine managed by Tinkerbell.",
         printcolumn(name = "State", type_ = "string", json_path = ".status.state")
     )]

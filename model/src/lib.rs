@@ -70,6 +70,32 @@ macro_rules! model_struct {
     };
 }
 
+/// Declares the `spec` struct of a namespaced `v1alpha1` resource of the `tinkerbell` category
+/// with [`model_struct!`], and the resource type itself with kube's `CustomResource` (deriving
+/// `PartialEq` and `Default`); the `#[kube(...)]` attribute gives the rest (group, kind, names,
+/// status, columns).
+macro_rules! resource_spec {
+    (
+        $(#[doc = $doc:literal])*
+        #[kube($($kube:tt)*)]
+        $($rest:tt)*
+    ) => {
+        model_struct! {
+            $(#[doc = $doc])*
+            #[derive(::kube::CustomResource)]
+            #[kube(
+                version = "v1alpha1",
+                category = "tinkerbell",
+                namespaced,
+                derive = "PartialEq",
+                derive = "Default",
+                $($kube)*
+            )]
+            $($rest)*
+        }
+    };
+}
+
 pub mod bmc;
 pub mod duration;
 pub mod hardware;

@@ -3,8 +3,6 @@
 //!
 //! Mirrors upstream `api/v1alpha1/tinkerbell/template.go`.
 
-use kube::CustomResource;
-
 /// Known values of `Template.status.state`.
 pub mod template_state {
     /// The template is usable.
@@ -15,21 +13,15 @@ pub mod template_state {
     pub const ALL: &[&str] = &[READY, ERROR];
 }
 
-model_struct! {
+resource_spec! {
     /// Desired state of a Template (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "tinkerbell.org",
-        version = "v1alpha1",
         kind = "Template",
         singular = "template",
         plural = "templates",
         shortname = "tpl",
-        category = "tinkerbell",
-        namespaced,
         status = "TemplateStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Template is a workflow template (YAML with Go template directives).",
         printcolumn(name = "State", type_ = "string", json_path = ".status.state")
     )]

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
 
 use super::bmc::Action as BmcAction;
 
@@ -91,21 +90,15 @@ pub mod boot_mode {
     pub const ALL: &[&str] = &[NETBOOT, ISOBOOT, ISO, CUSTOMBOOT];
 }
 
-model_struct! {
+resource_spec! {
     /// Desired state of a Workflow (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "tinkerbell.org",
-        version = "v1alpha1",
         kind = "Workflow",
         singular = "workflow",
         plural = "workflows",
         shortname = "wf",
-        category = "tinkerbell",
-        namespaced,
         status = "WorkflowStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "Workflow runs a Template on a Hardware.",
         printcolumn(name = "Template", type_ = "string", json_path = ".spec.templateRef"),
         printcolumn(name = "State", type_ = "string", json_path = ".status.state"),

@@ -9,23 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
-
-model_struct! {
+resource_spec! {
     /// Desired state of a WorkflowRuleSet (`spec`).
-    #[derive(CustomResource)]
     #[kube(
         group = "tinkerbell.org",
-        version = "v1alpha1",
         kind = "WorkflowRuleSet",
         singular = "workflowruleset",
         plural = "workflowrulesets",
         shortname = "wrs",
-        category = "tinkerbell",
-        namespaced,
         status = "WorkflowRuleSetStatus",
-        derive = "PartialEq",
-        derive = "Default",
         doc = "WorkflowRuleSet creates a Workflow for an agent whose attributes match one of its rules."
     )]
     #[serde(rename_all = "camelCase")]
