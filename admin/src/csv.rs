@@ -361,11 +361,7 @@ impl Columns {
             }
         }
         if !unknown.is_empty() {
-            let label = if unknown.len() == 1 {
-                "column"
-            } else {
-                "columns"
-            };
+            let label = columns_word(unknown.len());
             errors.push(RowError::new(
                 line,
                 None,
@@ -384,11 +380,7 @@ impl Columns {
             .filter(|c| !index.contains_key(c))
             .collect();
         if !missing.is_empty() {
-            let label = if missing.len() == 1 {
-                "column"
-            } else {
-                "columns"
-            };
+            let label = columns_word(missing.len());
             errors.push(RowError::new(
                 line,
                 None,
@@ -404,6 +396,10 @@ impl Columns {
             Err(CsvErrors(errors))
         }
     }
+}
+
+fn columns_word(n: usize) -> &'static str {
+    if n == 1 { "column" } else { "columns" }
 }
 
 /// One record's cells, by column name.

@@ -26,7 +26,7 @@ use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::shared::apply_schema_defaults;
 use tinkerbell_core::store::{Kind, Object, Store};
-use tinkerbell_core::testing::{json_response, status_response};
+use tinkerbell_core::testing::{json_response, request_json, status_response};
 
 const NS: &str = "eksa-system";
 const CORE: &str = "/api/v1";
@@ -284,13 +284,7 @@ fn fake_cluster() -> (KubeStore, Arc<Mutex<Cluster>>) {
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Some((req, tx)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            };
+            let (parts, body) = request_json(req).await;
             let resp = st.lock().unwrap().handle(
                 parts.method.as_str(),
                 parts.uri.path(),

@@ -185,6 +185,21 @@ pub fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A request a fake API server got (from kube's tower-test mock): its parts and its JSON body
+/// (Null when empty).
+pub async fn request_json(
+    req: http::Request<kube::client::Body>,
+) -> (http::request::Parts, serde_json::Value) {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect_bytes().await.expect("request body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON request body")
+    };
+    (parts, body)
+}
+
 /// A fake API server's JSON answer (to kube's tower-test mock).
 pub fn json_response(code: u16, v: &serde_json::Value) -> http::Response<kube::client::Body> {
     http::Response::builder()

@@ -16,7 +16,7 @@ use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{
     Applied, HardwareLookup, Kind, Object, Store, StoreError, WatchEvent, WatchStream,
 };
-use tinkerbell_core::testing::json_response;
+use tinkerbell_core::testing::{json_response, request_json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tower_test::mock::SendResponse;
 
@@ -40,18 +40,13 @@ struct Seen {
 }
 
 async fn see(req: Request<Body>) -> Seen {
-    let (parts, body) = req.into_parts();
-    let bytes = body.collect_bytes().await.expect("request body");
+    let (parts, body) = request_json(req).await;
     Seen {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         target: parts.uri.to_string(),
-        body: if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON request body")
-        },
+        body,
     }
 }
 

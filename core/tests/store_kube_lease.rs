@@ -8,7 +8,7 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tinkerbell_core::store::kube_lease::{LeaderElector, Leadership, LeaseConfig, LeaseError};
-use tinkerbell_core::testing::{json_response, status_response};
+use tinkerbell_core::testing::{json_response, request_json, status_response};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_test::mock::{Handle, SendResponse};
@@ -29,13 +29,7 @@ async fn next(mock: &mut Mock) -> (Seen, SendResponse<Response<Body>>) {
         .await
         .expect("a request within the step timeout")
         .expect("client alive");
-    let (parts, body) = req.into_parts();
-    let bytes = body.collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
+    let (parts, body) = request_json(req).await;
     (
         Seen {
             method: parts.method.to_string(),

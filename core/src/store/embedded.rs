@@ -834,7 +834,7 @@ impl Store for EmbeddedStore {
         let items = st
             .objects
             .range(start..)
-            .take_while(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| ns == k.namespace))
+            .take_while(|(k, _)| matches(k, kind, namespace))
             .map(|(_, o)| o.clone())
             .collect();
         Ok(ObjectList {

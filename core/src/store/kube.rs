@@ -177,22 +177,22 @@ impl IndexState {
         self.upsert_unchecked(obj);
     }
 
-    /// Remove `obj` given its last state (or the deletion's), unless a newer one was applied.
-    fn delete(&mut self, obj: &Object) {
-        if self.is_stale(obj, true) {
-            return;
+    /// Remove `obj` given its last state (or the deletion's), unless a newer one was applied;
+    /// whether it was removed.
+    fn delete(&mut self, obj: &Object) -> bool {
+        let fresh = !self.is_stale(obj, true);
+        if fresh {
+            self.remove(obj.kind(), &owner(obj));
         }
-        self.remove(obj.kind(), &owner(obj));
+        fresh
     }
 
     /// The watch reports `obj` deleted. The watch is ordered, so nothing older about it can
     /// follow: its version record goes too (records of deleted objects never pile up).
     fn delete_watched(&mut self, obj: &Object) {
-        if self.is_stale(obj, true) {
-            return;
+        if self.delete(obj) {
+            self.newest.remove(&(obj.kind(), owner(obj)));
         }
-        self.remove(obj.kind(), &owner(obj));
-        self.newest.remove(&(obj.kind(), owner(obj)));
     }
 
     fn upsert_unchecked(&mut self, obj: &Object) {
@@ -558,9 +558,7 @@ impl KubeStore {
             .filter(|rv| !rv.is_empty())
             .map(str::to_string);
         let mut k = K::from_object(obj);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        for attempt in 1.. {
             let rv = match &given {
                 Some(rv) => rv.clone(),
                 None => api
@@ -579,19 +577,15 @@ impl KubeStore {
             } else {
                 api.replace(&key.name, &pp, &k).await
             };
-            match res {
+            let err = match res {
                 Ok(o) => return Ok(o.into_object()),
-                Err(e) => {
-                    let err = api_err(e, K::KIND, Some(&key), Some(&rv));
-                    let retry = given.is_none()
-                        && attempt < UNCONDITIONAL_ATTEMPTS
-                        && matches!(err, StoreError::Conflict { .. });
-                    if !retry {
-                        return Err(err);
-                    }
-                }
+                Err(e) => api_err(e, K::KIND, Some(&key), Some(&rv)),
+            };
+            if !retry_unconditional(given.is_some(), attempt, &err) {
+                return Err(err);
             }
         }
+        unreachable!("attempts are bounded")
     }
 
     /// DELETE, returning the object's last state. An API server answers a delete that takes
@@ -607,9 +601,7 @@ impl KubeStore {
         let key = ObjectKey::new(K::KIND, ns, name);
         let api = self.api::<K>(ns);
         let given = rv.filter(|rv| !rv.is_empty());
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        for attempt in 1.. {
             let current = api
                 .get(name)
                 .await
@@ -623,19 +615,15 @@ impl KubeStore {
                 }),
                 ..DeleteParams::default()
             };
-            match api.delete(name, &dp).await {
+            let err = match api.delete(name, &dp).await {
                 Ok(res) => return Ok(res.left().unwrap_or(current).into_object()),
-                Err(e) => {
-                    let err = api_err(e, K::KIND, Some(&key), Some(&condition));
-                    let retry = given.is_none()
-                        && attempt < UNCONDITIONAL_ATTEMPTS
-                        && matches!(err, StoreError::Conflict { .. });
-                    if !retry {
-                        return Err(err);
-                    }
-                }
+                Err(e) => api_err(e, K::KIND, Some(&key), Some(&condition)),
+            };
+            if !retry_unconditional(given.is_some(), attempt, &err) {
+                return Err(err);
             }
         }
+        unreachable!("attempts are bounded")
     }
 
     /// Phase 1 of `apply_all` for one object: read it, decide what to write, dry-run it.
@@ -840,6 +828,12 @@ fn scoped_api<K: Typed>(client: &Client, ns: &str) -> Api<K> {
     } else {
         Api::namespaced(client.clone(), ns)
     }
+}
+
+/// Whether a write that failed with `err` on `attempt` is tried again: only an unconditional
+/// one (no resourceVersion `given`) that lost a race, a few times.
+fn retry_unconditional(given: bool, attempt: usize, err: &StoreError) -> bool {
+    !given && attempt < UNCONDITIONAL_ATTEMPTS && matches!(err, StoreError::Conflict { .. })
 }
 
 /// Map a client error to the store's vocabulary. `key` is the object for object-level calls

@@ -97,12 +97,10 @@ impl Kind {
 
     /// The `apiVersion` string.
     pub fn api_version(self) -> &'static str {
-        match self {
-            Kind::Hardware | Kind::Template | Kind::Workflow | Kind::WorkflowRuleSet => {
-                "tinkerbell.org/v1alpha1"
-            }
-            Kind::Machine | Kind::Job | Kind::Task => "bmc.tinkerbell.org/v1alpha1",
-            Kind::Secret => "v1",
+        match self.group() {
+            "" => "v1",
+            "tinkerbell.org" => "tinkerbell.org/v1alpha1",
+            _ => "bmc.tinkerbell.org/v1alpha1",
         }
     }
 
