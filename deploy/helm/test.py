@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
+import hashlib
+import http.server
 import json
 import os
 import re
@@ -43,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -87,11 +91,44 @@ RBAC = {
         ("", "events"): ["create", "patch"],
     },
 }
+# deployment.mode=allInOne: one ServiceAccount for `tinkerbell serve`, the union of the five
+# above (asserted below) plus reading WorkflowRuleSets: serve's kube backend lists every kind it
+# stores before it starts (core/src/store/kube.rs, Preflight). No Leases: serve has no leader
+# election.
+RBAC["tinkerbell"] = {
+    ("tinkerbell.org", "hardware"): R + ["update", "patch"],
+    ("tinkerbell.org", "templates"): R,
+    ("tinkerbell.org", "workflows"): R + ["update", "patch"],
+    ("tinkerbell.org", "workflows/status"): ["get", "update", "patch"],
+    ("tinkerbell.org", "workflowrulesets"): R,
+    ("bmc.tinkerbell.org", "machines"): R + ["update", "patch"],
+    ("bmc.tinkerbell.org", "jobs"): R + ["create", "update", "patch", "delete"],
+    ("bmc.tinkerbell.org", "tasks"): R + ["create", "update", "patch", "delete"],
+    ("bmc.tinkerbell.org", "machines/status"): ["get", "update", "patch"],
+    ("bmc.tinkerbell.org", "jobs/status"): ["get", "update", "patch"],
+    ("bmc.tinkerbell.org", "tasks/status"): ["get", "update", "patch"],
+    ("", "secrets"): R,
+    ("", "events"): ["create", "patch"],
+}
+SERVICES = ("boots", "hegel", "tink-server", "tink-controller", "rufio")
+# kube-vip's ClusterRole (optional.kubevip), as kube-vip.io's manifest and upstream's chart.
+KUBEVIP_RBAC = {
+    ("", "services/status"): ["update"],
+    ("", "services"): ["list", "get", "watch", "update"],
+    ("", "endpoints"): ["list", "get", "watch", "update"],
+    ("discovery.k8s.io", "endpointslices"): ["list", "get", "watch", "update"],
+    ("", "nodes"): ["list", "get", "watch", "update", "patch"],
+    ("coordination.k8s.io", "leases"): ["list", "get", "watch", "update", "create"],
+    ("", "pods"): ["list"],
+}
 LEASES = {("coordination.k8s.io", "leases"): R + ["create", "update", "patch", "delete"]}
+HOOKOS_DIR = "/var/lib/tinkerbell/hookos"
 SERVICE_PORTS = {
     "boots": {(67, "UDP"), (69, "UDP"), (514, "UDP"), (7171, "TCP")},
     "hegel": {(7172, "TCP")},
     "tink-server": {(42113, "TCP")},
+    # allInOne with every service (service_ports() drops what a case turns off).
+    "tinkerbell": {(67, "UDP"), (69, "UDP"), (514, "UDP"), (7080, "TCP"), (42113, "TCP")},
 }
 LEADER = {"tink-controller": "TINK_CONTROLLER", "rufio": "RUFIO"}
 
@@ -118,6 +155,45 @@ CASES = {
     "worker-key-given": {"publicIP": "10.0.0.5", "workerAuth": {"key": "k" * 40}},
     "worker-key-own-secret": {"publicIP": "10.0.0.5",
                               "workerAuth": {"create": False, "secretName": "site-worker-key"}},
+    # The deployment modes (deploy/helm/tinkerbell/README.md, "Deployment modes").
+    "all-in-one": {"publicIP": "10.0.0.5", "deployment": {"mode": "allInOne"},
+                   "service": {"type": "LoadBalancer", "loadBalancerIP": "10.0.0.5"},
+                   "optional": {"hookos": {"enabled": True}}},
+    "all-in-one-host-network": {
+        "publicIP": "10.0.0.5", "deployment": {"mode": "allInOne", "nodeSelector": {"tinkerbell.org/netboot": "true"},
+                                               "additionalEnvs": [{"name": "TINKERBELL_X", "value": "1"}]},
+        "boots": {"hostNetwork": True}, "hegel": {"enabled": False}, "rufio": {"enabled": False},
+        "rbac": {"scope": "namespace"}, "watchNamespace": "eksa-system",
+        "optional": {"hookos": {"enabled": True, "source": "url", "downloadURL": "http://10.0.0.1/hookos/v1"}},
+    },
+    "boots-daemonset": {
+        "publicIP": "10.0.0.5",
+        "boots": {"daemonSet": {"enabled": True}, "hostNetwork": True,
+                  "nodeSelector": {"tinkerbell.org/netboot": "true"},
+                  "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                                   "effect": "NoSchedule"}]},
+    },
+    "hookos-image": {"publicIP": "10.0.0.5", "optional": {"hookos": {"enabled": True}}},
+    "hookos-url": {"publicIP": "10.0.0.5",
+                   "boots": {"dhcpRelay": {"enabled": True, "interface": "eno1", "address": "10.0.0.5/24"}},
+                   "optional": {"hookos": {"enabled": True, "source": "url",
+                                           "downloadURL": "http://10.0.0.1/hookos/v1"}}},
+    "kube-vip": {"publicIP": "10.0.0.5",
+                 "service": {"type": "LoadBalancer", "loadBalancerIP": "10.0.0.5",
+                             "loadBalancerClass": "kube-vip.io/kube-vip-class"},
+                 "optional": {"kubevip": {"enabled": True, "interface": "eno1",
+                                          "additionalEnv": [{"name": "vip_leaseduration", "value": "15"}]}}},
+}
+# Values the chart refuses to render, and what its message says.
+REFUSED = {
+    "mode typo": ({"deployment": {"mode": "allinone"}}, "deployment.mode"),
+    "all-in-one as a DaemonSet": ({"deployment": {"mode": "allInOne"}, "boots": {"daemonSet": {"enabled": True}}},
+                                  "no leader election"),
+    "hookos url without downloadURL": ({"optional": {"hookos": {"enabled": True, "source": "url"}}},
+                                       "optional.hookos.downloadURL"),
+    "hookos without boots": ({"boots": {"enabled": False}, "optional": {"hookos": {"enabled": True}}},
+                             "needs boots.enabled"),
+    "hookos source typo": ({"optional": {"hookos": {"enabled": True, "source": "oci"}}}, "image or url"),
 }
 
 passed = failed = 0
@@ -150,11 +226,25 @@ def docs(text):
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def merged(key, values):
-    defaults = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))[key]
-    out = copy.deepcopy(defaults)
-    out.update(values.get(key, {}))
+def deep_merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+_defaults = []
+
+
+def effective(values):
+    """values.yaml with the case's values merged in (what the templates see)."""
+    if not _defaults:
+        _defaults.append(yaml.safe_load(open(os.path.join(CHART, "values.yaml"))))
+    return deep_merge(_defaults[0], values)
+
+
+def merged(key, values):
+    return effective(values)[key]
 
 
 def by_kind(objs, kind):
@@ -162,44 +252,97 @@ def by_kind(objs, kind):
 
 
 def comp(obj):
-    return obj["metadata"]["labels"]["app.kubernetes.io/name"]
+    return (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/name")
+
+
+def workloads(objs):
+    """Deployments and DaemonSets, by name."""
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] in ("Deployment", "DaemonSet")}
+
+
+def ours(objs):
+    """The workloads running our binaries (everything but kube-vip)."""
+    return {n: w for n, w in workloads(objs).items() if comp(w) != "kube-vip"}
+
+
+def pod(w):
+    return w["spec"]["template"]["spec"]
+
+
+def all_in_one(values):
+    return effective(values)["deployment"]["mode"] == "allInOne"
+
+
+def machines_pod(objs, values):
+    """The workload that faces the machines (DHCP, TFTP, iPXE HTTP, HookOS): boots, or the
+    all-in-one; None without one."""
+    return ours(objs).get("tinkerbell-tinkerbell" if all_in_one(values) else "tinkerbell-boots")
+
+
+def service_ports(component, values):
+    v = effective(values)
+    if component != "tinkerbell":
+        return SERVICE_PORTS[component]
+    want = set(SERVICE_PORTS["tinkerbell"])
+    if not v["boots"]["enabled"]:
+        want -= {(67, "UDP"), (69, "UDP"), (514, "UDP")}
+    if not v["tinkServer"]["enabled"]:
+        want -= {(42113, "TCP")}
+    return want
 
 
 # ---- checks of rendered objects ------------------------------------------------------------
 
 def cross_refs(objs, values):
     sas = by_kind(objs, "ServiceAccount")
-    deps = by_kind(objs, "Deployment")
+    deps = workloads(objs)
     roles = {(o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in ("Role", "ClusterRole")}
     for name, d in deps.items():
-        spec = d["spec"]["template"]["spec"]
+        spec = pod(d)
         assert spec["serviceAccountName"] in sas, f"{name}: no ServiceAccount {spec['serviceAccountName']}"
         sel = d["spec"]["selector"]["matchLabels"]
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert all(labels.get(k) == v for k, v in sel.items()), f"{name}: selector does not match"
+        if comp(d) == "kube-vip":
+            continue  # kubevip_shape
         c = spec["containers"][0]
         env = {e["name"]: e.get("value") for e in c.get("env", [])}
         for e in env:
             assert e.startswith("TINKERBELL_") or e == "HEGEL_HTTP_ADDR", f"{name}: env {e}"
         assert env["TINKERBELL_BACKEND"] == "kube"
         assert env["TINKERBELL_BACKEND_KUBE_NAMESPACE"] == values.get("watchNamespace", "")
-        assert c["image"].startswith("tinkerbell-rs/") and c["image"].endswith(":0.1.0"), c["image"]
+        # Each workload runs its own binary's image: <repository>/<component>:<appVersion>.
+        assert c["image"] == f"tinkerbell-rs/{comp(d)}:0.1.0", f"{name}: image {c['image']}"
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
-        if comp(d) != "boots":
+        if comp(d) not in ("boots", "tinkerbell"):
             assert sc["runAsNonRoot"] is True and sc["capabilities"]["drop"] == ["ALL"], name
         else:
+            assert sc["capabilities"]["drop"] == ["ALL"], name
             assert sorted(sc["capabilities"]["add"]) == ["NET_BIND_SERVICE", "NET_RAW"]
+        for ic in spec.get("initContainers", []):
+            if ic["image"].startswith("tinkerbell-rs/"):  # ours (the macvlan one is privileged by design)
+                isc = ic["securityContext"]
+                assert isc["runAsNonRoot"] is True and isc["capabilities"]["drop"] == ["ALL"], ic["name"]
+                assert isc["allowPrivilegeEscalation"] is False and isc["readOnlyRootFilesystem"] is True
+        # Every mount names a volume of the pod, and every volume is mounted somewhere.
+        vols = {v["name"] for v in spec.get("volumes", [])}
+        mounted = set()
+        for ct in spec["containers"] + spec.get("initContainers", []):
+            for m in ct.get("volumeMounts", []):
+                assert m["name"] in vols, f"{name}/{ct['name']}: mounts {m['name']}, not a volume"
+                mounted.add(m["name"])
+        assert mounted == vols, f"{name}: volumes {sorted(vols - mounted)} mounted nowhere"
     for name, s in by_kind(objs, "Service").items():
         sel = s["spec"]["selector"]
         targets = [d for d in deps.values()
                    if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())]
-        assert len(targets) == 1, f"Service {name} selects {len(targets)} Deployments"
-        cports = {p["name"] for p in targets[0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        assert len(targets) == 1, f"Service {name} selects {len(targets)} workloads"
+        cports = {p["name"] for p in pod(targets[0])["containers"][0]["ports"]}
         for p in s["spec"]["ports"]:
             assert p["targetPort"] in cports, f"Service {name}: targetPort {p['targetPort']} not a container port"
         got = {(p["port"], p["protocol"]) for p in s["spec"]["ports"]}
-        assert got == SERVICE_PORTS[comp(s)], f"Service {name}: ports {got}"
+        assert got == service_ports(comp(s), values), f"Service {name}: ports {got}"
         svc = values.get("service", {})
         assert s["spec"]["type"] == svc.get("type", "ClusterIP")
         if svc.get("loadBalancerIP"):
@@ -212,20 +355,36 @@ def cross_refs(objs, values):
                 assert s["name"] in sas, f"binding {o['metadata']['name']}: subject {s['name']}"
 
 
+def rules_table(role, who):
+    got = {}
+    for rule in role["rules"]:
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                assert (g, r) not in got, f"{who}: {g}/{r} twice"
+                got[(g, r)] = sorted(rule["verbs"])
+    return got
+
+
 def rbac_exact(objs, values):
+    # The all-in-one's rules are the union of the services' (plus the preflight's read of
+    # WorkflowRuleSets): a rule a service gains must reach the all-in-one too.
+    union = {}
+    for c in SERVICES:
+        for k, verbs in RBAC[c].items():
+            union.setdefault(k, set()).update(verbs)
+    union[("tinkerbell.org", "workflowrulesets")] = set(R)
+    assert {k: sorted(v) for k, v in union.items()} == {k: sorted(v) for k, v in RBAC["tinkerbell"].items()}, \
+        "RBAC['tinkerbell'] is not the union of the services' rules"
     scope_kind = "ClusterRole" if values.get("rbac", {}).get("scope", "cluster") == "cluster" else "Role"
-    enabled = {comp(d) for d in by_kind(objs, "Deployment").values()}
+    enabled = {comp(d) for d in ours(objs).values()}
+    if all_in_one(values):
+        assert enabled == {"tinkerbell"}, enabled
     for c in enabled:
         role = [o for o in objs if o["kind"] == scope_kind and o["metadata"]["name"] == f"tinkerbell-{c}"]
         assert len(role) == 1, f"{c}: {scope_kind} missing"
         if scope_kind == "Role":
             assert role[0]["metadata"]["namespace"] == values["watchNamespace"]
-        got = {}
-        for rule in role[0]["rules"]:
-            for g in rule["apiGroups"]:
-                for r in rule["resources"]:
-                    assert (g, r) not in got, f"{c}: {g}/{r} twice"
-                    got[(g, r)] = sorted(rule["verbs"])
+        got = rules_table(role[0], c)
         want = {k: sorted(v) for k, v in RBAC[c].items()}
         assert got == want, f"{c}: rules {got} != pinned {want}"
         lease = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == f"tinkerbell-{c}-leader-election"]
@@ -233,6 +392,10 @@ def rbac_exact(objs, values):
             assert lease and lease[0]["rules"][0]["resources"] == ["leases"], f"{c}: no lease Role"
         else:
             assert not lease, f"{c}: has a lease Role it does not need"
+    ours_roles = {o["metadata"]["name"] for o in objs if o["kind"] in ("Role", "ClusterRole")
+                  and comp(o) != "kube-vip"}
+    want_roles = {f"tinkerbell-{c}" for c in enabled} | {f"tinkerbell-{c}-leader-election" for c in enabled & LEADER.keys()}
+    assert ours_roles == want_roles, f"roles {sorted(ours_roles)} != {sorted(want_roles)}"
     for o in objs:  # nobody may write secrets
         for rule in o.get("rules", []):
             if "secrets" in rule["resources"]:
@@ -240,52 +403,85 @@ def rbac_exact(objs, values):
 
 
 def boots_shape(objs, values):
-    deps = by_kind(objs, "Deployment")
-    b = values.get("boots", {})
-    if b.get("enabled", True) is False:
-        assert "tinkerbell-boots" not in deps and "tinkerbell-boots" not in by_kind(objs, "Service")
+    v = effective(values)
+    b = v["boots"]
+    d = machines_pod(objs, values)
+    if not all_in_one(values) and b["enabled"] is False:
+        assert d is None and "tinkerbell-boots" not in by_kind(objs, "Service")
         return
-    spec = deps["tinkerbell-boots"]["spec"]["template"]["spec"]
-    assert spec.get("hostNetwork", False) == b.get("hostNetwork", False)
-    relay = b.get("dhcpRelay", {}).get("enabled", False)
-    inits = spec.get("initContainers", [])
-    assert bool(inits) == relay and spec.get("hostPID", False) == relay
+    assert d is not None, "no workload serves the machines"
+    # A DaemonSet exactly when asked for (never the all-in-one: no leader election).
+    want_kind = "DaemonSet" if b["daemonSet"]["enabled"] else "Deployment"
+    assert d["kind"] == want_kind, f"{d['metadata']['name']} is a {d['kind']}, want {want_kind}"
+    assert ("replicas" in d["spec"]) == (want_kind == "Deployment")
+    spec = pod(d)
+    sched = v["deployment"] if all_in_one(values) else b
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        assert spec.get(key, type(sched[key])()) == sched[key], f"{key}: {spec.get(key)} != {sched[key]}"
+    assert spec.get("hostNetwork", False) == b["hostNetwork"]
+    if b["hostNetwork"]:
+        assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    relay = b["dhcpRelay"]["enabled"]
+    inits = {c["name"]: c for c in spec.get("initContainers", [])}
+    assert ("macvlan" in inits) == relay and spec.get("hostPID", False) == relay
     if relay:
-        script = inits[0]["command"][-1]
+        script = inits["macvlan"]["command"][-1]
         assert f"link {b['dhcpRelay']['interface']} type macvlan" in script, script
         assert f"ip addr add {b['dhcpRelay']['address']} dev tb-dhcp0" in script
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     assert env["TINKERBELL_PUBLIC_IPV4"] == values["publicIP"]
     assert env["TINKERBELL_IPXE_SCRIPT_TINK_SERVER_ADDR_PORT"] == f"{values['publicIP']}:42113"
     assert env["TINKERBELL_DHCP_MODE"] == "reservation"
+    if all_in_one(values):
+        # serve's DHCP, TFTP and syslog are off unless turned on.
+        on = str(b["enabled"]).lower()
+        assert env["TINKERBELL_DHCP_ENABLED"] == str(b["enabled"] and b["dhcpEnabled"]).lower()
+        assert env["TINKERBELL_TFTP_SERVER_ENABLED"] == on and env["TINKERBELL_SYSLOG_ENABLED"] == on
 
 
 def controllers(objs, values):
-    deps = by_kind(objs, "Deployment")
+    deps = ours(objs)
+    v = effective(values)
+    if all_in_one(values):
+        env = {e["name"]: e["value"] for e in pod(deps["tinkerbell-tinkerbell"])["containers"][0]["env"]}
+        for key, name in (("hegel", "TOOTLES"), ("tinkServer", "TINK_SERVER"),
+                          ("tinkController", "TINK_CONTROLLER"), ("rufio", "RUFIO_CONTROLLER")):
+            assert env[f"TINKERBELL_ENABLE_{name}"] == str(v[key]["enabled"]).lower(), name
+        return
     for c, prefix in LEADER.items():
-        v = merged({"tink-controller": "tinkController", "rufio": "rufio"}[c], values)
-        env = {e["name"]: e["value"] for e in deps[f"tinkerbell-{c}"]["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env[f"TINKERBELL_{prefix}_ENABLE_LEADER_ELECTION"] == str(v["leaderElection"]).lower()
+        cv = v[{"tink-controller": "tinkController", "rufio": "rufio"}[c]]
+        env = {e["name"]: e["value"] for e in pod(deps[f"tinkerbell-{c}"])["containers"][0]["env"]}
+        assert env[f"TINKERBELL_{prefix}_ENABLE_LEADER_ELECTION"] == str(cv["leaderElection"]).lower()
         assert env[f"TINKERBELL_{prefix}_LEADER_ELECTION_NAMESPACE"] == "tinkerbell"
         if c == "rufio":
-            assert env["TINKERBELL_RUFIO_MAX_CONCURRENT"] == str(v["maxConcurrent"])
+            assert env["TINKERBELL_RUFIO_MAX_CONCURRENT"] == str(cv["maxConcurrent"])
 
 
 def worker_key(objs, values):
     """tink-server and boots mount one Secret as the worker token key file, and the chart
-    creates that Secret (with a usable key) exactly when asked to."""
+    creates that Secret (with a usable key) exactly when asked to. The all-in-one keeps its key
+    in its data directory (serve takes no key file): no Secret, no mount."""
     w = merged("workerAuth", values)
-    users = [d for d in by_kind(objs, "Deployment").values() if comp(d) in ("tink-server", "boots")]
+    if all_in_one(values):
+        d = ours(objs)["tinkerbell-tinkerbell"]
+        env = {e["name"]: e.get("value") for e in pod(d)["containers"][0]["env"]}
+        assert env["TINKERBELL_TINK_SERVER_WORKER_AUTH"] == str(w["enabled"]).lower()
+        assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env
+        assert not any("secret" in v for v in pod(d).get("volumes", [])), "all-in-one mounts a Secret"
+        assert not by_kind(objs, "Secret"), "all-in-one renders a worker token key Secret it does not use"
+        return
+    users = [d for d in ours(objs).values() if comp(d) in ("tink-server", "boots")]
     assert users, "neither tink-server nor boots rendered"
     mounted = set()
     for d in users:
-        spec = d["spec"]["template"]["spec"]
+        spec = pod(d)
         c = spec["containers"][0]
         env = {e["name"]: e.get("value") for e in c["env"]}
         if comp(d) == "tink-server":
             assert env["TINKERBELL_TINK_SERVER_WORKER_AUTH"] == str(w["enabled"]).lower()
         if not w["enabled"]:
-            assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env and not spec.get("volumes"), comp(d)
+            assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env, comp(d)
+            assert not any("secret" in v for v in spec.get("volumes", [])), comp(d)
             continue
         vol = {v["name"]: v for v in spec["volumes"]}["worker-token-key"]
         mount = {m["name"]: m for m in c["volumeMounts"]}["worker-token-key"]
@@ -320,6 +516,156 @@ def extras(objs, _values):
     assert c["resources"] == {"limits": {"memory": "64Mi"}}
 
 
+def all_in_one_shape(objs, values):
+    """allInOne: one Deployment running `tinkerbell serve` (one replica, Recreate), nothing of
+    the per-service workloads; perService: no all-in-one."""
+    names = set(ours(objs))
+    if not all_in_one(values):
+        assert "tinkerbell-tinkerbell" not in names and not any(
+            comp(o) == "tinkerbell" for o in objs), "all-in-one objects rendered"
+        return
+    assert names == {"tinkerbell-tinkerbell"}, f"workloads {sorted(names)}"
+    d = ours(objs)["tinkerbell-tinkerbell"]
+    assert d["kind"] == "Deployment" and d["spec"]["replicas"] == 1, (d["kind"], d["spec"].get("replicas"))
+    assert d["spec"]["strategy"] == {"type": "Recreate"}, "two serve pods would run the controllers twice"
+    spec = pod(d)
+    assert spec["serviceAccountName"] == "tinkerbell-tinkerbell"
+    c = spec["containers"][0]
+    assert c["name"] == "tinkerbell" and c["args"] == ["serve"] and "command" not in c, (c["name"], c.get("args"))
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    v = effective(values)
+    assert env["TINKERBELL_HTTP_PORT"] == str(v["ports"]["http"])
+    assert env["TINKERBELL_TINK_SERVER_BIND_PORT"] == str(v["ports"]["grpc"])
+    # serve writes its tokens into the data directory: a writable volume there.
+    data = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}.get(env["TINKERBELL_DATA_DIR"])
+    assert data and "emptyDir" in {x["name"]: x for x in spec["volumes"]}[data], "data dir not an emptyDir"
+    for e in v["deployment"]["additionalEnvs"]:
+        assert e in c["env"], e
+    assert c["resources"] == v["deployment"]["resources"]
+    kinds = sorted(o["kind"] for o in objs if comp(o) != "kube-vip")
+    want = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    if v["rbac"]["scope"] != "cluster":
+        want = ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    assert kinds == want, kinds
+
+
+def hookos_shape(objs, values):
+    """optional.hookos: the pod that serves the machines mounts HookOS at TINKERBELL_HOOKOS_DIR
+    from the hookos image (an image volume) or from an emptyDir the `hookos` init container
+    fills with `tinkerbell hookos fetch`; no other pod has anything of it."""
+    h = effective(values)["optional"]["hookos"]
+    target = machines_pod(objs, values)
+    for name, w in workloads(objs).items():
+        spec = pod(w)
+        env = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+        has = ({v["name"] for v in spec.get("volumes", [])} & {"hookos"}
+               or {c["name"] for c in spec.get("initContainers", [])} & {"hookos"}
+               or "TINKERBELL_HOOKOS_DIR" in env)
+        if w is not target or not h["enabled"]:
+            assert not has, f"{name} has HookOS bits"
+    if not h["enabled"]:
+        return
+    spec = pod(target)
+    c = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["TINKERBELL_HOOKOS_DIR"] == HOOKOS_DIR
+    assert "TINKERBELL_IPXE_HTTP_SCRIPT_OSIE_URL" not in env, "an OSIE URL would override the served HookOS"
+    mount = {m["name"]: m for m in c["volumeMounts"]}["hookos"]
+    assert mount["mountPath"] == env["TINKERBELL_HOOKOS_DIR"] and mount["readOnly"] is True, mount
+    vol = {v["name"]: v for v in spec["volumes"]}["hookos"]
+    inits = {i["name"]: i for i in spec.get("initContainers", [])}
+    if h["source"] == "image":
+        assert set(vol) == {"name", "image"}, vol
+        assert vol["image"] == {"reference": h["image"] or "tinkerbell-rs/hookos:0.1.0",
+                                "pullPolicy": h["pullPolicy"]}, vol
+        assert "hookos" not in inits
+    else:
+        assert vol == {"name": "hookos", "emptyDir": {}}, vol
+        i = inits["hookos"]
+        assert i["image"] == "tinkerbell-rs/tinkerbell:0.1.0" and "command" not in i, i["image"]
+        assert i["args"] == ["hookos", "fetch", "--url", h["downloadURL"], "--dir", HOOKOS_DIR], i["args"]
+        imount = {m["name"]: m for m in i["volumeMounts"]}["hookos"]
+        assert imount["mountPath"] == HOOKOS_DIR and not imount.get("readOnly"), imount
+
+
+def kubevip_shape(objs, values):
+    """optional.kubevip as upstream's: a host-network DaemonSet, `manager`, the ARP/services
+    env, NET_ADMIN and NET_RAW, and exactly kube-vip's ClusterRole."""
+    kv = effective(values)["optional"]["kubevip"]
+    mine = [o for o in objs if comp(o) == "kube-vip"]
+    if not kv["enabled"]:
+        assert not mine, [o["metadata"]["name"] for o in mine]
+        return
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in mine) == sorted([
+        ("DaemonSet", kv["name"]), ("ServiceAccount", kv["name"]), ("ClusterRole", kv["roleName"]),
+        ("ClusterRoleBinding", kv["roleBindingName"])]), [(o["kind"], o["metadata"]["name"]) for o in mine]
+    ds = by_kind(objs, "DaemonSet")[kv["name"]]
+    spec = pod(ds)
+    assert spec["hostNetwork"] is True and spec["serviceAccountName"] == kv["name"]
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        assert spec.get(key, type(kv[key])()) == kv[key], key
+    c = spec["containers"][0]
+    assert c["image"] == kv["image"] == "ghcr.io/kube-vip/kube-vip:v1.0.0" and c["imagePullPolicy"] == kv["imagePullPolicy"]
+    assert c["args"] == ["manager"], c["args"]
+    assert sorted(c["securityContext"]["capabilities"]["add"]) == ["NET_ADMIN", "NET_RAW"]
+    want = [{"name": n, "value": "true"} for n in ("vip_arp", "svc_enable", "svc_election", "enableServicesElection")]
+    if kv["interface"]:
+        want.append({"name": "vip_interface", "value": kv["interface"]})
+    assert c["env"] == want + kv["additionalEnv"], c["env"]
+    role = by_kind(objs, "ClusterRole")[kv["roleName"]]
+    got = rules_table(role, "kube-vip")
+    assert got == {k: sorted(v) for k, v in KUBEVIP_RBAC.items()}, got
+    b = by_kind(objs, "ClusterRoleBinding")[kv["roleBindingName"]]
+    assert b["roleRef"]["name"] == kv["roleName"]
+    assert b["subjects"] == [{"kind": "ServiceAccount", "name": kv["name"], "namespace": "tinkerbell"}], b["subjects"]
+
+
+def refused(helm, values, message):
+    r = helm.run("helm", "template", "tinkerbell", CHART, "--namespace", "tinkerbell",
+                 "-f", helm.values_file(values), check=False)
+    assert r.returncode != 0, "rendered"
+    assert message in r.stderr, r.stderr.strip()
+
+
+def hookos_fetch_runs(helm):
+    """The url-mode init container's arguments, run with the built `tinkerbell`, install HookOS
+    from a release URL (served here by a local HTTP server)."""
+    src, dst = tempfile.mkdtemp(prefix="hookos-src."), tempfile.mkdtemp(prefix="hookos-dst.")
+    try:
+        sums = []
+        for name, body in (("vmlinuz-x86_64", b"kernel"), ("initramfs-x86_64", b"initrd"), ("manifest.txt", b"m")):
+            open(os.path.join(src, name), "wb").write(body)
+            sums.append(f"{hashlib.sha256(body).hexdigest()}  {name}\n")
+        open(os.path.join(src, "SHA256SUMS"), "w").write("".join(sums))
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *_args):
+                pass
+        handler = functools.partial(Quiet, directory=src)
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+            os.mkdir(os.path.join(src, "v1"))
+            for n in os.listdir(src):
+                if n != "v1":
+                    os.link(os.path.join(src, n), os.path.join(src, "v1", n))
+            objs = docs(helm.template({"publicIP": "10.0.0.5", "optional": {"hookos": {
+                "enabled": True, "source": "url", "downloadURL": url}}}))
+            init = {i["name"]: i for i in pod(ours(objs)["tinkerbell-boots"])["initContainers"]}["hookos"]
+            args = [dst if a == HOOKOS_DIR else a for a in init["args"]]
+            r = subprocess.run([os.path.join(bin_dir(), "tinkerbell"), *args], env={},
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, f"tinkerbell {' '.join(args)}: {r.stderr.strip()}"
+        finally:
+            httpd.shutdown()
+        got = sorted(n for n in os.listdir(dst) if not n.startswith("."))
+        assert got == ["SHA256SUMS", "initramfs-x86_64", "manifest.txt", "vmlinuz-x86_64"], got
+        assert open(os.path.join(dst, "vmlinuz-x86_64"), "rb").read() == b"kernel"
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(dst, ignore_errors=True)
+
+
 def namespaced_objects_say_where(objs, _values):
     """Every namespaced object names its namespace, so the plain manifests land where the chart
     would put them (kubectl apply -f would use the kubeconfig's namespace otherwise)."""
@@ -329,9 +675,8 @@ def namespaced_objects_say_where(objs, _values):
     assert not missing, missing
 
 
-# Container name -> binary.
-BINARIES = {"boots": "boots", "hegel": "hegel", "tink-server": "tink-server",
-            "tink-controller": "tink-controller", "rufio": "rufio"}
+# Our binaries (each image `tinkerbell-rs/<binary>` runs `/usr/bin/<binary>`).
+BINARIES = {"boots", "hegel", "tink-server", "tink-controller", "rufio", "tinkerbell"}
 # Env names the chart sets for flags another branch is adding to a binary (name -> why). The
 # check fails once the binary accepts one of them, so this list cannot go stale.
 PENDING = {}
@@ -344,31 +689,51 @@ def bin_dir():
     dirs = [os.environ.get("TINKERBELL_BIN_DIR")] + [
         os.path.join(target, d) for d in ("debug", "x86_64-unknown-linux-gnu/release", "release")]
     for d in dirs:
-        if d and all(os.access(os.path.join(d, b), os.X_OK) for b in BINARIES.values()):
+        if d and all(os.access(os.path.join(d, b), os.X_OK) for b in BINARIES):
             return d
     return None
 
 
-def accepted_env(binary):
-    """The env names `<binary> --help` lists (run with an empty environment, so no values)."""
-    if binary not in _accepted:
-        out = subprocess.run([os.path.join(bin_dir(), binary), "--help"], env={},
+def accepted(binary, sub=()):
+    """(env names, long options) that `<binary> [sub...] --help` lists (run with an empty
+    environment, so no values)."""
+    key = (binary, *sub)
+    if key not in _accepted:
+        out = subprocess.run([os.path.join(bin_dir(), binary), *sub, "--help"], env={},
                              capture_output=True, text=True, check=True, timeout=30).stdout
-        _accepted[binary] = set(re.findall(r"\[env: ([A-Za-z0-9_]+)", out))
-        assert _accepted[binary], f"{binary} --help lists no env names"
-    return _accepted[binary]
+        _accepted[key] = (set(re.findall(r"\[env: ([A-Za-z0-9_]+)", out)),
+                          set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z0-9-]+)", out)))
+        assert _accepted[key][1], f"{' '.join(key)} --help lists no options"
+    return _accepted[key]
 
 
 def env_names_accepted(objs, values):
-    """Every env name a container gets from the chart is one its binary reads."""
+    """Every env name (and option) a container of ours gets from the chart is one its binary
+    reads: the binary is the image's name (the all-in-one and the HookOS init container run
+    `tinkerbell`), with the subcommand its args name (`serve`, `hookos fetch`)."""
     wrong = []
-    for dep in by_kind(objs, "Deployment").values():
-        for c in dep["spec"]["template"]["spec"]["containers"]:
-            binary = BINARIES[c["name"]]
-            extra = {e["name"] for e in values.get(
-                {"tink-server": "tinkServer", "tink-controller": "tinkController"}.get(c["name"], c["name"]),
-                {}).get("extraEnv", [])}
-            ok = accepted_env(binary)
+    for w in ours(objs).values():
+        spec = pod(w)
+        for c in spec["containers"] + spec.get("initContainers", []):
+            if not c["image"].startswith("tinkerbell-rs/"):
+                continue  # the macvlan init container: a shell script
+            binary = c["image"].split("/", 1)[1].split(":")[0]
+            assert binary in BINARIES, f"{c['name']}: image {c['image']} is not one of our binaries"
+            args = c.get("args", [])
+            sub = tuple(a for a in args[:next((i for i, a in enumerate(args) if a.startswith("-")), len(args))])
+            ok, options = accepted(binary, sub)
+            if binary != "tinkerbell":
+                assert not args, f"{c['name']}: args {args}"
+            else:
+                assert sub in (("serve",), ("hookos", "fetch")), f"{c['name']}: tinkerbell {' '.join(sub)}"
+            for a in args[len(sub):]:
+                if a.startswith("--") and a not in options:
+                    wrong.append(f"{c['name']}: {a} is not an option of {binary} {' '.join(sub)}")
+            if binary == "tinkerbell" and sub == ("serve",):
+                extra = {e["name"] for e in effective(values)["deployment"]["additionalEnvs"]}
+            else:
+                key = {"tink-server": "tinkServer", "tink-controller": "tinkController"}.get(c["name"], c["name"])
+                extra = {e["name"] for e in values.get(key, {}).get("extraEnv", [])}
             pending = PENDING.get(binary, {})
             for e in c.get("env", []):
                 name = e["name"]
@@ -379,7 +744,7 @@ def env_names_accepted(objs, values):
                         wrong.append(f"{binary} now accepts {name}: remove it from PENDING")
                     continue
                 if name not in ok:
-                    wrong.append(f"{c['name']}: {name} is not a {binary} env name")
+                    wrong.append(f"{c['name']}: {name} is not a {binary} {' '.join(sub)} env name".replace("  ", " "))
     assert not wrong, "; ".join(sorted(set(wrong)))
 
 
@@ -558,16 +923,20 @@ def owned_by(kube, release, ns):
 
 
 def existing(kube, objs):
-    """Which of these objects (from a manifest) the API server has, asked one by one by name."""
-    out = set()
+    """Which of these objects (from a manifest) the API server has, asked by name (one kubectl
+    call per namespace)."""
+    refs = {}
     for o in objs:
         kind, ns, name = obj_key(o)
         ver = o["apiVersion"].rpartition("/")[2]
         group = kind.partition(".")[2]
-        ref = f"{kind.partition('.')[0]}.{ver}.{group}/{name}" if group else f"{kind}/{name}"
-        r = kube.run("kubectl", "get", ref, *(["-n", ns] if ns else []), "--ignore-not-found", "-o", "name")
-        if r.stdout.strip():
-            out.add(obj_key(o))
+        refs.setdefault(ns, []).append(f"{kind.partition('.')[0]}.{ver}.{group}/{name}" if group else f"{kind}/{name}")
+    out = set()
+    for ns, names in refs.items():
+        r = kube.run("kubectl", "get", *names, *(["-n", ns] if ns else []), "--ignore-not-found", "-o", "json")
+        got = json.loads(r.stdout) if r.stdout.strip() else {"items": []}
+        items = got.get("items", []) if got.get("kind", "List") == "List" else [got]
+        out.update(obj_key(i) for i in items)
     return out
 
 
@@ -596,7 +965,7 @@ def rules_of(kube, sa_ns, sa, ns):
     got = {}
     for rule in out["status"].get("resourceRules", []):
         for g in rule.get("apiGroups", []):
-            if g not in ("", "tinkerbell.org", "bmc.tinkerbell.org", "coordination.k8s.io"):
+            if g not in ("", "tinkerbell.org", "bmc.tinkerbell.org", "coordination.k8s.io", "discovery.k8s.io"):
                 continue
             for r in rule.get("resources", []):
                 got.setdefault((g, r), set()).update(rule["verbs"])
@@ -706,6 +1075,125 @@ def lifecycle(kube):
                   install_matches_manifest, kube, "tinkerbell", b_ns)
 
 
+def image_volume_kept(kube, objs):
+    """The API server stores the image volume as given (with the ImageVolume feature gate off it
+    would drop `image` from the volume, and a dry run would still succeed)."""
+    for w in workloads(objs).values():
+        want = [v for v in pod(w).get("volumes", []) if "image" in v]
+        if not want:
+            continue
+        r = kube.run("kubectl", "create", "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-",
+                     stdin=json.dumps(w))
+        got = [v for v in pod(json.loads(r.stdout)).get("volumes", []) if v["name"] in {x["name"] for x in want}]
+        assert got == want, f"{w['metadata']['name']}: the API server made {got} of {want}"
+
+
+def serve_runs_as_its_service_account(kube, release, ns, objs):
+    """The built `tinkerbell serve`, with the all-in-one's env and the ServiceAccount's token
+    (so exactly the pinned rules), connects its kube backend (the preflight lists every kind),
+    starts every service and logs no RBAC refusal; then stops on SIGTERM."""
+    d = ours(objs)[f"{release}-tinkerbell"]
+    sa = pod(d)["serviceAccountName"]
+    token = kube.run("kubectl", "create", "token", sa, "-n", ns).stdout.strip()
+    admin = yaml.safe_load(open(kube.kubeconfig))
+    tmp = tempfile.mkdtemp(prefix="tinkerbell-serve.")
+    try:
+        cfg = os.path.join(tmp, "kubeconfig")
+        with open(cfg, "w") as f:
+            yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "sa",
+                            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+                            "users": [{"name": "sa", "user": {"token": token}}],
+                            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}]}, f)
+        env = {e["name"]: e["value"] for e in pod(d)["containers"][0]["env"]}
+        # Here: a temporary data directory, free ports, no DHCP/TFTP/syslog (privileged ports).
+        env.update(TINKERBELL_DATA_DIR=os.path.join(tmp, "data"), TINKERBELL_HTTP_PORT="0",
+                   TINKERBELL_TINK_SERVER_BIND_PORT="0", TINKERBELL_STORE_API_ADDR="127.0.0.1:0",
+                   TINKERBELL_DHCP_ENABLED="false", TINKERBELL_TFTP_SERVER_ENABLED="false",
+                   TINKERBELL_SYSLOG_ENABLED="false", TINKERBELL_BACKEND_KUBE_CONFIG=cfg,
+                   TINKERBELL_LOG_LEVEL="info,kube=warn")
+        env.pop("TINKERBELL_HOOKOS_DIR", None)
+        log = open(os.path.join(tmp, "log"), "w+")
+        p = subprocess.Popen([os.path.join(bin_dir(), "tinkerbell"), *pod(d)["containers"][0]["args"]],
+                             env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            text = ""
+            while time.monotonic() < deadline and p.poll() is None:
+                text = open(log.name).read()
+                if "tink gRPC server at" in text and "kube backend connected" in text:
+                    break
+                time.sleep(0.2)
+            assert p.poll() is None, f"serve exited {p.returncode}: {open(log.name).read()[-3000:]}"
+            assert "kube backend connected" in text, f"not connected in 30 s: {text[-3000:]}"
+            time.sleep(3)  # the controllers list and watch
+            text = open(log.name).read()
+            bad = [line for line in text.splitlines() if re.search(r"forbidden|RBAC|\b403\b", line, re.I)]
+            assert not bad, f"RBAC refusals: {bad[:5]}"
+        finally:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        assert p.returncode in (0, 143, -15), f"serve exit {p.returncode} on SIGTERM: {open(log.name).read()[-2000:]}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Every deployment mode installed for real, each its own release in its own namespace (release
+# name -> case). The release names differ: ClusterRoles are named after the release.
+MODE_RELEASES = {"tb-aio": "all-in-one", "tb-aio-ns": "all-in-one-host-network",
+                 "tb-ds": "boots-daemonset", "tb-hookos-img": "hookos-image",
+                 "tb-hookos-url": "hookos-url", "tb-kube-vip": "kube-vip"}
+
+
+def modes_installed(kube):
+    """helm install of each mode: the objects carrying the release's annotations are exactly
+    `helm get manifest`; the all-in-one's ServiceAccount gets exactly the pinned union from the
+    authorizer (and the built serve runs with it), kube-vip's exactly kube-vip's rules; then
+    helm uninstall leaves nothing but the kept worker token key Secret."""
+    for release, case in MODE_RELEASES.items():
+        values = CASES[case]
+        ns = release
+        watch = values.get("watchNamespace", ns)
+
+        def install(release=release, values=values, ns=ns, watch=watch):
+            if watch != ns:
+                kube.run("kubectl", "create", "namespace", watch, check=False)
+            r = kube.run("helm", "install", release, CHART, "-n", ns, "--create-namespace",
+                         "-f", kube.values_file(values))
+            no_new_warnings(r.stderr)
+        if check(f"{case}: helm install (release {release} in {ns})", install) is None:
+            continue
+        objs = check(f"{case}: objects with the release's annotations == helm get manifest",
+                     install_matches_manifest, kube, release, ns)
+        if objs is None:
+            continue
+        if all_in_one(values):
+            check(f"{case}: the all-in-one ServiceAccount gets exactly the pinned union (authorizer)",
+                  rbac_granted, kube, release, ns, watch, ["tinkerbell"])
+            if bin_dir() and case == "all-in-one":
+                check(f"{case}: the built `tinkerbell serve` runs with the ServiceAccount's rights",
+                      serve_runs_as_its_service_account, kube, release, ns, objs)
+        if effective(values)["optional"]["kubevip"]["enabled"]:
+            def kubevip_granted(ns=ns):
+                got = rules_of(kube, ns, "kube-vip", ns)
+                want = {k: sorted(v) for k, v in KUBEVIP_RBAC.items()}
+                assert got == want, f"{got} != {want}"
+            check(f"{case}: kube-vip's ServiceAccount gets exactly kube-vip's rules (authorizer)", kubevip_granted)
+
+        def uninstall(release=release, ns=ns, objs=objs):
+            kube.run("helm", "uninstall", release, "-n", ns)
+            keep = {obj_key(o) for o in objs if (o["metadata"].get("annotations") or {}).get(
+                "helm.sh/resource-policy") == "keep"}
+            assert keep <= {("Secret", ns, "tinkerbell-worker-token-key")}, keep
+            left = owned_by(kube, release, ns)
+            assert left == keep, f"left after uninstall: {sorted(left - keep)}"
+            assert existing(kube, objs) == keep, "objects left (by name)"
+        check(f"{case}: helm uninstall leaves nothing but the kept Secret", uninstall)
+
+
 # ---- main ----------------------------------------------------------------------------------
 
 def run_helm_checks(bindir):
@@ -726,6 +1214,9 @@ def run_helm_checks(bindir):
             check(f"{case}: leader election env", controllers, objs, values)
             check(f"{case}: tink-server and boots share one worker token key Secret", worker_key, objs, values)
             check(f"{case}: namespaced objects name their namespace", namespaced_objects_say_where, objs, values)
+            check(f"{case}: deployment mode (all-in-one or per service)", all_in_one_shape, objs, values)
+            check(f"{case}: HookOS volume, mount, TINKERBELL_HOOKOS_DIR", hookos_shape, objs, values)
+            check(f"{case}: kube-vip as upstream's", kubevip_shape, objs, values)
             if bin_dir():
                 check(f"{case}: env names are the binaries' ({bin_dir()})", env_names_accepted, objs, values)
             elif CI:
@@ -735,6 +1226,13 @@ def run_helm_checks(bindir):
                 print(f"skip {case}: env names vs binaries (no built binaries; set TINKERBELL_BIN_DIR)")
             if case == "extras":
                 check(f"{case}: extraEnv and resources", extras, objs, values)
+        for what, (values, message) in REFUSED.items():
+            check(f"refused: {what}", refused, helm, {"publicIP": "10.0.0.5", **values}, message)
+        if bin_dir():
+            check("hookos url mode: the init container's args install HookOS (built tinkerbell)",
+                  hookos_fetch_runs, helm)
+        elif CI:
+            fail("hookos url mode: the init container's args install HookOS", "no built binaries")
 
     state = tempfile.mkdtemp(prefix="tinkerbell-helm-test.")
     kube_sh = generate.KUBE_SH
@@ -752,6 +1250,9 @@ def run_helm_checks(bindir):
             for case, objs in rendered.items():
                 text = "---\n".join(yaml.safe_dump(o) for o in objs)
                 check(f"{case}: the API server accepts every object (dry run, strict fields)", dry_run, kube, text)
+                if any("image" in v for w in workloads(objs).values() for v in pod(w).get("volumes", [])):
+                    check(f"{case}: the API server keeps the HookOS image volume (ImageVolume on)",
+                          image_volume_kept, kube, objs)
             for name in ("crds.yaml", "tinkerbell.yaml", "bootstrap.yaml"):
                 text = open(os.path.join(ROOT, "deploy", "manifests", name)).read()
                 check(f"deploy/manifests/{name}: the API server accepts every object", dry_run, kube, text)
@@ -759,6 +1260,7 @@ def run_helm_checks(bindir):
                     check(f"deploy/manifests/{name}: namespaced objects name their namespace",
                           namespaced_objects_say_where, docs(text), {})
             lifecycle(kube)
+            modes_installed(kube)
             check("every warning in KNOWN_WARNINGS still happens", known_warnings_seen)
     finally:
         if failed and os.path.isdir(state):
