@@ -16,6 +16,10 @@ kubeconfig: nothing of the user's (~/.kube, ~/.config/helm) is read or written.
   possible; the worker token key Secret), and every env name is one its binary accepts (read
   from `<binary> --help` of the built binaries, TINKERBELL_BIN_DIR else target/debug or the
   static release dir; without them that check fails under CI=true and is skipped otherwise);
+  the deployment modes (allInOne: one `tinkerbell serve` Deployment, its RBAC the union of the
+  services'; boots as a DaemonSet; HookOS as an image volume or fetched by an init container,
+  whose arguments are run with the built `tinkerbell`; kube-vip as upstream's) and the values
+  the chart refuses;
 - a control plane (tests/kube/kube.sh up) accepts every case's objects and deploy/manifests
   (server-side dry run, strict field validation, no warnings but KNOWN_WARNINGS), and the
   example objects of core/tests/fixtures under the chart's CRDs;
@@ -24,7 +28,9 @@ kubeconfig: nothing of the user's (~/.kube, ~/.config/helm) is read or written.
   the pinned rules, asked of the API server's authorizer), `helm upgrade` (a value changes, the
   worker token key does not: the chart's `lookup`), a second release in another namespace with
   namespaced RBAC, `helm uninstall` (everything gone but the kept Secret and the CRDs) and a
-  reinstall that keeps the key;
+  reinstall that keeps the key; each deployment mode installed and uninstalled as its own
+  release (the all-in-one's ServiceAccount gets exactly the union, and the built `tinkerbell
+  serve` runs with its token without an RBAC refusal; the API server keeps the image volume);
 - the chart's CRDs equal deploy/crds; generated files (manifests, README values table) are
   fresh; every value is documented.
 
@@ -1110,7 +1116,7 @@ def serve_runs_as_its_service_account(kube, release, ns, objs):
                    TINKERBELL_TINK_SERVER_BIND_PORT="0", TINKERBELL_STORE_API_ADDR="127.0.0.1:0",
                    TINKERBELL_DHCP_ENABLED="false", TINKERBELL_TFTP_SERVER_ENABLED="false",
                    TINKERBELL_SYSLOG_ENABLED="false", TINKERBELL_BACKEND_KUBE_CONFIG=cfg,
-                   TINKERBELL_LOG_LEVEL="info,kube=warn")
+                   TINKERBELL_LOG_LEVEL="info,kube=warn", NO_COLOR="1")
         env.pop("TINKERBELL_HOOKOS_DIR", None)
         log = open(os.path.join(tmp, "log"), "w+")
         p = subprocess.Popen([os.path.join(bin_dir(), "tinkerbell"), *pod(d)["containers"][0]["args"]],
