@@ -181,6 +181,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TINKERBELL_NETBOOT_FORCE")]
     pub force: bool,
 
+    /// The worker token key (at least 32 bytes) the tink server checks and boots' scripts hand
+    /// to HookOS, from a file (a Kubernetes Secret mounted into the pod, shared by replicas
+    /// and restarts). Default: the data directory's `worker-token-key`, created if missing.
+    #[arg(long, env = "TINKERBELL_WORKER_TOKEN_KEY_FILE")]
+    pub worker_token_key_file: Option<PathBuf>,
+
     /// Show what opening the embedded store would migrate (an older format version), then
     /// exit without changing anything or starting a service.
     #[arg(long)]

@@ -259,10 +259,10 @@ pub async fn run(g: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let api = ApiServer::start(&config, store.clone(), &token, root.child_token()).await?;
     // One worker token key for the tink server (which checks tokens) and boots (whose
     // scripts hand them to HookOS).
-    let key = if args.tink_server_worker_auth {
-        Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?)
-    } else {
-        None
+    let key = match (&args.worker_token_key_file, args.tink_server_worker_auth) {
+        (_, false) => None,
+        (Some(file), true) => Some(WorkerTokenKey::from_file(file)?),
+        (None, true) => Some(WorkerTokenKey::load_or_create(&dir).context("worker token key")?),
     };
     // The tink gRPC server (42113), on the same store; its log readers use the reader
     // token. Started before boots: the scripts' grpc_authority default is its bound port.

@@ -629,6 +629,7 @@ fn serve_scripts_point_at_itself() {
     let hookos = t.path().join("hookos");
     std::fs::create_dir(&hookos).unwrap();
     std::fs::write(hookos.join("vmlinuz-x86_64"), b"kernel").unwrap();
+    std::fs::write(hookos.join("initramfs-x86_64"), b"initramfs").unwrap();
     let _app = Appliance::start_with(
         &dir,
         &[

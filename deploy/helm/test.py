@@ -464,26 +464,18 @@ def controllers(objs, values):
 
 
 def worker_key(objs, values):
-    """tink-server and boots mount one Secret as the worker token key file, and the chart
-    creates that Secret (with a usable key) exactly when asked to. The all-in-one keeps its key
-    in its data directory (serve takes no key file): no Secret, no mount."""
+    """tink-server and boots (or the all-in-one `tinkerbell serve`) mount one Secret as the
+    worker token key file, and the chart creates that Secret (with a usable key) exactly when
+    asked to."""
     w = merged("workerAuth", values)
-    if all_in_one(values):
-        d = ours(objs)["tinkerbell-tinkerbell"]
-        env = {e["name"]: e.get("value") for e in pod(d)["containers"][0]["env"]}
-        assert env["TINKERBELL_TINK_SERVER_WORKER_AUTH"] == str(w["enabled"]).lower()
-        assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env
-        assert not any("secret" in v for v in pod(d).get("volumes", [])), "all-in-one mounts a Secret"
-        assert not by_kind(objs, "Secret"), "all-in-one renders a worker token key Secret it does not use"
-        return
-    users = [d for d in ours(objs).values() if comp(d) in ("tink-server", "boots")]
-    assert users, "neither tink-server nor boots rendered"
+    users = [d for d in ours(objs).values() if comp(d) in ("tink-server", "boots", "tinkerbell")]
+    assert users, "neither tink-server nor boots (nor the all-in-one) rendered"
     mounted = set()
     for d in users:
         spec = pod(d)
         c = spec["containers"][0]
         env = {e["name"]: e.get("value") for e in c["env"]}
-        if comp(d) == "tink-server":
+        if comp(d) in ("tink-server", "tinkerbell"):
             assert env["TINKERBELL_TINK_SERVER_WORKER_AUTH"] == str(w["enabled"]).lower()
         if not w["enabled"]:
             assert "TINKERBELL_WORKER_TOKEN_KEY_FILE" not in env, comp(d)
@@ -503,7 +495,7 @@ def worker_key(objs, values):
     if not w["enabled"]:
         assert not secrets_, secrets_.keys()
         return
-    assert mounted == {w["secretName"]}, f"tink-server and boots mount {mounted}, want {w['secretName']}"
+    assert mounted == {w["secretName"]}, f"the key's users mount {mounted}, want {w['secretName']}"
     if w["create"]:
         s = secrets_[w["secretName"]]
         assert s["metadata"]["namespace"] == "tinkerbell"
@@ -552,6 +544,8 @@ def all_in_one_shape(objs, values):
     want = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
     if v["rbac"]["scope"] != "cluster":
         want = ["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    if v["workerAuth"]["enabled"] and v["workerAuth"]["create"]:
+        want = sorted(want + ["Secret"])  # the worker token key (worker_key checks it)
     assert kinds == want, kinds
 
 
@@ -1118,6 +1112,11 @@ def serve_runs_as_its_service_account(kube, release, ns, objs):
                    TINKERBELL_SYSLOG_ENABLED="false", TINKERBELL_BACKEND_KUBE_CONFIG=cfg,
                    TINKERBELL_LOG_LEVEL="info,kube=warn", NO_COLOR="1")
         env.pop("TINKERBELL_HOOKOS_DIR", None)
+        if "TINKERBELL_WORKER_TOKEN_KEY_FILE" in env:  # the mounted Secret, here a file
+            key = os.path.join(tmp, "worker-token-key")
+            with open(key, "w") as f:
+                f.write("k" * 40)
+            env["TINKERBELL_WORKER_TOKEN_KEY_FILE"] = key
         log = open(os.path.join(tmp, "log"), "w+")
         p = subprocess.Popen([os.path.join(bin_dir(), "tinkerbell"), *pod(d)["containers"][0]["args"]],
                              env=env, stdout=log, stderr=subprocess.STDOUT)
