@@ -2,7 +2,7 @@
 # Build static release binaries and one FROM-scratch container image per binary.
 #
 #   deploy/images/build.sh [--no-docker|--docker-build] [--tag TAG] [--out DIR]
-#                          [--hookos-dir DIR] [BINARY...|hookos]
+#                          [--hookos-dir DIR | --with-hookos] [BINARY...|hookos]
 #
 # For every binary (default: all of IMAGES below) it writes DIR/<binary>.oci.tar, an OCI image
 # layout (no daemon needed: deploy/images/oci.py writes it; it also carries a Docker
@@ -14,7 +14,10 @@
 # With --hookos-dir DIR (a `tinkerbell hookos build --dir DIR` or hookos/build.sh output) it also
 # writes DIR's HookOS as the data-only image `hookos` (SHA256SUMS and the files it lists, each
 # checked, at the image's root; no binary): what the Helm chart mounts as an image volume. Name
-# only `hookos` to build that image alone (no cargo build).
+# only `hookos` to build that image alone (no cargo build). With --with-hookos (the release
+# build) it builds HookOS itself after the binaries: hookos/build.sh with the static tink-worker
+# just built, into OUT/hookos (vmlinuz-x86_64, initramfs-x86_64, manifest.txt, SHA256SUMS: the
+# release's HookOS artifacts, what `tinkerbell hookos fetch --url` downloads), then its image.
 #
 # Env: TAG (default: the workspace version), OUT (default: target/images),
 #      CARGO_PROFILE_FOR_IMAGES (default: release), DOCKER (default: docker).
@@ -43,6 +46,7 @@ DOCKER=${DOCKER:-docker}
 TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)}
 use_docker=auto
 hookos_dir=""
+with_hookos=""
 want=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     --tag) TAG=$2; shift ;;
     --out) OUT=$2; shift ;;
     --hookos-dir) hookos_dir=$2; shift ;;
+    --with-hookos) with_hookos=1 ;;
     -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     *) want+=("$1") ;;
@@ -65,14 +70,17 @@ if printf '%s\n' "${want[@]}" | grep -qx hookos; then
   mapfile -t want < <(printf '%s\n' "${want[@]}" | grep -vx hookos || true)
   [ ${#want[@]} -gt 0 ] || only_hookos=1
 fi
-if [ -n "$hookos_dir" ]; then
+[ -z "$with_hookos" ] || [ -z "$hookos_dir" ] || { echo "build.sh: --with-hookos or --hookos-dir, not both" >&2; exit 2; }
+# hookos_image DIR: DIR's HookOS as the data image (loaded when an engine answers).
+hookos_image() {
   mkdir -p "$OUT"
-  python3 deploy/images/oci.py build-data --dir "$hookos_dir" --name hookos --tag "$TAG" \
+  python3 deploy/images/oci.py build-data --dir "$1" --name hookos --tag "$TAG" \
     --out "$OUT/hookos.oci.tar"
-  if [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1 || [ "$use_docker" = build ]; then
+  if { [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1; } || [ "$use_docker" = build ]; then
     "$DOCKER" load -q -i "$OUT/hookos.oci.tar"
   fi
-fi
+}
+[ -z "$hookos_dir" ] || hookos_image "$hookos_dir"
 [ -z "$only_hookos" ] || exit 0
 
 selected=()
@@ -92,6 +100,8 @@ for line in "${selected[@]}"; do
   read -r _ pkg _ <<<"$line"
   pkgs+=(-p "$pkg")
 done
+# HookOS carries the static tink-worker.
+[ -z "$with_hookos" ] || pkgs+=(-p tinkerbell-tink-worker)
 
 # Static glibc: crt-static for the target only (build scripts and proc-macros stay dynamic
 # because --target is given). See shared crates.md.
@@ -144,4 +154,12 @@ elif [ "$use_docker" = auto ] && "$DOCKER" info >/dev/null 2>&1; then
   done
 elif [ "$use_docker" = auto ]; then
   echo "build.sh: no Docker engine answers; wrote the OCI archives only" >&2
+fi
+
+if [ -n "$with_hookos" ]; then
+  start=$(date +%s)
+  hookos/build.sh --out "$OUT/hookos" --worker "$bindir/tink-worker" > "$OUT/hookos-build.log" 2>&1 \
+    || { tail -20 "$OUT/hookos-build.log" >&2; echo "build.sh: hookos/build.sh failed" >&2; exit 1; }
+  echo "build.sh: HookOS built in $(( $(date +%s) - start ))s: $OUT/hookos ($(wc -l < "$OUT/hookos/SHA256SUMS") files in SHA256SUMS)" >&2
+  hookos_image "$OUT/hookos"
 fi

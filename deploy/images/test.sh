@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Container image test, run as users run the images (invoked from scripts/test.sh).
 #
-# 1. Build the static binaries and the OCI archives (deploy/images/build.sh), verify every
-#    digest of the layouts (oci.py verify), `docker load` them.
+# 1. The release build: the static binaries, HookOS (with the static tink-worker) and the OCI
+#    archives, the data-only `hookos` image among them (deploy/images/build.sh --with-hookos);
+#    verify every digest of the layouts (oci.py verify) and HookOS against its SHA256SUMS,
+#    `docker load` them, install HookOS out of its image with `tinkerbell hookos fetch --from`.
 # 2. Admin machine: `docker run --network host` of `tinkerbell serve` with a data-dir volume;
 #    the CLI on the host imports a hardware.csv through the store API and gets it back; then
 #    tests/lab/docker-host.sh: the image on the host network provisions a lab machine (DHCP on
@@ -68,7 +70,8 @@ wait_for() {
 
 t0=$(date +%s)
 # Every image, from the one cargo invocation in build.sh.
-OUT=$OUT TAG=$TAG deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" "${IMAGES[@]}"
+# The release build: the images and HookOS (built with the static tink-worker, as its image too).
+OUT=$OUT TAG=$TAG deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" --with-hookos "${IMAGES[@]}"
 t_build=$(( $(date +%s) - t0 ))
 BIN=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/${CARGO_PROFILE_FOR_IMAGES:-release}
 TB=$BIN/tinkerbell
@@ -94,31 +97,34 @@ else
   fail "docker build variant"
 fi
 
-# --- 1b. the hookos data image: SHA256SUMS and the files it lists at the root, whole -------
-# (what the Helm chart mounts as an image volume; the files here stand in for HookOS's, whose
-# build and boot hookos/test.sh and the e2e cover)
-HK=$OUT/hookos-src
-mkdir -p "$HK" "$OUT/hookos-out"
-head -c 3000000 /dev/urandom > "$HK/vmlinuz-x86_64"
-head -c 5000001 /dev/urandom > "$HK/initramfs-x86_64"
-echo "kernel test" > "$HK/manifest.txt"
-(cd "$HK" && sha256sum vmlinuz-x86_64 initramfs-x86_64 manifest.txt > SHA256SUMS)
-if deploy/images/build.sh --tag "$TAG" --out "$OUT/archives" --hookos-dir "$HK" hookos >/dev/null \
-  && python3 deploy/images/oci.py verify "$OUT/archives/hookos.oci.tar" >/dev/null; then
-  ok "hookos: data image built and verified (files against its SHA256SUMS)"
+# --- 1b. HookOS from the release build, and its data image ------------------------------------
+# (SHA256SUMS and the files it lists at the image's root: what the Helm chart mounts as an image
+# volume, and what `tinkerbell hookos fetch` installs)
+HK=$OUT/archives/hookos
+if (cd "$HK" && sha256sum --quiet -c SHA256SUMS) && grep -q ' vmlinuz-x86_64$' "$HK/SHA256SUMS" \
+  && grep -q ' initramfs-x86_64$' "$HK/SHA256SUMS"; then
+  ok "hookos: the release build wrote the kernel and initramfs with their SHA256SUMS"
+else
+  fail "hookos: release artifacts ($(ls "$HK" 2>&1))"
+fi
+if python3 deploy/images/oci.py verify "$OUT/archives/hookos.oci.tar" >/dev/null; then
+  ok "hookos: data image verified (layer digests, files against its SHA256SUMS)"
 else
   fail "hookos: data image"
 fi
+mkdir -p "$OUT/hookos-out"
 "$DOCKER" create --name "$ID-hookos" "tinkerbell-rs/hookos:$TAG" /none >/dev/null && containers+=("$ID-hookos")
 "$DOCKER" export "$ID-hookos" | tar -x -C "$OUT/hookos-out"
 if "$TB" hookos fetch --from "$OUT/hookos-out" --dir "$OUT/hookos-installed" >/dev/null \
-  && cmp -s "$HK/initramfs-x86_64" "$OUT/hookos-installed/initramfs-x86_64"; then
+  && cmp -s "$HK/initramfs-x86_64" "$OUT/hookos-installed/initramfs-x86_64" \
+  && "$TB" hookos status --dir "$OUT/hookos-installed" >/dev/null; then
   ok "hookos: the image's files, copied out, install with tinkerbell hookos fetch --from"
 else
   fail "hookos: files out of the image"
 fi
-echo corrupt >> "$HK/manifest.txt"
-if err=$(deploy/images/build.sh --tag "$TAG-bad" --out "$OUT/bad" --hookos-dir "$HK" hookos 2>&1); then
+cp -r "$HK" "$OUT/hookos-bad"
+echo corrupt >> "$OUT/hookos-bad/manifest.txt"
+if err=$(deploy/images/build.sh --tag "$TAG-bad" --out "$OUT/bad" --hookos-dir "$OUT/hookos-bad" hookos 2>&1); then
   fail "hookos: an image was built from files that do not match SHA256SUMS"
 elif grep -q 'manifest.txt: sha256 .* does not match SHA256SUMS' <<<"$err"; then
   ok "hookos: files that do not match SHA256SUMS are refused, naming the file"
