@@ -35,6 +35,10 @@ pub enum HookosCommand {
         /// A directory holding SHA256SUMS and the files it lists.
         #[arg(long, conflicts_with = "url")]
         from: Option<PathBuf>,
+        /// Trust only these CAs (PEM bundle) for an https:// URL. Default: the system's CAs
+        /// (a FROM-scratch image has none: plain HTTP works there, https needs this).
+        #[arg(long, requires = "url")]
+        url_ca_file: Option<PathBuf>,
         /// Where to install. Default: <data dir>/hookos, where `serve` looks.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -68,11 +72,16 @@ pub async fn run(g: &Global, command: HookosCommand) -> anyhow::Result<()> {
         }
     };
     match command {
-        HookosCommand::Fetch { url, from, dir } => {
+        HookosCommand::Fetch {
+            url,
+            from,
+            url_ca_file,
+            dir,
+        } => {
             let dir = target(&dir)?;
             let stage = Stage::new(&dir)?;
             match (url, from) {
-                (Some(url), _) => download(&url, &stage.path).await?,
+                (Some(url), _) => download(&url, url_ca_file.as_deref(), &stage.path).await?,
                 (None, Some(from)) => copy_release(&from, &stage.path)?,
                 (None, None) => bail!("give --url or --from"),
             }
@@ -177,8 +186,35 @@ fn release_sums(text: &str, origin: &str) -> anyhow::Result<Vec<Sum>> {
     Ok(sums)
 }
 
+/// An HTTP client trusting `ca` only, else the system's CAs; where there are none (a
+/// FROM-scratch image) one that speaks plain HTTP and refuses every https:// peer.
+fn client(ca: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    tinkerbell_edge::tls::install_crypto_provider();
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(120))
+    };
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("--url-ca-file {}", ca.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--url-ca-file {}: not a PEM bundle", ca.display()))?;
+        return builder()
+            .tls_certs_only(roots)
+            .build()
+            .context("HTTP client");
+    }
+    match builder().build() {
+        Ok(c) => Ok(c),
+        Err(_) => builder()
+            .tls_certs_only(Vec::new())
+            .build()
+            .context("HTTP client"),
+    }
+}
+
 /// `base/SHA256SUMS` and every file it lists, into `stage`, each checked as it arrives.
-async fn download(base: &str, stage: &Path) -> anyhow::Result<()> {
+async fn download(base: &str, ca: Option<&Path>, stage: &Path) -> anyhow::Result<()> {
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         bail!("--url {base}: not an http:// or https:// URL");
     }
@@ -186,7 +222,7 @@ async fn download(base: &str, stage: &Path) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .trim_end_matches(SUMS)
         .trim_end_matches('/');
-    let client = reqwest::Client::builder().build().context("HTTP client")?;
+    let client = client(ca)?;
     let sums_url = format!("{base}/{SUMS}");
     let mut sums_text = Vec::new();
     fetch(&client, &sums_url, MAX_SUMS_BYTES, &mut sums_text).await?;

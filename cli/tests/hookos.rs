@@ -61,8 +61,33 @@ struct FileServer {
 
 impl FileServer {
     fn start(root: &Path) -> FileServer {
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+        Self::spawn(
+            root,
+            Command::new("python3").args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"]),
+            "http",
+        )
+    }
+
+    /// The same server over TLS with `cert` and `key` (Python's ssl module around it).
+    fn start_tls(root: &Path, cert: &Path, key: &Path) -> FileServer {
+        let script = "import http.server, ssl, sys\n\
+            s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n\
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])\n\
+            s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+            print(f'Serving HTTPS on 127.0.0.1 port {s.server_address[1]}', flush=True)\n\
+            s.serve_forever()\n";
+        Self::spawn(
+            root,
+            Command::new("python3")
+                .args(["-u", "-c", script])
+                .arg(cert)
+                .arg(key),
+            "https",
+        )
+    }
+
+    fn spawn(root: &Path, cmd: &mut Command, scheme: &str) -> FileServer {
+        let mut child = cmd
             .current_dir(root)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -80,7 +105,7 @@ impl FileServer {
             .unwrap_or_else(|| panic!("http.server said {line:?}"));
         FileServer {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
         }
     }
 }
@@ -192,6 +217,35 @@ fn fetch_installs_a_checked_release_all_or_nothing() {
     assert!(err.contains("/none/SHA256SUMS: 404"), "{err}");
     let err = text(&tb(&data, &["hookos", "fetch", "--url", "ftp://x/"]).stderr);
     assert!(err.contains("not an http:// or https:// URL"), "{err}");
+
+    // Over HTTPS: a server whose CA is given with --url-ca-file is trusted; without it, not.
+    std::fs::create_dir(tmp.path().join("pki")).unwrap();
+    let pki = tinkerbell_edge::testing::TestPki::create(&tmp.path().join("pki"), &["127.0.0.1"]);
+    let tls = FileServer::start_tls(&www, &pki.cert, &pki.key);
+    let https = tmp.path().join("https");
+    let out = tb(
+        &https,
+        &["hookos", "fetch", "--url", &format!("{}/v1", tls.url)],
+    );
+    assert_eq!(out.status.code(), Some(1), "an unknown CA was trusted");
+    assert!(!https.join("hookos/vmlinuz-x86_64").exists());
+    let out = tb(
+        &https,
+        &[
+            "hookos",
+            "fetch",
+            "--url",
+            &format!("{}/v1", tls.url),
+            "--url-ca-file",
+            &pki.ca.display().to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "fetch over https: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(files_in(&https.join("hookos")).len(), 4);
 
     // --from a local directory (a build's output) installs the same way.
     let other = tmp.path().join("other");
