@@ -155,6 +155,18 @@ enum JobProgress {
 }
 
 impl Ctx<'_> {
+    /// [`set_condition`] at this reconcile's time.
+    fn condition(
+        &self,
+        status: &mut WorkflowStatus,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        msg: &str,
+    ) {
+        set_condition(status, type_, ok, reason, msg, self.now);
+    }
+
     fn wf_name(&self) -> &str {
         self.wf.metadata.name.as_deref().unwrap_or_default()
     }
@@ -200,13 +212,12 @@ impl Ctx<'_> {
                 let preparing = self.toggle_allow_netboot() || !self.boot_mode().is_empty();
                 if state::begin(status, tasks, global_timeout, preparing).is_ok() {
                     status.template_rendering = Some(template_rendering::SUCCESSFUL.into());
-                    set_condition(
+                    self.condition(
                         status,
                         cond::TEMPLATE_RENDERED_SUCCESS,
                         true,
                         "Complete",
                         "template rendered successfully",
-                        self.now,
                     );
                     tracing::info!(workflow = %self.wf_name(), preparing, "template rendered");
                 }
@@ -214,13 +225,12 @@ impl Ctx<'_> {
             Err(message) => {
                 tracing::warn!(workflow = %self.wf_name(), %message, "template not rendered");
                 status.template_rendering = Some(template_rendering::FAILED.into());
-                set_condition(
+                self.condition(
                     status,
                     cond::TEMPLATE_RENDERED_SUCCESS,
                     false,
                     "Error",
                     &message,
-                    self.now,
                 );
             }
         }
@@ -338,17 +348,11 @@ impl Ctx<'_> {
                     .as_ref()
                     .and_then(|s| s.state.clone())
                     .unwrap_or_else(|| "new".into());
-                set_condition(
-                    status,
-                    cond::HARDWARE_IN_USE,
-                    true,
-                    "Waiting",
-                    &format!(
-                        "hardware {hw} is in use by workflow {} ({other_state}); this workflow starts when that one finishes",
-                        other.metadata.name.as_deref().unwrap_or_default()
-                    ),
-                    self.now,
+                let message = format!(
+                    "hardware {hw} is in use by workflow {} ({other_state}); this workflow starts when that one finishes",
+                    other.metadata.name.as_deref().unwrap_or_default()
                 );
+                self.condition(status, cond::HARDWARE_IN_USE, true, "Waiting", &message);
                 Ok(true)
             }
             None => {
@@ -358,13 +362,12 @@ impl Ctx<'_> {
                     .flatten()
                     .any(|c| c.type_.as_deref() == Some(cond::HARDWARE_IN_USE))
                 {
-                    set_condition(
+                    self.condition(
                         status,
                         cond::HARDWARE_IN_USE,
                         false,
                         "Started",
                         &format!("hardware {hw} is free; this workflow started"),
-                        self.now,
                     );
                 }
                 Ok(false)
@@ -375,13 +378,12 @@ impl Ctx<'_> {
     /// PREPARING: allowPXE on, the boot Job; then PENDING (or FAILED if the Job failed).
     async fn prepare(&mut self, status: &mut WorkflowStatus) -> Result<(), ReconcileError> {
         let Some(hw) = self.hardware().await.or_else(not_found_none)? else {
-            set_condition(
+            self.condition(
                 status,
                 cond::BOOT_JOB_SETUP_FAILED,
                 true,
                 "Error",
                 "hardware not found",
-                self.now,
             );
             return Ok(());
         };
@@ -390,51 +392,32 @@ impl Ctx<'_> {
             if !toggled {
                 self.set_allow_pxe(&hw, true).await?;
                 allow_netboot(status).toggled_true = Some(true);
-                set_condition(
+                self.condition(
                     status,
                     cond::ALLOW_NETBOOT_TRUE,
                     true,
                     "Complete",
                     "allowPXE set to true",
-                    self.now,
                 );
             }
         }
-        let job = match self.prepare_job(&hw) {
-            Ok(job) => job,
-            Err(m) => {
-                set_condition(
-                    status,
-                    cond::BOOT_JOB_SETUP_FAILED,
-                    true,
-                    "Error",
-                    &m,
-                    self.now,
-                );
+        let progress = match self.prepare_job(&hw) {
+            Ok(Some(job)) => self.ensure_job(&hw, &job, status).await?,
+            Ok(None) => JobProgress::Completed,
+            Err(m) => JobProgress::SetupFailed(m),
+        };
+        match progress {
+            JobProgress::Running => return Ok(()),
+            JobProgress::SetupFailed(m) => {
+                self.condition(status, cond::BOOT_JOB_SETUP_FAILED, true, "Error", &m);
                 return Ok(());
             }
-        };
-        if let Some(job) = job {
-            match self.ensure_job(&hw, &job, status).await? {
-                JobProgress::Running => return Ok(()),
-                JobProgress::SetupFailed(m) => {
-                    set_condition(
-                        status,
-                        cond::BOOT_JOB_SETUP_FAILED,
-                        true,
-                        "Error",
-                        &m,
-                        self.now,
-                    );
-                    return Ok(());
-                }
-                JobProgress::Failed(m) => {
-                    set_condition(status, cond::BOOT_JOB_FAILED, true, "Error", &m, self.now);
-                    let _ = state::prepare_failed(status);
-                    return Ok(());
-                }
-                JobProgress::Completed => {}
+            JobProgress::Failed(m) => {
+                self.condition(status, cond::BOOT_JOB_FAILED, true, "Error", &m);
+                let _ = state::prepare_failed(status);
+                return Ok(());
             }
+            JobProgress::Completed => {}
         }
         let _ = state::prepared(status);
         tracing::info!(workflow = %self.wf_name(), "prepared");
@@ -451,7 +434,7 @@ impl Ctx<'_> {
                     JobProgress::SetupFailed(m) | JobProgress::Failed(m) => {
                         // The workflow's actions all succeeded; a failed post job is reported
                         // but does not undo that.
-                        set_condition(status, cond::BOOT_JOB_FAILED, true, "Error", &m, self.now);
+                        self.condition(status, cond::BOOT_JOB_FAILED, true, "Error", &m);
                     }
                     JobProgress::Completed => {}
                 }
@@ -460,13 +443,12 @@ impl Ctx<'_> {
             if an.toggled_true == Some(true) && an.toggled_false != Some(true) {
                 self.set_allow_pxe(hw, false).await?;
                 allow_netboot(status).toggled_false = Some(true);
-                set_condition(
+                self.condition(
                     status,
                     cond::ALLOW_NETBOOT_FALSE,
                     true,
                     "Complete",
                     "allowPXE set to false",
-                    self.now,
                 );
             }
         }
@@ -491,13 +473,6 @@ impl Ctx<'_> {
             one_time_boot_device_action: Some(OneTimeBootDeviceAction {
                 devices: Some(vec![device.into()]),
                 efi_boot: Some(efi_boot),
-            }),
-            ..Default::default()
-        };
-        let media = |url: &str| BmcAction {
-            virtual_media_action: Some(VirtualMediaAction {
-                media_url: Some(url.into()),
-                kind: Some(virtual_media_kind::CD.into()),
             }),
             ..Default::default()
         };
@@ -545,13 +520,7 @@ impl Ctx<'_> {
         match self.boot_mode() {
             boot_mode::ISO | boot_mode::ISOBOOT => Some(BootJob {
                 name: format!("iso-eject-{hw_name}"),
-                tasks: vec![BmcAction {
-                    virtual_media_action: Some(VirtualMediaAction {
-                        media_url: Some(String::new()),
-                        kind: Some(virtual_media_kind::CD.into()),
-                    }),
-                    ..Default::default()
-                }],
+                tasks: vec![media("")],
             }),
             boot_mode::CUSTOMBOOT => {
                 let post = opts
@@ -601,13 +570,12 @@ impl Ctx<'_> {
                     })
                 };
                 if let Some(c) = is(job_condition_type::FAILED) {
-                    set_condition(
+                    self.condition(
                         status,
                         cond::BOOT_JOB_RUNNING,
                         false,
                         "Error",
                         &format!("bmc job {} finished", job.name),
-                        self.now,
                     );
                     let msg = format!(
                         "bmc job {} failed: {}",
@@ -618,31 +586,28 @@ impl Ctx<'_> {
                 }
                 if is(job_condition_type::COMPLETED).is_some() {
                     jobs(status).entry(job.name.clone()).or_default().complete = Some(true);
-                    set_condition(
+                    self.condition(
                         status,
                         cond::BOOT_JOB_RUNNING,
                         false,
                         "Complete",
                         &format!("bmc job {} finished", job.name),
-                        self.now,
                     );
-                    set_condition(
+                    self.condition(
                         status,
                         cond::BOOT_JOB_COMPLETE,
                         true,
                         "Complete",
                         &format!("bmc job {} completed", job.name),
-                        self.now,
                     );
                     return Ok(JobProgress::Completed);
                 }
-                set_condition(
+                self.condition(
                     status,
                     cond::BOOT_JOB_RUNNING,
                     true,
                     "Running",
                     &format!("bmc job {} running", job.name),
-                    self.now,
                 );
                 Ok(JobProgress::Running)
             }
@@ -737,13 +702,12 @@ impl Ctx<'_> {
         let entry = jobs(status).entry(name.to_string()).or_default();
         entry.uid = uid;
         entry.complete = Some(false);
-        set_condition(
+        self.condition(
             status,
             cond::BOOT_JOB_SETUP_COMPLETE,
             true,
             "Created",
             &format!("bmc job {name} created"),
-            self.now,
         );
     }
 
@@ -790,6 +754,17 @@ fn secret_strings(secret: &tinkerbell_core::model::Secret) -> BTreeMap<String, S
     out
 }
 
+/// Insert (`url`) or eject (`""`) the virtual CD.
+fn media(url: &str) -> BmcAction {
+    BmcAction {
+        virtual_media_action: Some(VirtualMediaAction {
+            media_url: Some(url.into()),
+            kind: Some(virtual_media_kind::CD.into()),
+        }),
+        ..Default::default()
+    }
+}
+
 fn not_found_none<T>(e: StoreError) -> Result<Option<T>, StoreError> {
     match e {
         StoreError::NotFound(_) => Ok(None),
@@ -813,8 +788,8 @@ fn jobs(status: &mut WorkflowStatus) -> &mut BTreeMap<String, WorkflowJobStatus>
         .get_or_insert_with(Default::default)
 }
 
-/// Sets a condition, replacing one of the same type; the time only moves when something
-/// else changed, so an unchanged reconcile writes nothing.
+/// Sets a condition at time `now`, replacing one of the same type; the time only moves when
+/// something else changed, so an unchanged reconcile writes nothing.
 fn set_condition(
     status: &mut WorkflowStatus,
     type_: &str,

@@ -212,7 +212,12 @@ fn transient_or(status: &tonic::Status, permanent: &[Code]) -> TransportError {
     }
 }
 
-const AUTH_CODES: [Code; 2] = [Code::Unauthenticated, Code::PermissionDenied];
+/// Asking for an action is refused for good: a bad request, or we may not ask.
+const ACTION_PERMANENT: [Code; 3] = [
+    Code::InvalidArgument,
+    Code::Unauthenticated,
+    Code::PermissionDenied,
+];
 
 /// A status report the server refuses for good: the workflow or action is gone or not in that
 /// state, or we may not report.
@@ -232,54 +237,59 @@ fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     }
 }
 
-async fn push_logs(
-    client: &logs::worker_logs_client::WorkerLogsClient<Svc>,
-    worker_id: &str,
-    a: &Assignment,
-    lines: Vec<LogLine>,
-) -> Result<(), TransportError> {
-    let req = logs::PushLogsRequest {
-        workflow_id: a.workflow_id.clone(),
-        agent_id: worker_id.to_string(),
-        task_id: a.task_id.clone(),
-        action_id: a.action_id.clone(),
-        action_name: a.action.name.clone(),
-        lines: lines
-            .into_iter()
-            .map(|l| logs::LogLine {
-                time: Some(timestamp(l.time)),
-                stream: l.stream,
-                text: l.text,
-            })
-            .collect(),
-    };
-    client
-        .clone()
-        .push_logs(req)
-        .await
-        .map(drop)
-        .map_err(|s| transient_or(&s, &[]))
-}
-
-/// The current API: GetAction / ReportActionStatus.
+/// A [`Transport`] over one of the workflow APIs (`C`, its client) and WorkerLogs.
 #[derive(Debug, Clone)]
-pub struct CurrentTransport {
-    client: current::workflow_service_client::WorkflowServiceClient<Svc>,
+pub struct GrpcTransport<C> {
+    client: C,
     logs: logs::worker_logs_client::WorkerLogsClient<Svc>,
     worker_id: String,
 }
 
-impl CurrentTransport {
-    /// A transport over `channel`.
-    pub fn new(channel: Channel, auth: Auth, worker_id: String) -> CurrentTransport {
-        CurrentTransport {
-            client: current::workflow_service_client::WorkflowServiceClient::with_interceptor(
-                channel.clone(),
-                auth.clone(),
-            ),
+/// The current API: GetAction / ReportActionStatus.
+pub type CurrentTransport =
+    GrpcTransport<current::workflow_service_client::WorkflowServiceClient<Svc>>;
+
+/// The legacy API: GetWorkflowContexts / GetWorkflowActions / ReportActionStatus.
+pub type LegacyTransport =
+    GrpcTransport<legacy::workflow_service_client::WorkflowServiceClient<Svc>>;
+
+impl<C> GrpcTransport<C> {
+    /// A transport over `channel`; `client` is the API client's `with_interceptor`.
+    pub fn new(
+        channel: Channel,
+        auth: Auth,
+        worker_id: String,
+        client: fn(Channel, Auth) -> C,
+    ) -> Self {
+        GrpcTransport {
+            client: client(channel.clone(), auth.clone()),
             logs: logs::worker_logs_client::WorkerLogsClient::with_interceptor(channel, auth),
             worker_id,
         }
+    }
+
+    async fn send_logs(&self, a: &Assignment, lines: Vec<LogLine>) -> Result<(), TransportError> {
+        let req = logs::PushLogsRequest {
+            workflow_id: a.workflow_id.clone(),
+            agent_id: self.worker_id.clone(),
+            task_id: a.task_id.clone(),
+            action_id: a.action_id.clone(),
+            action_name: a.action.name.clone(),
+            lines: lines
+                .into_iter()
+                .map(|l| logs::LogLine {
+                    time: Some(timestamp(l.time)),
+                    stream: l.stream,
+                    text: l.text,
+                })
+                .collect(),
+        };
+        self.logs
+            .clone()
+            .push_logs(req)
+            .await
+            .map(drop)
+            .map_err(|s| transient_or(&s, &[]))
     }
 }
 
@@ -307,10 +317,7 @@ impl Transport for CurrentTransport {
                 }))
             }
             Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => Ok(None),
-            Err(s) => Err(transient_or(
-                &s,
-                &[&[Code::InvalidArgument][..], &AUTH_CODES].concat(),
-            )),
+            Err(s) => Err(transient_or(&s, &ACTION_PERMANENT)),
         }
     }
 
@@ -344,39 +351,13 @@ impl Transport for CurrentTransport {
             .map_err(|s| transient_or(&s, &REPORT_PERMANENT))
     }
     async fn push_logs(&self, a: &Assignment, lines: Vec<LogLine>) -> Result<(), TransportError> {
-        push_logs(&self.logs, &self.worker_id, a, lines).await
-    }
-}
-
-/// The legacy API: GetWorkflowContexts / GetWorkflowActions / ReportActionStatus.
-#[derive(Debug, Clone)]
-pub struct LegacyTransport {
-    client: legacy::workflow_service_client::WorkflowServiceClient<Svc>,
-    logs: logs::worker_logs_client::WorkerLogsClient<Svc>,
-    worker_id: String,
-}
-
-impl LegacyTransport {
-    /// A transport over `channel`.
-    pub fn new(channel: Channel, auth: Auth, worker_id: String) -> LegacyTransport {
-        LegacyTransport {
-            client: legacy::workflow_service_client::WorkflowServiceClient::with_interceptor(
-                channel.clone(),
-                auth.clone(),
-            ),
-            logs: logs::worker_logs_client::WorkerLogsClient::with_interceptor(channel, auth),
-            worker_id,
-        }
+        self.send_logs(a, lines).await
     }
 }
 
 impl Transport for LegacyTransport {
     async fn next_action(&self) -> Result<Option<Assignment>, TransportError> {
-        let perm = [
-            Code::InvalidArgument,
-            Code::Unauthenticated,
-            Code::PermissionDenied,
-        ];
+        let perm = ACTION_PERMANENT;
         let mut client = self.client.clone();
         let mut stream = client
             .get_workflow_contexts(legacy::WorkflowContextRequest {
@@ -459,7 +440,7 @@ impl Transport for LegacyTransport {
             .map_err(|s| transient_or(&s, &REPORT_PERMANENT))
     }
     async fn push_logs(&self, a: &Assignment, lines: Vec<LogLine>) -> Result<(), TransportError> {
-        push_logs(&self.logs, &self.worker_id, a, lines).await
+        self.send_logs(a, lines).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod grpc;
 mod sys;
 
+use tinkerbell_tink_proto::{current, legacy};
 use tokio_util::sync::CancellationToken;
 
 /// Why the worker could not run.
@@ -42,11 +43,21 @@ pub async fn run(config: config::Config, cancel: CancellationToken) -> Result<()
     let id = config.worker_id.clone();
     match config.protocol {
         config::Protocol::Current => {
-            let t = grpc::CurrentTransport::new(channel, auth, id);
+            let t = grpc::CurrentTransport::new(
+                channel,
+                auth,
+                id,
+                current::workflow_service_client::WorkflowServiceClient::with_interceptor,
+            );
             agent::run(&t, &settings, &ctx, &cancel, None, &power).await;
         }
         config::Protocol::Legacy => {
-            let t = grpc::LegacyTransport::new(channel, auth, id);
+            let t = grpc::LegacyTransport::new(
+                channel,
+                auth,
+                id,
+                legacy::workflow_service_client::WorkflowServiceClient::with_interceptor,
+            );
             agent::run(&t, &settings, &ctx, &cancel, None, &power).await;
         }
     }
