@@ -335,6 +335,22 @@ fn set_current_state(status: &mut WorkflowStatus, action: &ActionRef, agent_id: 
     });
 }
 
+/// After the action `current` was at changed: `currentState` names the action now served
+/// (that one in its new state, or the next), for the agent it was served to.
+fn refresh_current_state(status: &mut WorkflowStatus, current: ActionRef) {
+    let agent = status
+        .current_state
+        .as_ref()
+        .and_then(|c| c.agent_id.clone())
+        .unwrap_or_else(|| current.agent_id.clone());
+    let (ti, ai) = (current.task_index, current.action_index);
+    let mut served = current_action(status).unwrap_or(current);
+    if served.task_index == ti && served.action_index == ai {
+        served.state = action_state(action_at(status, ti, ai));
+    }
+    set_current_state(status, &served, &agent);
+}
+
 fn find(status: &WorkflowStatus, key: ActionKey<'_>) -> Option<(usize, usize)> {
     let tasks = status.tasks.as_deref().unwrap_or_default();
     for (ti, task) in tasks.iter().enumerate() {
@@ -360,6 +376,14 @@ fn find(status: &WorkflowStatus, key: ActionKey<'_>) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+fn action_at(status: &WorkflowStatus, ti: usize, ai: usize) -> &WorkflowAction {
+    // Indices come from `find`/`current_action` on the same status.
+    &status.tasks.as_ref().expect("tasks")[ti]
+        .actions
+        .as_ref()
+        .expect("actions")[ai]
 }
 
 fn action_mut(status: &mut WorkflowStatus, ti: usize, ai: usize) -> &mut WorkflowAction {
@@ -417,12 +441,7 @@ pub fn report(
     let Some((ti, ai)) = find(status, key) else {
         return Err(TransitionError::UnknownAction(key.to_string()));
     };
-    let reported_state = action_state(
-        &status.tasks.as_ref().expect("found")[ti]
-            .actions
-            .as_ref()
-            .expect("found")[ai],
-    );
+    let reported_state = action_state(action_at(status, ti, ai));
     if reported_state == new && matches!(new, State::Success | State::Running) {
         // A retried report (the reply to the first one was lost). A repeated FAILED/TIMEOUT
         // is handled below so a repeated report cannot consume a second retry.
@@ -457,11 +476,6 @@ pub fn report(
     if !legal {
         return Err(TransitionError::IllegalActionTransition { from, to: new });
     }
-    let agent = status
-        .current_state
-        .as_ref()
-        .and_then(|c| c.agent_id.clone())
-        .unwrap_or_else(|| current.agent_id.clone());
     let global_timeout = status.global_timeout.unwrap_or(0);
     let first_start = status.global_execution_stop.is_none();
     let action = action_mut(status, ti, ai);
@@ -494,16 +508,7 @@ pub fn report(
         }
         _ => fail(status, ti, ai, new, now),
     };
-    let mut served = current_action(status).unwrap_or(current);
-    if served.task_index == ti && served.action_index == ai {
-        served.state = action_state(
-            &status.tasks.as_ref().expect("found")[ti]
-                .actions
-                .as_ref()
-                .expect("found")[ai],
-        );
-    }
-    set_current_state(status, &served, &agent);
+    refresh_current_state(status, current);
     Ok(outcome)
 }
 
@@ -523,15 +528,14 @@ fn fail(status: &mut WorkflowStatus, ti: usize, ai: usize, new: State, now: Time
     let action = action_mut(status, ti, ai);
     let retries = action.retries.unwrap_or(0).max(0);
     let attempts = action.attempts.unwrap_or(0).max(0);
+    finish_run(action, new, now);
     if attempts < retries {
-        finish_run(action, new, now);
         action.state = Some(State::Pending.as_str().into());
         action.attempts = Some(attempts + 1);
         Outcome::Retry {
             attempt: attempts + 1,
         }
     } else {
-        finish_run(action, new, now);
         status.state = Some(new.as_str().into());
         Outcome::Finished(new)
     }
@@ -557,11 +561,6 @@ pub fn check_timeouts(status: &mut WorkflowStatus, now: Timestamp) -> Option<Out
         return None;
     }
     let current = current_action(status)?;
-    let agent = status
-        .current_state
-        .as_ref()
-        .and_then(|c| c.agent_id.clone())
-        .unwrap_or_else(|| current.agent_id.clone());
     let global_stop = status.global_execution_stop.as_ref().map(|t| t.0);
     let (ti, ai) = (current.task_index, current.action_index);
     let outcome = if global_stop.is_some_and(|stop| now > stop) {
@@ -583,16 +582,7 @@ pub fn check_timeouts(status: &mut WorkflowStatus, now: Timestamp) -> Option<Out
         action.message = Some(format!("action timeout of {timeout}s exceeded"));
         fail(status, ti, ai, State::Timeout, now)
     };
-    let mut served = current_action(status).unwrap_or(current);
-    if served.task_index == ti && served.action_index == ai {
-        served.state = action_state(
-            &status.tasks.as_ref().expect("found")[ti]
-                .actions
-                .as_ref()
-                .expect("found")[ai],
-        );
-    }
-    set_current_state(status, &served, &agent);
+    refresh_current_state(status, current);
     Some(outcome)
 }
 

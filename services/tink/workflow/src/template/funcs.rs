@@ -184,7 +184,15 @@ pub(crate) fn to_yaml(v: &Value) -> Result<String, String> {
     Ok(text.trim_end_matches('\n').to_string())
 }
 
+/// `f!(map, "name", |args, name| body)` registers a function; with an argument count after
+/// the name, calls with another count are refused first.
 macro_rules! f {
+    ($map:ident, $name:literal, $n:literal, |$args:ident, $nm:ident| $body:expr) => {
+        f!($map, $name, |$args, $nm| {
+            want($nm, $args, $n)?;
+            $body
+        })
+    };
     ($map:ident, $name:literal, |$args:ident, $nm:ident| $body:expr) => {
         $map.insert(
             $name.to_string(),
@@ -195,6 +203,16 @@ macro_rules! f {
             }),
         );
     };
+}
+
+/// The arguments but nil, each through `each`, joined with spaces.
+fn spaced(args: &[Value], each: impl Fn(&Value) -> String) -> Value {
+    let parts: Vec<String> = args
+        .iter()
+        .filter(|v| !matches!(v, Value::Nil))
+        .map(each)
+        .collect();
+    s(parts.join(" "))
 }
 
 /// Unary string → string functions.
@@ -238,51 +256,41 @@ pub fn func_map() -> FuncMap {
     str1(&mut m, "sha256sum", |x| {
         hex::encode(Sha256::digest(x.as_bytes()))
     });
-    f!(m, "b64dec", |a, name| {
-        want(name, a, 1)?;
+    f!(m, "b64dec", 1, |a, name| {
         let bytes = b64_decode(strval(&a[0]).trim()).ok_or_else(|| err(name, "invalid base64"))?;
         Ok(s(String::from_utf8_lossy(&bytes)))
     });
-    f!(m, "trimAll", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "trimAll", 2, |a, name| {
         let cut = strval(&a[0]);
         Ok(s(strval(&a[1]).trim_matches(|c| cut.contains(c))))
     });
-    f!(m, "trimPrefix", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "trimPrefix", 2, |a, name| {
         let (p, x) = (strval(&a[0]), strval(&a[1]));
         Ok(s(x.strip_prefix(p.as_str()).unwrap_or(&x)))
     });
-    f!(m, "trimSuffix", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "trimSuffix", 2, |a, name| {
         let (p, x) = (strval(&a[0]), strval(&a[1]));
         Ok(s(x.strip_suffix(p.as_str()).unwrap_or(&x)))
     });
-    f!(m, "replace", |a, name| {
-        want(name, a, 3)?;
-        Ok(s(strval(&a[2]).replace(&strval(&a[0]), &strval(&a[1]))))
-    });
-    f!(m, "contains", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Bool(strval(&a[1]).contains(&strval(&a[0]))))
-    });
-    f!(m, "hasPrefix", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Bool(strval(&a[1]).starts_with(&strval(&a[0]))))
-    });
-    f!(m, "hasSuffix", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Bool(strval(&a[1]).ends_with(&strval(&a[0]))))
-    });
-    f!(m, "repeat", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "replace", 3, |a, name| Ok(s(
+        strval(&a[2]).replace(&strval(&a[0]), &strval(&a[1]))
+    )));
+    f!(m, "contains", 2, |a, name| Ok(Value::Bool(
+        strval(&a[1]).contains(&strval(&a[0]))
+    )));
+    f!(m, "hasPrefix", 2, |a, name| Ok(Value::Bool(
+        strval(&a[1]).starts_with(&strval(&a[0]))
+    )));
+    f!(m, "hasSuffix", 2, |a, name| Ok(Value::Bool(
+        strval(&a[1]).ends_with(&strval(&a[0]))
+    )));
+    f!(m, "repeat", 2, |a, name| {
         let n = usize::try_from(int_of(&a[0]))
             .unwrap_or(0)
             .min(super::MAX_OUTPUT);
         Ok(s(strval(&a[1]).repeat(n)))
     });
-    f!(m, "substr", |a, name| {
-        want(name, a, 3)?;
+    f!(m, "substr", 3, |a, name| {
         let x: Vec<char> = strval(&a[2]).chars().collect();
         let len = i64::try_from(x.len()).unwrap_or(i64::MAX);
         let (start, end) = (int_of(&a[0]), int_of(&a[1]));
@@ -298,8 +306,7 @@ pub fn func_map() -> FuncMap {
             x[start..end].iter().collect()
         }))
     });
-    f!(m, "trunc", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "trunc", 2, |a, name| {
         let x: Vec<char> = strval(&a[1]).chars().collect();
         let n = int_of(&a[0]);
         let keep = usize::try_from(n.unsigned_abs())
@@ -311,55 +318,35 @@ pub fn func_map() -> FuncMap {
             x[x.len() - keep..].iter().collect()
         }))
     });
-    f!(m, "quote", |a, name| {
-        let parts: Vec<String> = a
-            .iter()
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| serde_json::to_string(&strval(v)).unwrap_or_default())
-            .collect();
-        Ok(s(parts.join(" ")))
-    });
-    f!(m, "squote", |a, name| {
-        let parts: Vec<String> = a
-            .iter()
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(|v| format!("'{}'", strval(v)))
-            .collect();
-        Ok(s(parts.join(" ")))
-    });
-    f!(m, "cat", |a, name| {
-        let parts: Vec<String> = a
-            .iter()
-            .filter(|v| !matches!(v, Value::Nil))
-            .map(strval)
-            .collect();
-        Ok(s(parts.join(" ")))
-    });
-    f!(m, "indent", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "quote", |a, name| Ok(spaced(a, |v| {
+        serde_json::to_string(&strval(v)).unwrap_or_default()
+    })));
+    f!(m, "squote", |a, name| Ok(spaced(a, |v| format!(
+        "'{}'",
+        strval(v)
+    ))));
+    f!(m, "cat", |a, name| Ok(spaced(a, strval)));
+    f!(m, "indent", 2, |a, name| {
         let pad = " ".repeat(usize::try_from(int_of(&a[0])).unwrap_or(0).min(1024));
         Ok(s(format!(
             "{pad}{}",
             strval(&a[1]).replace('\n', &format!("\n{pad}"))
         )))
     });
-    f!(m, "nindent", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "nindent", 2, |a, name| {
         let pad = " ".repeat(usize::try_from(int_of(&a[0])).unwrap_or(0).min(1024));
         Ok(s(format!(
             "\n{pad}{}",
             strval(&a[1]).replace('\n', &format!("\n{pad}"))
         )))
     });
-    f!(m, "splitList", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "splitList", 2, |a, name| {
         let sep = strval(&a[0]);
         Ok(Value::from(
             strval(&a[1]).split(sep.as_str()).map(s).collect::<Vec<_>>(),
         ))
     });
-    f!(m, "split", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "split", 2, |a, name| {
         let sep = strval(&a[0]);
         let parts: BTreeMap<String, Value> = strval(&a[1])
             .split(sep.as_str())
@@ -368,8 +355,7 @@ pub fn func_map() -> FuncMap {
             .collect();
         Ok(Value::from(parts))
     });
-    f!(m, "join", |a, name| {
-        want(name, a, 2)?;
+    f!(m, "join", 2, |a, name| {
         let items = match &a[1] {
             Value::List(l) => l
                 .iter()
@@ -380,20 +366,16 @@ pub fn func_map() -> FuncMap {
         };
         Ok(s(items.join(&strval(&a[0]))))
     });
-    f!(m, "toStrings", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::from(
-            list_of(name, &a[0])?
-                .iter()
-                .map(|v| s(strval(v)))
-                .collect::<Vec<_>>(),
-        ))
-    });
+    f!(m, "toStrings", 1, |a, name| Ok(Value::from(
+        list_of(name, &a[0])?
+            .iter()
+            .map(|v| s(strval(v)))
+            .collect::<Vec<_>>(),
+    )));
     // Numbers.
-    f!(m, "atoi", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::Int(strval(&a[0]).trim().parse().unwrap_or(0)))
-    });
+    f!(m, "atoi", 1, |a, name| Ok(Value::Int(
+        strval(&a[0]).trim().parse().unwrap_or(0)
+    )));
     for n in ["int", "int64"] {
         m.insert(
             n.to_string(),
@@ -403,43 +385,32 @@ pub fn func_map() -> FuncMap {
             }),
         );
     }
-    f!(m, "float64", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::Float(match &a[0] {
-            Value::String(x) => x.trim().parse().unwrap_or(0.0),
-            Value::Float(f) => *f,
-            #[allow(clippy::cast_precision_loss)]
-            other => int_of(other) as f64,
-        }))
-    });
+    f!(m, "float64", 1, |a, name| Ok(Value::Float(match &a[0] {
+        Value::String(x) => x.trim().parse().unwrap_or(0.0),
+        Value::Float(f) => *f,
+        #[allow(clippy::cast_precision_loss)]
+        other => int_of(other) as f64,
+    })));
     f!(m, "add", |a, name| Ok(Value::Int(
         a.iter().map(int_of).fold(0i64, i64::wrapping_add)
     )));
     f!(m, "mul", |a, name| Ok(Value::Int(
         a.iter().map(int_of).fold(1i64, i64::wrapping_mul)
     )));
-    f!(m, "add1", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::Int(int_of(&a[0]).wrapping_add(1)))
-    });
-    f!(m, "sub", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Int(int_of(&a[0]).wrapping_sub(int_of(&a[1]))))
-    });
-    f!(m, "div", |a, name| {
-        want(name, a, 2)?;
-        int_of(&a[0])
-            .checked_div(int_of(&a[1]))
-            .map(Value::Int)
-            .ok_or_else(|| err(name, "division by zero"))
-    });
-    f!(m, "mod", |a, name| {
-        want(name, a, 2)?;
-        int_of(&a[0])
-            .checked_rem(int_of(&a[1]))
-            .map(Value::Int)
-            .ok_or_else(|| err(name, "division by zero"))
-    });
+    f!(m, "add1", 1, |a, name| Ok(Value::Int(
+        int_of(&a[0]).wrapping_add(1)
+    )));
+    f!(m, "sub", 2, |a, name| Ok(Value::Int(
+        int_of(&a[0]).wrapping_sub(int_of(&a[1]))
+    )));
+    f!(m, "div", 2, |a, name| int_of(&a[0])
+        .checked_div(int_of(&a[1]))
+        .map(Value::Int)
+        .ok_or_else(|| err(name, "division by zero")));
+    f!(m, "mod", 2, |a, name| int_of(&a[0])
+        .checked_rem(int_of(&a[1]))
+        .map(Value::Int)
+        .ok_or_else(|| err(name, "division by zero")));
     f!(m, "max", |a, name| {
         a.iter()
             .map(int_of)
@@ -463,25 +434,18 @@ pub fn func_map() -> FuncMap {
         }
         Ok(Value::from(d))
     });
-    f!(m, "get", |a, name| {
-        want(name, a, 2)?;
-        Ok(map_of(name, &a[0])?
-            .get(strval(&a[1]).as_str())
-            .cloned()
-            .unwrap_or_else(|| s("")))
-    });
-    f!(m, "set", |a, name| {
-        want(name, a, 3)?;
+    f!(m, "get", 2, |a, name| Ok(map_of(name, &a[0])?
+        .get(strval(&a[1]).as_str())
+        .cloned()
+        .unwrap_or_else(|| s(""))));
+    f!(m, "set", 3, |a, name| {
         let mut d = map_of(name, &a[0])?;
         d.insert(Arc::from(strval(&a[1])), a[2].clone());
         Ok(Value::from(d))
     });
-    f!(m, "hasKey", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Bool(
-            map_of(name, &a[0])?.contains_key(strval(&a[1]).as_str()),
-        ))
-    });
+    f!(m, "hasKey", 2, |a, name| Ok(Value::Bool(
+        map_of(name, &a[0])?.contains_key(strval(&a[1]).as_str()),
+    )));
     f!(m, "keys", |a, name| {
         let mut keys: Vec<Value> = Vec::new();
         for d in a {
@@ -489,25 +453,21 @@ pub fn func_map() -> FuncMap {
         }
         Ok(Value::from(keys))
     });
-    f!(m, "first", |a, name| {
-        want(name, a, 1)?;
-        Ok(list_of(name, &a[0])?.first().cloned().unwrap_or(Value::Nil))
-    });
-    f!(m, "last", |a, name| {
-        want(name, a, 1)?;
-        Ok(list_of(name, &a[0])?.last().cloned().unwrap_or(Value::Nil))
-    });
-    f!(m, "rest", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::from(
-            list_of(name, &a[0])?
-                .into_iter()
-                .skip(1)
-                .collect::<Vec<_>>(),
-        ))
-    });
-    f!(m, "initial", |a, name| {
-        want(name, a, 1)?;
+    f!(m, "first", 1, |a, name| Ok(list_of(name, &a[0])?
+        .first()
+        .cloned()
+        .unwrap_or(Value::Nil)));
+    f!(m, "last", 1, |a, name| Ok(list_of(name, &a[0])?
+        .last()
+        .cloned()
+        .unwrap_or(Value::Nil)));
+    f!(m, "rest", 1, |a, name| Ok(Value::from(
+        list_of(name, &a[0])?
+            .into_iter()
+            .skip(1)
+            .collect::<Vec<_>>(),
+    )));
+    f!(m, "initial", 1, |a, name| {
         let mut l = list_of(name, &a[0])?;
         l.pop();
         Ok(Value::from(l))
@@ -523,19 +483,13 @@ pub fn func_map() -> FuncMap {
             }),
         );
     }
-    f!(m, "has", |a, name| {
-        want(name, a, 2)?;
-        Ok(Value::Bool(
-            list_of(name, &a[1])?
-                .iter()
-                .any(|v| to_json(v) == to_json(&a[0])),
-        ))
-    });
+    f!(m, "has", 2, |a, name| Ok(Value::Bool(
+        list_of(name, &a[1])?
+            .iter()
+            .any(|v| to_json(v) == to_json(&a[0])),
+    )));
     // Defaults and flow.
-    f!(m, "empty", |a, name| {
-        want(name, a, 1)?;
-        Ok(Value::Bool(is_empty(&a[0])))
-    });
+    f!(m, "empty", 1, |a, name| Ok(Value::Bool(is_empty(&a[0]))));
     f!(m, "default", |a, name| {
         if a.is_empty() || a.len() > 2 {
             return Err(err(name, "expects 1 or 2 arguments"));
@@ -550,58 +504,47 @@ pub fn func_map() -> FuncMap {
         .find(|v| !is_empty(v))
         .cloned()
         .unwrap_or(Value::Nil)));
-    f!(m, "ternary", |a, name| {
-        want(name, a, 3)?;
-        Ok(if a[2].is_truthy() {
-            a[0].clone()
-        } else {
-            a[1].clone()
-        })
-    });
-    f!(m, "kindOf", |a, name| {
-        want(name, a, 1)?;
-        Ok(s(match &a[0] {
-            Value::Nil => "invalid",
-            Value::Bool(_) => "bool",
-            Value::Int(_) => "int64",
-            Value::Uint(_) => "uint64",
-            Value::Float(_) => "float64",
-            Value::String(_) => "string",
-            Value::List(_) => "slice",
-            Value::Map(_) => "map",
-            Value::Function(_) => "func",
-        }))
-    });
+    f!(m, "ternary", 3, |a, name| Ok(if a[2].is_truthy() {
+        a[0].clone()
+    } else {
+        a[1].clone()
+    }));
+    f!(m, "kindOf", 1, |a, name| Ok(s(match &a[0] {
+        Value::Nil => "invalid",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int64",
+        Value::Uint(_) => "uint64",
+        Value::Float(_) => "float64",
+        Value::String(_) => "string",
+        Value::List(_) => "slice",
+        Value::Map(_) => "map",
+        Value::Function(_) => "func",
+    })));
     // Encodings.
-    f!(m, "toJson", |a, name| {
-        want(name, a, 1)?;
-        serde_json::to_string(&to_json(&a[0]))
-            .map(s)
-            .map_err(|e| err(name, e))
-    });
-    f!(m, "fromJson", |a, name| {
-        want(name, a, 1)?;
+    f!(m, "toJson", 1, |a, name| serde_json::to_string(&to_json(
+        &a[0]
+    ))
+    .map(s)
+    .map_err(|e| err(name, e)));
+    f!(m, "fromJson", 1, |a, name| {
         let v: serde_json::Value =
             serde_json::from_str(&strval(&a[0])).map_err(|e| err(name, e))?;
         from_json(name, &v)
     });
-    f!(m, "toYaml", |a, name| {
-        want(name, a, 1)?;
-        to_yaml(&a[0]).map(s).map_err(|e| err(name, e))
-    });
-    f!(m, "fromYaml", |a, name| {
-        want(name, a, 1)?;
+    f!(m, "toYaml", 1, |a, name| to_yaml(&a[0])
+        .map(s)
+        .map_err(|e| err(name, e)));
+    f!(m, "fromYaml", 1, |a, name| {
         let v: serde_json::Value =
             serde_saphyr::from_str(&strval(&a[0])).map_err(|e| err(name, e))?;
         from_json(name, &v)
     });
     // Upstream's own.
-    f!(m, "formatPartition", |a, name| {
-        want(name, a, 2)?;
-        Ok(s(format_partition(&strval(&a[0]), int_of(&a[1]))))
-    });
-    f!(m, "netmaskToPrefixLength", |a, name| {
-        want(name, a, 1)?;
+    f!(m, "formatPartition", 2, |a, name| Ok(s(format_partition(
+        &strval(&a[0]),
+        int_of(&a[1])
+    ))));
+    f!(m, "netmaskToPrefixLength", 1, |a, name| {
         netmask_to_prefix_length(&strval(&a[0]))
             .map(|n| Value::Int(i64::from(n)))
             .map_err(|e| err(name, e))
