@@ -210,6 +210,14 @@ fn odata_id(v: &Value) -> Option<&str> {
     v.get("@odata.id").and_then(Value::as_str)
 }
 
+/// The `@odata.id`s of a JSON array of links (`Members`, `ManagedBy`).
+fn odata_ids(links: Option<&Value>) -> Vec<String> {
+    links
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(odata_id).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// The most useful message in a Redfish error body.
 pub fn error_message(body: &Value) -> Option<String> {
     let e = body.get("error")?;
@@ -462,13 +470,14 @@ impl RedfishClient {
         if !status.is_success() {
             return Err(self.status_error("reading the service root", status, &root));
         }
+        let basic = |root| Conn {
+            c: self,
+            auth: Auth::Basic,
+            root,
+            logged_out: true,
+        };
         if self.cfg.use_basic_auth {
-            return Ok(Conn {
-                c: self,
-                auth: Auth::Basic,
-                root,
-                logged_out: true,
-            });
+            return Ok(basic(root));
         }
         let sessions = match (root.pointer("/Links/Sessions"), root.get("SessionService")) {
             (Some(s), _) => odata_id(s).unwrap_or(DEFAULT_SESSIONS).to_string(),
@@ -476,24 +485,14 @@ impl RedfishClient {
             (None, None) => {
                 // No session service (sushy-tools, some old BMCs): basic auth is all there is.
                 tracing::debug!(host = %self.cfg.host, "no Redfish session service; using basic auth");
-                return Ok(Conn {
-                    c: self,
-                    auth: Auth::Basic,
-                    root,
-                    logged_out: true,
-                });
+                return Ok(basic(root));
             }
         };
         let body = json!({"UserName": self.cfg.username, "Password": self.cfg.password.expose()});
         let (status, headers, v) = self.raw(Method::POST, &sessions, None, Some(&body)).await?;
         if matches!(status.as_u16(), 404 | 405 | 501) {
             tracing::debug!(host = %self.cfg.host, "Redfish session service refused; using basic auth");
-            return Ok(Conn {
-                c: self,
-                auth: Auth::Basic,
-                root,
-                logged_out: true,
-            });
+            return Ok(basic(root));
         }
         if !status.is_success() {
             return Err(self.status_error("session login", status, &v));
@@ -531,10 +530,20 @@ impl RedfishClient {
         })
     }
 
+    /// `f` on a fresh connection, logged out afterwards.
+    async fn with_conn<T>(
+        &self,
+        f: impl AsyncFnOnce(&Conn<'_>) -> Result<T, BmcError>,
+    ) -> Result<T, BmcError> {
+        let conn = self.connect().await?;
+        let r = f(&conn).await;
+        conn.logout().await;
+        r
+    }
+
     /// Read the boot override of the system.
     pub async fn boot_override(&self) -> Result<BootOverride, BmcError> {
-        let conn = self.connect().await?;
-        let r = async {
+        self.with_conn(async |conn| {
             let (_, sys) = conn.system().await?;
             let b = sys.get("Boot").cloned().unwrap_or(Value::Null);
             let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
@@ -543,24 +552,19 @@ impl RedfishClient {
                 enabled: s("BootSourceOverrideEnabled"),
                 mode: s("BootSourceOverrideMode"),
             })
-        }
-        .await;
-        conn.logout().await;
-        r
+        })
+        .await
     }
 
     /// Insert `url` as virtual media of `kind` (e.g. `CD`), or eject when `url` is empty.
     pub async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {
-        let conn = self.connect().await?;
-        let r = conn.virtual_media(url, kind).await;
-        conn.logout().await;
-        r
+        self.with_conn(async |conn| conn.virtual_media(url, kind).await)
+            .await
     }
 
     /// The virtual media slots of the system.
     pub async fn virtual_media_slots(&self) -> Result<Vec<VirtualMedia>, BmcError> {
-        let conn = self.connect().await?;
-        let r = async {
+        self.with_conn(async |conn| {
             let mut out = Vec::new();
             for (path, v) in conn.media_slots().await? {
                 out.push(VirtualMedia {
@@ -574,10 +578,8 @@ impl RedfishClient {
                 });
             }
             Ok(out)
-        }
-        .await;
-        conn.logout().await;
-        r
+        })
+        .await
     }
 }
 
@@ -627,12 +629,7 @@ impl Conn<'_> {
             .and_then(odata_id)
             .unwrap_or("/redfish/v1/Systems")
             .to_string();
-        let coll = self.get(&systems).await?;
-        let members: Vec<String> = coll
-            .get("Members")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(odata_id).map(str::to_string).collect())
-            .unwrap_or_default();
+        let members = odata_ids(self.get(&systems).await?.get("Members"));
         let host = &self.c.cfg.host;
         match &self.c.cfg.system_name {
             None => {
@@ -736,17 +733,31 @@ impl Conn<'_> {
         })?;
         let (path, sys) = self.system().await?;
         let quirks = quirks_for(&self.vendor(&sys));
+        let bodies = boot_override_bodies(target, persistent, efi, quirks);
+        self.first_accepted(Method::PATCH, &path, bodies, "boot override")
+            .await
+    }
+
+    /// `method` on `path` with each body in turn until one is accepted. An authentication
+    /// refusal ends the tries; otherwise the last refusal is the error.
+    async fn first_accepted(
+        &self,
+        method: Method,
+        path: &str,
+        bodies: impl IntoIterator<Item = Value>,
+        what: &str,
+    ) -> Result<(), BmcError> {
         let mut last = None;
-        for body in boot_override_bodies(target, persistent, efi, quirks) {
-            let (status, v) = self.send(Method::PATCH, &path, &body).await?;
+        for body in bodies {
+            let (status, v) = self.send(method.clone(), path, &body).await?;
             if status.is_success() {
                 return Ok(());
             }
-            let e = self.c.status_error("boot override", status, &v);
+            let e = self.c.status_error(what, status, &v);
             if matches!(e, BmcError::AuthenticationRefused { .. }) {
                 return Err(e);
             }
-            tracing::debug!(host = %self.c.cfg.host, error = %e, "boot override refused; trying without the mode");
+            tracing::debug!(host = %self.c.cfg.host, error = %e, "{what} refused; trying the next form");
             last = Some(e);
         }
         Err(last.expect("at least one body was tried"))
@@ -759,12 +770,7 @@ impl Conn<'_> {
         if let Some(p) = sys.get("VirtualMedia").and_then(odata_id) {
             collections.push(p.to_string());
         } else {
-            let managers: Vec<String> = sys
-                .pointer("/Links/ManagedBy")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(odata_id).map(str::to_string).collect())
-                .unwrap_or_default();
-            for m in managers {
+            for m in odata_ids(sys.pointer("/Links/ManagedBy")) {
                 if let Some(p) = self.get(&m).await?.get("VirtualMedia").and_then(odata_id) {
                     collections.push(p.to_string());
                 }
@@ -772,18 +778,7 @@ impl Conn<'_> {
         }
         let mut out = Vec::new();
         for c in collections {
-            let coll = self.get(&c).await?;
-            for m in coll
-                .get("Members")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(odata_id)
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-            {
+            for m in odata_ids(self.get(&c).await?.get("Members")) {
                 let v = self.get(&m).await?;
                 out.push((m, v));
             }
@@ -841,19 +836,13 @@ impl Conn<'_> {
             return Ok(());
         }
         let target = action("InsertMedia", "InsertMedia");
-        let mut last = None;
-        for body in insert_media_bodies(url) {
-            let (status, v) = self.send(Method::POST, &target, &body).await?;
-            if status.is_success() {
-                return Ok(());
-            }
-            let e = self.c.status_error("InsertMedia", status, &v);
-            if matches!(e, BmcError::AuthenticationRefused { .. }) {
-                return Err(e);
-            }
-            last = Some(e);
-        }
-        Err(last.expect("three bodies were tried"))
+        self.first_accepted(
+            Method::POST,
+            &target,
+            insert_media_bodies(url),
+            "InsertMedia",
+        )
+        .await
     }
 
     /// Delete the session. Failures are logged: the caller's result matters more.
@@ -911,17 +900,11 @@ pub fn parse_power_state(sys: &Value) -> PowerState {
 #[async_trait]
 impl Bmc for RedfishClient {
     async fn power_state(&self) -> Result<PowerState, BmcError> {
-        let conn = self.connect().await?;
-        let r = conn.power_state().await;
-        conn.logout().await;
-        r
+        self.with_conn(async |conn| conn.power_state().await).await
     }
 
     async fn power(&self, action: PowerAction) -> Result<(), BmcError> {
-        let conn = self.connect().await?;
-        let r = conn.power(action).await;
-        conn.logout().await;
-        r
+        self.with_conn(async |conn| conn.power(action).await).await
     }
 
     async fn boot_device(
@@ -930,10 +913,8 @@ impl Bmc for RedfishClient {
         persistent: bool,
         efi: bool,
     ) -> Result<(), BmcError> {
-        let conn = self.connect().await?;
-        let r = conn.boot_device(device, persistent, efi).await;
-        conn.logout().await;
-        r
+        self.with_conn(async |conn| conn.boot_device(device, persistent, efi).await)
+            .await
     }
 
     async fn virtual_media(&self, url: &str, kind: &str) -> Result<(), BmcError> {

@@ -271,6 +271,33 @@ impl Transport {
         })
     }
 
+    /// A session set-up step: send the `out` message `msg`, and take the reply (the payload
+    /// type after `out`) carrying `tag`, parsed by `parse` (whose refusal is a protocol error).
+    async fn handshake<T>(
+        &self,
+        out: u8,
+        msg: &[u8],
+        tag: u8,
+        parse: fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, BmcError> {
+        self.exchange(
+            || packet::encode_presession(out, msg),
+            |p| match packet::decode(p, None) {
+                // The tag is each reply's first byte.
+                Ok(Packet::V20 {
+                    payload_type,
+                    payload,
+                    ..
+                }) if payload_type == out + 1 => match parse(&payload) {
+                    Ok(_) if payload[0] != tag => None,
+                    r => Some(r.map_err(|e| self.protocol(e))),
+                },
+                _ => None,
+            },
+        )
+        .await
+    }
+
     fn io_error(&self, e: std::io::Error) -> BmcError {
         BmcError::Unreachable {
             host: self.host.clone(),
@@ -391,20 +418,11 @@ impl IpmiClient {
         let tag = (console_sid >> 8) as u8;
         let req = packet::open_session_request(tag, privilege, console_sid, suite);
         let open = t
-            .exchange(
-                || packet::encode_presession(packet::payload::OPEN_SESSION_REQUEST, &req),
-                |p| match packet::decode(p, None) {
-                    Ok(Packet::V20 {
-                        payload_type: packet::payload::OPEN_SESSION_RESPONSE,
-                        payload,
-                        ..
-                    }) => match packet::parse_open_session_response(&payload) {
-                        Ok(r) if r.tag == tag => Some(Ok(r)),
-                        Ok(_) => None,
-                        Err(e) => Some(Err(t.protocol(e))),
-                    },
-                    _ => None,
-                },
+            .handshake(
+                packet::payload::OPEN_SESSION_REQUEST,
+                &req,
+                tag,
+                packet::parse_open_session_response,
             )
             .await?;
         if open.status != 0 {
@@ -455,21 +473,7 @@ impl IpmiClient {
         let tag = tag.wrapping_add(1);
         let m1 = packet::rakp1(tag, &rakp);
         let r2 = t
-            .exchange(
-                || packet::encode_presession(packet::payload::RAKP1, &m1),
-                |p| match packet::decode(p, None) {
-                    Ok(Packet::V20 {
-                        payload_type: packet::payload::RAKP2,
-                        payload,
-                        ..
-                    }) => match packet::parse_rakp2(&payload) {
-                        Ok(r) if r.tag == tag => Some(Ok(r)),
-                        Ok(_) => None,
-                        Err(e) => Some(Err(t.protocol(e))),
-                    },
-                    _ => None,
-                },
-            )
+            .handshake(packet::payload::RAKP1, &m1, tag, packet::parse_rakp2)
             .await?;
         if r2.status != 0 {
             let detail = packet::rmcp_status_text(r2.status).to_string();
@@ -506,21 +510,7 @@ impl IpmiClient {
         // RAKP 3 and 4.
         let m3 = packet::rakp3(tag, 0, rakp.bmc_sid, &rakp.rakp3_auth_code());
         let r4 = t
-            .exchange(
-                || packet::encode_presession(packet::payload::RAKP3, &m3),
-                |p| match packet::decode(p, None) {
-                    Ok(Packet::V20 {
-                        payload_type: packet::payload::RAKP4,
-                        payload,
-                        ..
-                    }) => match packet::parse_rakp4(&payload) {
-                        Ok(r) if r.tag == tag => Some(Ok(r)),
-                        Ok(_) => None,
-                        Err(e) => Some(Err(t.protocol(e))),
-                    },
-                    _ => None,
-                },
-            )
+            .handshake(packet::payload::RAKP3, &m3, tag, packet::parse_rakp4)
             .await?;
         if r4.status != 0 {
             let detail = packet::rmcp_status_text(r4.status).to_string();
@@ -572,37 +562,37 @@ impl IpmiClient {
         Ok(session)
     }
 
-    /// Get Device ID.
-    pub async fn device_id(&self) -> Result<DeviceId, BmcError> {
+    /// `f` on a fresh session, closed afterwards.
+    async fn with_session<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Session) -> Result<T, BmcError>,
+    ) -> Result<T, BmcError> {
         let mut s = self.open().await?;
-        let r = s.device_id().await;
+        let r = f(&mut s).await;
         s.close().await;
         r
     }
 
+    /// Get Device ID.
+    pub async fn device_id(&self) -> Result<DeviceId, BmcError> {
+        self.with_session(async |s| s.device_id().await).await
+    }
+
     /// Read back the boot flags (System Boot Options parameter 5).
     pub async fn boot_flags(&self) -> Result<BootFlags, BmcError> {
-        let mut s = self.open().await?;
-        let r = s.boot_flags().await;
-        s.close().await;
-        r
+        self.with_session(async |s| s.boot_flags().await).await
     }
 }
 
 #[async_trait]
 impl Bmc for IpmiClient {
     async fn power_state(&self) -> Result<PowerState, BmcError> {
-        let mut s = self.open().await?;
-        let r = s.power_state().await;
-        s.close().await;
-        r
+        self.with_session(async |s| s.power_state().await).await
     }
 
     async fn power(&self, action: PowerAction) -> Result<(), BmcError> {
-        let mut s = self.open().await?;
-        let r = s.chassis_control(action).await;
-        s.close().await;
-        r
+        self.with_session(async |s| s.chassis_control(action).await)
+            .await
     }
 
     async fn boot_device(
@@ -611,10 +601,8 @@ impl Bmc for IpmiClient {
         persistent: bool,
         efi: bool,
     ) -> Result<(), BmcError> {
-        let mut s = self.open().await?;
-        let r = s.set_boot_device(device, persistent, efi).await;
-        s.close().await;
-        r
+        self.with_session(async |s| s.set_boot_device(device, persistent, efi).await)
+            .await
     }
 }
 
