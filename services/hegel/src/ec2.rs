@@ -20,7 +20,9 @@
 //! `iqn` and `operating-system/license_activation/state` have no Hardware field; like
 //! upstream they answer an empty value.
 
-use tinkerbell_core::model::{Hardware, MetadataInstance};
+use tinkerbell_core::model::{
+    Hardware, MetadataFacility, MetadataInstance, MetadataInstanceOperatingSystem,
+};
 
 /// `text/plain`, what upstream answers for every leaf.
 pub const TEXT: &str = "text/plain; charset=utf-8";
@@ -146,6 +148,13 @@ pub fn resolve(hw: &Hardware, segments: &[&str]) -> Option<Resolved> {
     let os = inst.and_then(|i| i.operating_system.as_ref());
     let facility = hw.spec.metadata.as_ref().and_then(|m| m.facility.as_ref());
     let non_empty = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
+    let of_inst = |f: fn(&MetadataInstance) -> &Option<String>| -> String {
+        inst.map_or("", |i| s(f(i))).into()
+    };
+    let of_facility = |f: fn(&MetadataFacility) -> &Option<String>| -> String {
+        facility.map_or("", |x| s(f(x))).into()
+    };
+    let of_os = |f: fn(&MetadataInstanceOperatingSystem) -> &Option<String>| os.map(|o| s(f(o)));
     match segments {
         [] => dir("/", VERSION_ROOT),
         ["user-data"] => opt_data("/user-data", non_empty(&hw.spec.user_data).as_deref()),
@@ -158,27 +167,12 @@ pub fn resolve(hw: &Hardware, segments: &[&str]) -> Option<Resolved> {
         }
         ["meta-data", field] => {
             let (route, value): (&'static str, String) = match *field {
-                "instance-id" => (
-                    "/meta-data/instance-id",
-                    inst.map(|i| s(&i.id)).unwrap_or("").into(),
-                ),
-                "hostname" => (
-                    "/meta-data/hostname",
-                    inst.map(|i| s(&i.hostname)).unwrap_or("").into(),
-                ),
-                "local-hostname" => (
-                    "/meta-data/local-hostname",
-                    inst.map(|i| s(&i.hostname)).unwrap_or("").into(),
-                ),
+                "instance-id" => ("/meta-data/instance-id", of_inst(|i| &i.id)),
+                "hostname" => ("/meta-data/hostname", of_inst(|i| &i.hostname)),
+                "local-hostname" => ("/meta-data/local-hostname", of_inst(|i| &i.hostname)),
                 "iqn" => ("/meta-data/iqn", String::new()),
-                "plan" => (
-                    "/meta-data/plan",
-                    facility.map(|f| s(&f.plan_slug)).unwrap_or("").into(),
-                ),
-                "facility" => (
-                    "/meta-data/facility",
-                    facility.map(|f| s(&f.facility_code)).unwrap_or("").into(),
-                ),
+                "plan" => ("/meta-data/plan", of_facility(|f| &f.plan_slug)),
+                "facility" => ("/meta-data/facility", of_facility(|f| &f.facility_code)),
                 "tags" => (
                     "/meta-data/tags",
                     inst.and_then(|i| i.tags.as_deref())
@@ -206,18 +200,12 @@ pub fn resolve(hw: &Hardware, segments: &[&str]) -> Option<Resolved> {
         }
         ["meta-data", "operating-system", field] => {
             let (route, value) = match *field {
-                "slug" => ("/meta-data/operating-system/slug", os.map(|o| s(&o.slug))),
-                "distro" => (
-                    "/meta-data/operating-system/distro",
-                    os.map(|o| s(&o.distro)),
-                ),
-                "version" => (
-                    "/meta-data/operating-system/version",
-                    os.map(|o| s(&o.version)),
-                ),
+                "slug" => ("/meta-data/operating-system/slug", of_os(|o| &o.slug)),
+                "distro" => ("/meta-data/operating-system/distro", of_os(|o| &o.distro)),
+                "version" => ("/meta-data/operating-system/version", of_os(|o| &o.version)),
                 "image_tag" => (
                     "/meta-data/operating-system/image_tag",
-                    os.map(|o| s(&o.image_tag)),
+                    of_os(|o| &o.image_tag),
                 ),
                 "license_activation" => {
                     return dir("/meta-data/operating-system/license_activation", &["state"]);

@@ -278,7 +278,9 @@ fn caller(st: &AppState, req: &Parts) -> Result<IpAddr, ApiError> {
     Ok(ip)
 }
 
-async fn hardware_by_ip(st: &AppState, ip: IpAddr) -> Result<Arc<Hardware>, ApiError> {
+/// The Hardware of the caller's address (its token checked first).
+async fn caller_hardware(st: &AppState, req: &Parts) -> Result<Arc<Hardware>, ApiError> {
+    let ip = caller(st, req)?;
     st.backend
         .hardware_by_ip(&ip.to_string())
         .await
@@ -309,23 +311,14 @@ fn answer(st: &AppState, hw: &Hardware, segs: &[&str]) -> Response {
     }
     match resolved {
         None => labelled(st, "unmatched", ApiError::NotFound.into_response()),
-        Some(r) => match r.node {
-            Node::Dir(body) => labelled(
-                st,
-                r.route,
-                ([(header::CONTENT_TYPE, ec2::TEXT)], body).into_response(),
-            ),
-            Node::Leaf(body, ct) => labelled(
-                st,
-                r.route,
-                ([(header::CONTENT_TYPE, ct)], body).into_response(),
-            ),
-            Node::Unset => labelled(
-                st,
-                r.route,
-                ApiError::Unset(r.route.trim_start_matches('/')).into_response(),
-            ),
-        },
+        Some(r) => {
+            let resp = match r.node {
+                Node::Dir(body) => ([(header::CONTENT_TYPE, ec2::TEXT)], body).into_response(),
+                Node::Leaf(body, ct) => ([(header::CONTENT_TYPE, ct)], body).into_response(),
+                Node::Unset => ApiError::Unset(r.route.trim_start_matches('/')).into_response(),
+            };
+            labelled(st, r.route, resp)
+        }
     }
 }
 
@@ -339,11 +332,7 @@ fn early_label(segs: &[&str]) -> &'static str {
 
 async fn ec2_by_ip(State(st): State<Shared>, req: Parts) -> Response {
     let segs = segments_after(req.uri.path(), 1);
-    let result = async {
-        let ip = caller(&st, &req)?;
-        hardware_by_ip(&st, ip).await
-    }
-    .await;
+    let result = caller_hardware(&st, &req).await;
     match result {
         Ok(hw) => answer(&st, &hw, &segs),
         Err(e) => labelled(&st, early_label(&segs), e.into_response()),
@@ -413,11 +402,7 @@ async fn healthz(State(st): State<Shared>) -> Response {
 }
 
 async fn hack(State(st): State<Shared>, req: Parts) -> Response {
-    let result = async {
-        let ip = caller(&st, &req)?;
-        hardware_by_ip(&st, ip).await
-    }
-    .await;
+    let result = caller_hardware(&st, &req).await;
     let resp = match result {
         Ok(hw) => {
             record_read(&st, &hw, "/metadata");

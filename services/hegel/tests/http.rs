@@ -180,36 +180,28 @@ async fn forwarded_for_only_from_trusted_proxies() {
     let h = start(config, vec![node1(), other, node3]).await;
     let url = h.url("/2009-04-04/meta-data/instance-id");
     // From the trusted proxy, the forwarded address identifies the caller.
-    let r = client_from(ME)
-        .get(&url)
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&client_from(ME), &url, "X-Forwarded-For", "10.1.2.3").await;
     assert_eq!(r.text().await.unwrap(), "i-node2");
     // A spoofed left-most entry is ignored: the right-most untrusted one counts.
-    let r = client_from(ME)
-        .get(&url)
-        .header("X-Forwarded-For", "127.0.0.2, 10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &client_from(ME),
+        &url,
+        "X-Forwarded-For",
+        "127.0.0.2, 10.1.2.3",
+    )
+    .await;
     assert_eq!(r.text().await.unwrap(), "i-node2");
     // From an untrusted peer, the header changes nothing.
-    let r = client_from("127.0.0.2")
-        .get(&url)
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &client_from("127.0.0.2"),
+        &url,
+        "X-Forwarded-For",
+        "10.1.2.3",
+    )
+    .await;
     assert_eq!(r.text().await.unwrap(), "i-node3");
     // A trusted proxy sending garbage is a bad request.
-    let r = client_from(ME)
-        .get(&url)
-        .header("X-Forwarded-For", "bogus")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&client_from(ME), &url, "X-Forwarded-For", "bogus").await;
     assert_eq!(r.status(), 400);
 }
 
@@ -263,21 +255,23 @@ async fn instance_id_endpoint_serves_only_the_owner() {
         (200, "dynamic/\nmeta-data/\nuser-data\nvendor-data".into())
     );
     // So does the owner behind a trusted proxy.
-    let r = client_from(ME)
-        .get(h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"))
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &client_from(ME),
+        &h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"),
+        "X-Forwarded-For",
+        "10.1.2.3",
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "node2.lab");
     // An untrusted peer's X-Forwarded-For changes nothing.
-    let r = stranger
-        .get(h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"))
-        .header("X-Forwarded-For", "10.1.2.3")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &stranger,
+        &h.url("/tootles/instanceID/i-node2/2009-04-04/meta-data/hostname"),
+        "X-Forwarded-For",
+        "10.1.2.3",
+    )
+    .await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         get(
@@ -334,6 +328,10 @@ async fn instance_id_endpoint_with_tokens() {
     assert_eq!(r.status(), 404);
     // A stranger presenting the owner's token: the token is bound to the owner's address.
     assert_eq!(with(&stranger, &owner_tok).await.unwrap().status(), 401);
+}
+
+async fn get_with(c: &reqwest::Client, url: &str, name: &str, value: &str) -> reqwest::Response {
+    c.get(url).header(name, value).send().await.unwrap()
 }
 
 async fn put_token(c: &reqwest::Client, url: &str, ttl: Option<&str>) -> reqwest::Response {
@@ -395,27 +393,18 @@ async fn token_ttl_bounds_and_binding() {
         .await
         .unwrap();
     assert_eq!(get(&c, &url).await, (200, "i-node1".into()));
-    let r = c
-        .get(&url)
-        .header("X-aws-ec2-metadata-token", &tok)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&c, &url, "X-aws-ec2-metadata-token", &tok).await;
     assert_eq!(r.status(), 200);
-    let r = c
-        .get(&url)
-        .header("X-aws-ec2-metadata-token", "forged")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&c, &url, "X-aws-ec2-metadata-token", "forged").await;
     assert_eq!(r.status(), 401);
     // Bound to the address it was issued to.
-    let r = client_from("127.0.0.2")
-        .get(&url)
-        .header("X-aws-ec2-metadata-token", &tok)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &client_from("127.0.0.2"),
+        &url,
+        "X-aws-ec2-metadata-token",
+        &tok,
+    )
+    .await;
     assert_eq!(r.status(), 401);
 }
 
@@ -437,20 +426,10 @@ async fn required_tokens() {
         .text()
         .await
         .unwrap();
-    let r = c
-        .get(&url)
-        .header("X-aws-ec2-metadata-token", &tok)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&c, &url, "X-aws-ec2-metadata-token", &tok).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "node1.lab");
-    let r = c
-        .get(&url)
-        .header("X-metadata-token", &tok)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&c, &url, "X-metadata-token", &tok).await;
     assert_eq!(r.status(), 200);
     // Health and metrics need no token.
     assert_eq!(get(&c, &h.url("/healthz")).await.0, 200);
@@ -613,12 +592,7 @@ async fn full_token_table_refuses_newcomers() {
         200,
         "an address holding a token replaces its own"
     );
-    let r = two
-        .get(&url)
-        .header("X-aws-ec2-metadata-token", &two_tok)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&two, &url, "X-aws-ec2-metadata-token", &two_tok).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "i-node3");
 }
