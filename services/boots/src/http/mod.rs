@@ -231,8 +231,8 @@ async fn script_route(
     resp
 }
 
-fn text(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = (status, body.into()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -259,13 +259,13 @@ async fn script_response(
 ) -> Response {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.last() != Some(&"auto.ipxe") {
-        return text(StatusCode::NOT_FOUND, "no such script\n".into());
+        return text(StatusCode::NOT_FOUND, "no such script\n");
     }
     let mac = parts.len().checked_sub(2).and_then(|i| url_mac(parts[i]));
     // The address asking (through trusted proxies): a worker token goes to the machine only.
     let caller = match peer.map(|p| client_ip(p.ip(), headers, &st.config.trusted_proxies)) {
         Some(Ok(ip)) => Some(ip),
-        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n".into()),
+        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n"),
         None => None,
     };
     let (found, client) = match (&mac, caller) {
@@ -275,10 +275,7 @@ async fn script_response(
             ip.to_string(),
         ),
         (None, None) => {
-            return text(
-                StatusCode::NOT_FOUND,
-                "no MAC and no client address\n".into(),
-            );
+            return text(StatusCode::NOT_FOUND, "no MAC and no client address\n");
         }
     };
     let hw = match found {
@@ -307,16 +304,10 @@ async fn script_response(
                 );
             }
             if found.is_err() {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "hardware lookup failed\n".into(),
-                );
+                return text(StatusCode::SERVICE_UNAVAILABLE, "hardware lookup failed\n");
             }
             tracing::info!(%client, "ipxe script: no hardware");
-            return text(
-                StatusCode::NOT_FOUND,
-                "no hardware for this machine\n".into(),
-            );
+            return text(StatusCode::NOT_FOUND, "no hardware for this machine\n");
         }
     };
     let iface = match &mac {
@@ -324,14 +315,14 @@ async fn script_response(
         None => peer_ip_interface(&hw, headers, st, peer),
     };
     let Some(iface) = iface else {
-        return text(StatusCode::NOT_FOUND, "no matching interface\n".into());
+        return text(StatusCode::NOT_FOUND, "no matching interface\n");
     };
     let netboot = iface.netboot.clone().unwrap_or_default();
     if netboot.allow_pxe != Some(true) {
         tracing::info!(%client, hardware = ?hw.metadata.name, "ipxe script: allowPXE is not true");
         return text(
             StatusCode::NOT_FOUND,
-            "netboot not allowed for this machine (allowPXE is false)\n".into(),
+            "netboot not allowed for this machine (allowPXE is false)\n",
         );
     }
     let ipxe = netboot.ipxe.clone().unwrap_or_default();
@@ -353,7 +344,7 @@ async fn script_response(
                 tracing::warn!(%client, error = %e, "ipxe script: bad custom script");
                 text(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "bad custom iPXE script\n".into(),
+                    "bad custom iPXE script\n",
                 )
             }
         };

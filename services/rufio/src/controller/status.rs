@@ -52,37 +52,28 @@ pub(crate) trait Condition: Clone + PartialEq {
     fn make(type_: &str, status: &str, message: Option<String>) -> Self;
 }
 
-impl Condition for JobCondition {
-    fn type_(&self) -> &str {
-        self.type_.as_deref().unwrap_or("")
-    }
-    fn status(&self) -> &str {
-        self.status.as_deref().unwrap_or("")
-    }
-    fn make(type_: &str, status: &str, message: Option<String>) -> Self {
-        JobCondition {
-            type_: Some(type_.into()),
-            status: Some(status.into()),
-            message,
+/// Both condition types have the same fields.
+macro_rules! impl_condition {
+    ($($t:ident),*) => {$(
+        impl Condition for $t {
+            fn type_(&self) -> &str {
+                self.type_.as_deref().unwrap_or("")
+            }
+            fn status(&self) -> &str {
+                self.status.as_deref().unwrap_or("")
+            }
+            fn make(type_: &str, status: &str, message: Option<String>) -> Self {
+                $t {
+                    type_: Some(type_.into()),
+                    status: Some(status.into()),
+                    message,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Condition for TaskCondition {
-    fn type_(&self) -> &str {
-        self.type_.as_deref().unwrap_or("")
-    }
-    fn status(&self) -> &str {
-        self.status.as_deref().unwrap_or("")
-    }
-    fn make(type_: &str, status: &str, message: Option<String>) -> Self {
-        TaskCondition {
-            type_: Some(type_.into()),
-            status: Some(status.into()),
-            message,
-        }
-    }
-}
+impl_condition!(JobCondition, TaskCondition);
 
 /// Whether `conds` has condition `type_` with status True.
 pub(crate) fn is_true<C: Condition>(conds: &Option<Vec<C>>, type_: &str) -> bool {

@@ -111,8 +111,9 @@ pub fn parse_cmdline(s: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim() {
+/// Go's `strconv.ParseBool`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
         _ => None,
@@ -130,7 +131,7 @@ pub fn resolve(
     let cl = |k: &str| cmdline.get(k).filter(|v| !v.is_empty()).cloned();
     let cl_bool = |k: &str, errors: &mut Vec<String>| {
         cl(k).and_then(|v| {
-            let b = parse_bool(&v);
+            let b = parse_bool(v.trim());
             if b.is_none() {
                 errors.push(format!("kernel command line {k}={v:?} is not a boolean"));
             }

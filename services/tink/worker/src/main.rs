@@ -99,11 +99,7 @@ struct Cli {
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean")),
-    }
+    config::parse_bool(s).ok_or_else(|| format!("{s:?} is not a boolean"))
 }
 
 const CA_BUNDLES: &[&str] = &[
@@ -171,15 +167,7 @@ fn main() -> ExitCode {
             command: Vec::new(),
             timeout: base.default_timeout,
         };
-        let cancel = CancellationToken::new();
-        let outcome = rt.block_on(async {
-            let c = cancel.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                c.cancel();
-            });
-            actions::run(&spec, &ctx, &cancel).await
-        });
+        let outcome = rt.block_on(async { actions::run(&spec, &ctx, &cancel_on_signal()).await });
         return match outcome {
             Outcome::Success { message, after } => {
                 println!("SUCCESS: {message}");
@@ -228,15 +216,8 @@ fn main() -> ExitCode {
     };
     tracing::info!(worker_id = %config.worker_id, server = %config.grpc_authority,
         tls = config.tls, protocol = ?config.protocol, "tink-worker starting");
-    let cancel = CancellationToken::new();
-    let result = rt.block_on(async {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            c.cancel();
-        });
-        tinkerbell_tink_worker::run(config, cancel).await
-    });
+    let result =
+        rt.block_on(async { tinkerbell_tink_worker::run(config, cancel_on_signal()).await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -246,14 +227,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// A token cancelled on SIGTERM or SIGINT (never, when SIGTERM cannot be caught). Call it
+/// inside the runtime.
+fn cancel_on_signal() -> CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        c.cancel();
+    });
+    cancel
 }
