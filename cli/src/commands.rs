@@ -29,16 +29,20 @@ fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     })
 }
 
+fn read_stdin() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading stdin")?;
+    Ok(s)
+}
+
 /// Read every source: files, directories (sorted *.yaml, *.yml, *.json) and `-`.
 fn read_sources(files: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for f in files {
         if f == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading stdin")?;
-            out.push(("-".to_string(), s));
+            out.push(("-".to_string(), read_stdin()?));
             continue;
         }
         let p = Path::new(f);
@@ -115,31 +119,43 @@ pub async fn apply(g: &Global, files: &[String], keep_status: bool) -> anyhow::R
     Ok(())
 }
 
-pub async fn get(
-    g: &Global,
-    kind: &str,
-    name: Option<&str>,
-    format: Option<OutputFormat>,
+/// `get` options.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// Kind: hardware (hw), template (tpl), workflow (wf), machine, job, task, secret.
+    kind: String,
+    /// Object name; all objects when omitted.
+    name: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum)]
+    output: Option<OutputFormat>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
     all_namespaces: bool,
+    /// Print Secret data instead of redacting it.
+    #[arg(long)]
     show_secrets: bool,
-) -> anyhow::Result<()> {
-    let kind = parse_kind(kind)?;
+}
+
+pub async fn get(g: &Global, args: &GetArgs) -> anyhow::Result<()> {
+    let kind = parse_kind(&args.kind)?;
+    let all = args.all_namespaces;
     let store = connect(g).await?;
-    let items = match name {
+    let items = match &args.name {
         Some(n) => vec![store.get(kind, &g.namespace, n).await?],
         None => {
-            let ns = (!all_namespaces).then_some(g.namespace.as_str());
+            let ns = (!all).then_some(g.namespace.as_str());
             store.list(kind, ns).await?.items
         }
     };
-    let items: Vec<Object> = if show_secrets {
+    let items: Vec<Object> = if args.show_secrets {
         items
     } else {
         items.iter().map(output::redact).collect()
     };
-    match format {
-        Some(OutputFormat::Yaml) | Some(OutputFormat::Json) => {
-            let v = if name.is_some() {
+    match args.output {
+        Some(format @ (OutputFormat::Yaml | OutputFormat::Json)) => {
+            let v = if args.name.is_some() {
                 items[0].to_json()
             } else {
                 serde_json::json!({
@@ -148,26 +164,24 @@ pub async fn get(
                     "items": items.iter().map(Object::to_json).collect::<Vec<_>>(),
                 })
             };
-            if matches!(format, Some(OutputFormat::Json)) {
+            if matches!(format, OutputFormat::Json) {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", output::yaml(&v)?);
             }
         }
-        Some(OutputFormat::Wide) => print!("{}", output::table(kind, &items, true, all_namespaces)),
+        Some(OutputFormat::Wide) => {
+            print!("{}", output::table(kind, &items, true, all))
+        }
         None => {
             if items.is_empty() {
                 eprintln!(
                     "No {} found in namespace {}.",
                     kind.plural(),
-                    if all_namespaces {
-                        "(any)"
-                    } else {
-                        &g.namespace
-                    }
+                    if all { "(any)" } else { &g.namespace }
                 );
             } else {
-                print!("{}", output::table(kind, &items, false, all_namespaces));
+                print!("{}", output::table(kind, &items, false, all));
             }
         }
     }
@@ -184,11 +198,7 @@ pub async fn delete(g: &Global, kind: &str, name: &str) -> anyhow::Result<()> {
 
 pub async fn hardware_import(g: &Global, csv: &str, dry_run: bool) -> anyhow::Result<()> {
     let text = if csv == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading stdin")?;
-        s
+        read_stdin()?
     } else {
         std::fs::read_to_string(csv).with_context(|| format!("reading {csv}"))?
     };

@@ -29,25 +29,15 @@ pub struct LogsArgs {
 }
 
 pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
-    let (base, tok) = http_base_and_token(g, args.http_url.as_deref())?;
-    let mut url = format!(
-        "{}/tinkerbell/v1/logs/{}?namespace={}",
-        base.trim_end_matches('/'),
-        args.hardware,
-        g.namespace
+    let mut path = format!(
+        "/tinkerbell/v1/logs/{}?namespace={}",
+        args.hardware, g.namespace
     );
     if let Some(n) = args.tail {
-        url.push_str(&format!("&limit={n}"));
+        path.push_str(&format!("&limit={n}"));
     }
-    let client = reqwest::Client::builder().build().context("HTTP client")?;
-    let resp = client
-        .get(&url)
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (url, status, body) = get(g, args.http_url.as_deref(), &path).await?;
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if status == reqwest::StatusCode::NOT_FOUND {
         anyhow::bail!(
             "no logs for {:?} (has it sent any syslog to this appliance?)",
@@ -71,12 +61,29 @@ pub async fn run(g: &Global, args: &LogsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The appliance's HTTP listener (`--http-url`, else `<data-dir>/http-url`, else
-/// http://127.0.0.1:7080) and the store API token its read routes require.
-pub(crate) fn http_base_and_token(
+/// GET `path` from the appliance's HTTP listener (see [`http_base_and_token`]) with the reader
+/// token: the URL, the status and the body.
+pub(crate) async fn get(
     g: &Global,
     http_url: Option<&str>,
-) -> anyhow::Result<(String, String)> {
+    path: &str,
+) -> anyhow::Result<(String, reqwest::StatusCode, String)> {
+    let (base, tok) = http_base_and_token(g, http_url)?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder().build().context("HTTP client")?;
+    let resp = client
+        .get(&url)
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    Ok((url, status, resp.text().await.unwrap_or_default()))
+}
+
+/// The appliance's HTTP listener (`--http-url`, else `<data-dir>/http-url`, else
+/// http://127.0.0.1:7080) and the store API token its read routes require.
+fn http_base_and_token(g: &Global, http_url: Option<&str>) -> anyhow::Result<(String, String)> {
     let dir = data_dir(g)?;
     let base = match http_url {
         Some(u) => u.to_string(),

@@ -70,21 +70,7 @@ enum Command {
         files: Vec<String>,
     },
     /// Show objects.
-    Get {
-        /// Kind: hardware (hw), template (tpl), workflow (wf), machine, job, task, secret.
-        kind: String,
-        /// Object name; all objects when omitted.
-        name: Option<String>,
-        /// Output format.
-        #[arg(short, long, value_enum)]
-        output: Option<OutputFormat>,
-        /// List across all namespaces.
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        /// Print Secret data instead of redacting it.
-        #[arg(long)]
-        show_secrets: bool,
-    },
+    Get(commands::GetArgs),
     /// Delete an object.
     Delete {
         /// Kind, as for `get`.
@@ -361,23 +347,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(g, &args).await,
             Command::Apply { files } => commands::apply(g, &files, false).await,
             Command::Import { files } => commands::apply(g, &files, true).await,
-            Command::Get {
-                kind,
-                name,
-                output,
-                all_namespaces,
-                show_secrets,
-            } => {
-                commands::get(
-                    g,
-                    &kind,
-                    name.as_deref(),
-                    output,
-                    all_namespaces,
-                    show_secrets,
-                )
-                .await
-            }
+            Command::Get(args) => commands::get(g, &args).await,
             Command::Delete { kind, name } => commands::delete(g, &kind, &name).await,
             Command::Hardware {
                 command: HardwareCommand::Import { csv, dry_run },

@@ -9,7 +9,7 @@ use clap::Args;
 use tinkerbell_core::timeline::{Event, TIMELINE_PATH};
 
 use crate::Global;
-use crate::logs::http_base_and_token;
+use crate::logs;
 
 /// `timeline` options.
 #[derive(Debug, Args)]
@@ -26,21 +26,11 @@ pub struct TimelineArgs {
 }
 
 pub async fn run(g: &Global, args: &TimelineArgs) -> anyhow::Result<()> {
-    let (base, tok) = http_base_and_token(g, args.http_url.as_deref())?;
-    let url = format!(
-        "{}{TIMELINE_PATH}/{}?namespace={}",
-        base.trim_end_matches('/'),
-        args.hardware,
-        g.namespace
+    let path = format!(
+        "{TIMELINE_PATH}/{}?namespace={}",
+        args.hardware, g.namespace
     );
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let (url, status, body) = logs::get(g, args.http_url.as_deref(), &path).await?;
     if !status.is_success() {
         let msg = serde_json::from_str::<serde_json::Value>(&body)
             .ok()

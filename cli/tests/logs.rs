@@ -2,29 +2,12 @@
 //! machine sends to the syslog port are shown under its Hardware name; an unknown name fails.
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{BIN, Killed, run};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run tinkerbell")
-}
+mod common;
 
 #[test]
 fn logs_shows_what_a_machine_sent() {
@@ -37,7 +20,7 @@ fn logs_shows_what_a_machine_sent() {
         .unwrap()
         .port()
         .to_string();
-    let _serve = Serve(
+    let _serve = Killed(
         Command::new(BIN)
             .arg("--data-dir")
             .arg(d)

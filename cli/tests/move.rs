@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{BIN, Killed, fixture};
 use serde_json::{Value, json};
 use tinkerbell_admin::mover::digest;
 use tinkerbell_core::model::{DHCP_HANDOFF_ANNOTATION, HANDOFF_MOVED_OUT};
@@ -14,15 +15,7 @@ use tinkerbell_core::store::embedded::EmbeddedStore;
 use tinkerbell_core::store::{Kind, Object, Store};
 use tinkerbell_edge::testing::TestPki;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
-
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
+mod common;
 
 fn tinkerbell(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -348,16 +341,7 @@ fn ip(args: &[&str]) {
     assert!(st.success(), "ip {args:?}");
 }
 
-struct Appliance(Child);
-
-impl Drop for Appliance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_in(ns: &str, dir: &Path, api: &str, pki: &TestPki) -> Appliance {
+fn serve_in(ns: &str, dir: &Path, api: &str, pki: &TestPki) -> Killed {
     let child = Command::new("ip")
         .args(["netns", "exec", ns, BIN, "--data-dir"])
         .arg(dir)
@@ -387,7 +371,7 @@ fn serve_in(ns: &str, dir: &Path, api: &str, pki: &TestPki) -> Appliance {
         assert!(Instant::now() < deadline, "serve in {ns} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Appliance(child)
+    Killed(child)
 }
 
 fn can_netns() -> bool {

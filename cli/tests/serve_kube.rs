@@ -5,22 +5,14 @@
 //! BMC.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{BIN, Killed};
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Kind, Store};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -86,7 +78,7 @@ async fn serve_on_the_kube_backend() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _serve = Serve(child);
+    let _serve = Killed(child);
 
     let docs = dir.parent().unwrap().join("objects.yaml");
     std::fs::write(

@@ -4,9 +4,10 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{BIN, Killed, fixture, ok, run};
 use serde_json::{Value, json};
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_tink_proto::current::action_status_request::StateType;
@@ -15,26 +16,10 @@ use tinkerbell_tink_proto::current::{ActionMessage, ActionRequest, ActionStatusR
 use tinkerbell_tink_proto::logs::worker_logs_client::WorkerLogsClient;
 use tinkerbell_tink_proto::logs::{LogLine, PushLogsRequest};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
+mod common;
+
 const CP_MAC: &str = "52:54:00:00:00:10";
 const WORKER_MAC: &str = "52:54:00:00:00:20";
-
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_for(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -80,25 +65,6 @@ fn serve(dir: &Path) -> (Killed, String) {
     wait_for(&dir.join("api-url"));
     let grpc = wait_for(&dir.join("tink-grpc-url"));
     (child, grpc)
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run tinkerbell")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "tinkerbell {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn workflow_json(dir: &Path, name: &str) -> Value {
