@@ -91,14 +91,10 @@ pub enum PowerAction {
 impl PowerAction {
     /// Parse a `powerAction` value (`on`, `off`, `soft`, `cycle`, `reset`).
     pub fn parse(s: &str) -> Option<PowerAction> {
-        Some(match s {
-            "on" => PowerAction::On,
-            "off" => PowerAction::Off,
-            "soft" => PowerAction::Soft,
-            "cycle" => PowerAction::Cycle,
-            "reset" => PowerAction::Reset,
-            _ => return None,
-        })
+        use PowerAction::*;
+        [On, Off, Soft, Cycle, Reset]
+            .into_iter()
+            .find(|a| a.as_str() == s)
     }
 
     /// The `powerAction` string.
@@ -159,14 +155,10 @@ pub enum BootDevice {
 impl BootDevice {
     /// Parse a `bootDevice.device` value (`pxe`, `disk`, `bios`, `cdrom`, `safe`).
     pub fn parse(s: &str) -> Option<BootDevice> {
-        Some(match s {
-            "pxe" => BootDevice::Pxe,
-            "disk" => BootDevice::Disk,
-            "bios" => BootDevice::Bios,
-            "cdrom" => BootDevice::Cdrom,
-            "safe" => BootDevice::Safe,
-            _ => return None,
-        })
+        use BootDevice::*;
+        [Pxe, Disk, Bios, Cdrom, Safe]
+            .into_iter()
+            .find(|d| d.as_str() == s)
     }
 
     /// The `bootDevice.device` string.

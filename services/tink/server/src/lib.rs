@@ -141,16 +141,14 @@ pub async fn start(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(TinkError::Tls)?;
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| TinkError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| TinkError::Bind {
+    let bind_err = |source| TinkError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
     let logs = Arc::new(LogStore::new(config.log_limits));
     let handler = service::Handler {
         store,

@@ -54,16 +54,10 @@ impl State {
     /// Parses a state, accepting the legacy `STATE_*` spelling of standalone tink.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.strip_prefix("STATE_").unwrap_or(s);
-        Some(match s {
-            workflow_state::PREPARING => Self::Preparing,
-            workflow_state::PENDING => Self::Pending,
-            workflow_state::RUNNING => Self::Running,
-            workflow_state::POST => Self::Post,
-            workflow_state::SUCCESS => Self::Success,
-            workflow_state::FAILED => Self::Failed,
-            workflow_state::TIMEOUT => Self::Timeout,
-            _ => return None,
-        })
+        use State::*;
+        [Preparing, Pending, Running, Post, Success, Failed, Timeout]
+            .into_iter()
+            .find(|state| state.as_str() == s)
     }
 
     /// The upstream spelling (`PENDING`, ...).
