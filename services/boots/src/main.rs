@@ -130,15 +130,12 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     // Validate the flags before anything is bound (the real HTTP port comes later).
     config(cli, cli.http_port, None).map_err(process::UsageError)?;
-    let token = match &cli.logs_token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let token = cli
+        .logs_token_file
+        .as_ref()
+        .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+        .transpose()?
+        .map(|t| t.trim().to_string());
     // The worker token key: the file given (it must be good), else the one the appliance's
     // tink server created, if this host has one; then the scripts carry `worker_token=` the
     // tink server accepts.
@@ -147,7 +144,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         (None, Ok(d)) => WorkerTokenKey::load(&d).ok(),
         (None, Err(_)) => None,
     };
-    let backend = connect(cli).await?;
+    let backend: Arc<dyn HardwareLookup> = cli.store.connect(tinkerbell_boots::STORE_KINDS).await?;
     if key.is_none() {
         tracing::info!("no worker token key in the data directory: scripts carry no worker_token");
     }
@@ -193,9 +190,4 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     signals.abort();
     udp.context("boots")?;
     http.context("boots HTTP server")
-}
-
-async fn connect(cli: &Cli) -> anyhow::Result<Arc<dyn HardwareLookup>> {
-    let backend: Arc<dyn HardwareLookup> = cli.store.connect(tinkerbell_boots::STORE_KINDS).await?;
-    Ok(backend)
 }

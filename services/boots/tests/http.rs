@@ -36,6 +36,14 @@ fn hw(name: &str, mac: &str, ip: &str, extra: Value) -> Value {
     v
 }
 
+/// Hardware `name` whose one interface (MAC `02:00:00:00:00:0<n>`, no reserved address)
+/// has `netboot`.
+fn mac_only(name: &str, n: u8, netboot: Value) -> Value {
+    let mac = format!("02:00:00:00:00:0{n}");
+    let extra = json!({"spec": {"interfaces": [{"dhcp": {"mac": mac}, "netboot": netboot}]}});
+    hw(name, &mac, &format!("127.0.1.{n}"), extra)
+}
+
 fn merge(a: &mut Value, b: Value) {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
@@ -66,41 +74,21 @@ fn fixtures() -> Vec<Value> {
                 }]
             }}),
         ),
-        hw(
+        mac_only(
             "custom-url",
-            "02:00:00:00:00:03",
-            "127.0.1.3",
-            json!({"spec": {"interfaces": [{
-                "dhcp": {"mac": "02:00:00:00:00:03"},
-                "netboot": {"allowPXE": true, "ipxe": {"url": "https://boot.example/menu.ipxe"}}
-            }]}}),
+            3,
+            json!({"allowPXE": true, "ipxe": {"url": "https://boot.example/menu.ipxe"}}),
         ),
-        hw(
+        mac_only(
             "custom-contents",
-            "02:00:00:00:00:04",
-            "127.0.1.4",
-            json!({"spec": {"interfaces": [{
-                "dhcp": {"mac": "02:00:00:00:00:04"},
-                "netboot": {"allowPXE": true, "ipxe": {"contents": "dhcp\nchain http://10.0.0.1/x.ipxe"}}
-            }]}}),
+            4,
+            json!({"allowPXE": true, "ipxe": {"contents": "dhcp\nchain http://10.0.0.1/x.ipxe"}}),
         ),
-        hw(
-            "no-pxe",
-            "02:00:00:00:00:05",
-            "127.0.1.5",
-            json!({"spec": {"interfaces": [{
-                "dhcp": {"mac": "02:00:00:00:00:05"},
-                "netboot": {"allowPXE": false}
-            }]}}),
-        ),
-        hw(
+        mac_only("no-pxe", 5, json!({"allowPXE": false})),
+        mac_only(
             "bad-url",
-            "02:00:00:00:00:06",
-            "127.0.1.6",
-            json!({"spec": {"interfaces": [{
-                "dhcp": {"mac": "02:00:00:00:00:06"},
-                "netboot": {"allowPXE": true, "ipxe": {"url": "tftp://10.0.0.1/x"}}
-            }]}}),
+            6,
+            json!({"allowPXE": true, "ipxe": {"url": "tftp://10.0.0.1/x"}}),
         ),
     ]
 }

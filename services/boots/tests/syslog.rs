@@ -54,24 +54,7 @@ async fn get(r: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
 
 #[tokio::test]
 async fn lines_from_logger_and_raw_senders_are_kept_per_machine() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path()).unwrap();
-    store
-        .create(Object::Hardware(Arc::new(hardware())))
-        .await
-        .unwrap();
-    let cancel = CancellationToken::new();
-    let config = Config {
-        dhcp: None,
-        syslog: Some(syslog::Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..syslog::Config::default()
-        }),
-        ..Config::default()
-    };
-    let boots = Boots::start(&config, Arc::new(store), Default::default(), cancel.clone())
-        .await
-        .unwrap();
+    let (_dir, boots, cancel) = start_default().await;
     let addr = boots.syslog_addr().unwrap();
     assert_eq!(boots.local_addrs(), vec![addr]);
     let logs = boots.logs().unwrap();

@@ -68,12 +68,7 @@ pub(crate) async fn reconcile(
         // Verifying: time out, or ask the BMC again.
         let elapsed = elapsed_since(start);
         if elapsed >= ctx.config.task_timeout {
-            let last = ctx
-                .verify_errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-                .cloned();
+            let last = verify_errors(ctx).get(key).cloned();
             let mut msg = format!(
                 "bmc task timeout: power state {want} not reached within {:?}",
                 ctx.config.task_timeout
@@ -244,19 +239,13 @@ async fn verify(
         }
         Ok(ActionOutcome::PowerState(s)) => {
             tracing::debug!(task = %key, state = %s, wanted = %want, "power state not reached yet");
-            ctx.verify_errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), format!("power state is {s}"));
+            verify_errors(ctx).insert(key.clone(), format!("power state is {s}"));
         }
         Ok(_) => {}
         Err(e) => {
             let m = bmcs::message(&e);
             tracing::info!(task = %key, error = %m, "power state check failed; retrying");
-            ctx.verify_errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), m);
+            verify_errors(ctx).insert(key.clone(), m);
         }
     }
     Ok(Some(ctx.config.power_verify_interval.min(remaining)))

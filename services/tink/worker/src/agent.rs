@@ -71,6 +71,17 @@ pub struct LogLine {
     pub text: String,
 }
 
+impl LogLine {
+    /// A line of `stream` produced now.
+    fn now(stream: &str, text: String) -> LogLine {
+        LogLine {
+            time: SystemTime::now(),
+            stream: stream.to_string(),
+            text,
+        }
+    }
+}
+
 /// Most lines per push; a push also happens every [`LOG_FLUSH`].
 pub const LOG_BATCH: usize = 200;
 /// Longest time a line waits before it is pushed.
@@ -209,12 +220,9 @@ async fn run_one<T: Transport>(
         duration: Duration::ZERO,
         message: "Started execution".into(),
     };
-    match deliver(t, settings, &a, &running, cancel).await? {
-        true => {}
-        false => {
-            tracing::warn!("the server rejected RUNNING; not running the action");
-            return Some((State::Failed, false, None));
-        }
+    if !deliver(t, settings, &a, &running, cancel).await? {
+        tracing::warn!("the server rejected RUNNING; not running the action");
+        return Some((State::Failed, false, None));
     }
     tracing::info!(timeout = ?a.action.timeout, "running");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
@@ -222,27 +230,20 @@ async fn run_one<T: Transport>(
     {
         let log_tx = tx.clone();
         actx.log = std::sync::Arc::new(move |stream: &str, text: &str| {
-            let _ = log_tx.send(LogLine {
-                time: SystemTime::now(),
-                stream: stream.to_string(),
-                text: text.to_string(),
-            });
+            let _ = log_tx.send(LogLine::now(stream, text.to_string()));
         });
         let tx = tx.clone();
         let inner = ctx.progress.clone();
         actx.progress = std::sync::Arc::new(move |name: &str, p: actions::Progress| {
             inner(name, p);
-            let _ = tx.send(LogLine {
-                time: SystemTime::now(),
-                stream: "worker".into(),
-                text: format!(
-                    "progress: read {} of {} bytes, wrote {} bytes ({} zero bytes skipped)",
-                    p.read,
-                    p.read_total.map_or("?".to_string(), |t| t.to_string()),
-                    p.written,
-                    p.zero_skipped
-                ),
-            });
+            let text = format!(
+                "progress: read {} of {} bytes, wrote {} bytes ({} zero bytes skipped)",
+                p.read,
+                p.read_total.map_or("?".to_string(), |t| t.to_string()),
+                p.written,
+                p.zero_skipped
+            );
+            let _ = tx.send(LogLine::now("worker", text));
         });
     }
     let spec = a.action.clone();
@@ -262,11 +263,7 @@ async fn run_one<T: Transport>(
                 Outcome::Timeout => "TIMEOUT".to_string(),
                 Outcome::Cancelled => "cancelled".to_string(),
             };
-            let _ = final_line.send(LogLine {
-                time: SystemTime::now(),
-                stream: "worker".into(),
-                text,
-            });
+            let _ = final_line.send(LogLine::now("worker", text));
             o
         },
         pump_logs(t, &a, rx)
