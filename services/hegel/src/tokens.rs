@@ -125,26 +125,13 @@ impl Inner {
     }
 }
 
-fn to_hex(key: &Key) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The key of a token as issued (64 lower-case hex digits); anything else is no token of ours.
 fn from_hex(token: &str) -> Option<Key> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let bytes = token.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
     let mut key = [0u8; 32];
-    for (k, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
-        *k = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(key)
+    let lower = token
+        .bytes()
+        .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    (lower && hex::decode_to_slice(token, &mut key).is_ok()).then_some(key)
 }
 
 impl TokenStore {
@@ -203,7 +190,7 @@ impl TokenStore {
         inner.tokens.insert(key, Entry { ip, expires, seq });
         inner.by_expiry.insert((expires, seq), key);
         inner.by_address.entry(ip).or_default().push_back(key);
-        Ok(to_hex(&key))
+        Ok(hex::encode(key))
     }
 
     /// Check a presented token against the caller's address. An expired token is removed.

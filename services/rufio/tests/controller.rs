@@ -179,6 +179,12 @@ fn condition<'a>(
     conds.iter().find(|c| c.0 == t)
 }
 
+/// Condition `t` is there, True.
+fn assert_true(conds: &[(String, String, String)], t: &str) {
+    let status = condition(conds, t).map(|c| c.1.as_str());
+    assert_eq!(status, Some("True"), "{t}: {conds:?}");
+}
+
 fn ipmi_connection(port: u16, secret: &str, cipher_suite: &str) -> Value {
     json!({
         "host": "127.0.0.1", "port": port, "insecureTLS": false,
@@ -219,15 +225,8 @@ async fn job_off_pxe_on_completes_against_ipmi_sim() {
     .await;
     let job = env.finished("provision", Duration::from_secs(60)).await;
     let conds = job_conditions(&job);
-    assert_eq!(
-        condition(&conds, "Completed").map(|c| c.1.as_str()),
-        Some("True"),
-        "{conds:?}"
-    );
-    assert_eq!(
-        condition(&conds, "Running").map(|c| c.1.as_str()),
-        Some("True")
-    );
+    assert_true(&conds, "Completed");
+    assert_true(&conds, "Running");
     assert!(condition(&conds, "Failed").is_none(), "{conds:?}");
     let st = job.status.clone().unwrap();
     let (start, done) = (st.start_time.unwrap().0, st.completion_time.unwrap().0);
@@ -312,11 +311,7 @@ async fn job_off_pxe_on_completes_against_ipmi_sim() {
         .await;
     let job = env.finished("provision", Duration::from_secs(30)).await;
     let conds = job_conditions(&job);
-    assert_eq!(
-        condition(&conds, "Completed").map(|c| c.1.as_str()),
-        Some("True"),
-        "{conds:?}"
-    );
+    assert_true(&conds, "Completed");
     let t = env.get_task("provision-task-0").await;
     let tc = &t.status.clone().unwrap().conditions.unwrap()[0];
     assert_eq!(tc.message.as_deref(), Some("power state: on"));
@@ -482,11 +477,7 @@ async fn bmc_that_stops_answering_mid_job_fails_the_job_and_a_restarted_bmc_work
     env.job("j2", "m1", json!([{"powerAction": "on"}])).await;
     let job = env.finished("j2", Duration::from_secs(30)).await;
     let conds = job_conditions(&job);
-    assert_eq!(
-        condition(&conds, "Completed").map(|c| c.1.as_str()),
-        Some("True"),
-        "{conds:?}"
-    );
+    assert_true(&conds, "Completed");
     assert_eq!(
         std::fs::read_to_string(sim.path("power")).unwrap().trim(),
         "1"
@@ -531,11 +522,7 @@ async fn redfish_machine_and_job_against_sushy() {
     // The fake driver applies power changes 1-11 s later; the Task verifies until then.
     let job = env.finished("boot", Duration::from_secs(60)).await;
     let conds = job_conditions(&job);
-    assert_eq!(
-        condition(&conds, "Completed").map(|c| c.1.as_str()),
-        Some("True"),
-        "{conds:?}"
-    );
+    assert_true(&conds, "Completed");
 
     // What the emulator now reports.
     let c = tinkerbell_rufio::redfish::RedfishClient::new({

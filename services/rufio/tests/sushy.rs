@@ -79,16 +79,27 @@ async fn boot_override() {
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
 
-#[tokio::test]
-async fn virtual_media_insert_and_eject() {
-    // sushy downloads the image: serve one.
+/// An HTTP server with `/boot.iso` (sushy downloads the image it inserts).
+async fn iso_server() -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
         "/boot.iso",
         axum::routing::get(|| async { vec![0u8; 4096] }),
     );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    (
+        addr,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
+#[tokio::test]
+async fn virtual_media_insert_and_eject() {
+    // sushy downloads the image: serve one.
+    let (addr, server) = iso_server().await;
     let s = sushy(false).await;
     let c = RedfishClient::new(s.config()).unwrap();
     let url = format!("http://{addr}/boot.iso");
@@ -198,13 +209,7 @@ async fn insecure_tls_is_per_bmc() {
 #[tokio::test]
 async fn virtual_media_through_the_task_action() {
     use tinkerbell_rufio::action::{self, ActionOutcome, Step};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/boot.iso",
-        axum::routing::get(|| async { vec![0u8; 4096] }),
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, server) = iso_server().await;
     let s = sushy(false).await;
     let c = RedfishClient::new(s.config()).unwrap();
     let bmc: &dyn Bmc = &c;

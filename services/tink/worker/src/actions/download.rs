@@ -60,18 +60,10 @@ impl HttpSettings {
     pub(crate) fn for_action(&self, env: &Env<'_>) -> Result<HttpSettings, ActionError> {
         let mut s = self.clone();
         let pick = |a: &str, b: &str| env.get(a).or_else(|| env.get(b)).map(str::to_string);
-        if let Some(p) = pick("HTTP_PROXY", "http_proxy") {
-            s.http_proxy = Some(p);
-        }
-        if let Some(p) = pick("HTTPS_PROXY", "https_proxy") {
-            s.https_proxy = Some(p);
-        }
-        if let Some(p) = pick("NO_PROXY", "no_proxy") {
-            s.no_proxy = Some(p);
-        }
-        if env.bool("SKIP_VERIFY", false)? {
-            s.insecure = true;
-        }
+        s.http_proxy = pick("HTTP_PROXY", "http_proxy").or(s.http_proxy);
+        s.https_proxy = pick("HTTPS_PROXY", "https_proxy").or(s.https_proxy);
+        s.no_proxy = pick("NO_PROXY", "no_proxy").or(s.no_proxy);
+        s.insecure |= env.bool("SKIP_VERIFY", false)?;
         Ok(s)
     }
 
