@@ -3,6 +3,8 @@
 //! it takes the Lease in the backend's namespace, reconciles Workflows of that namespace only
 //! (one in another namespace is left alone), and hands the Lease back on SIGTERM.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,25 +14,12 @@ use serde_json::json;
 use tinkerbell_core::store::kube::KubeStore;
 use tinkerbell_core::store::{Kind, Object, Store};
 
-const TEMPLATE: &str = r#"
-version: "0.1"
-name: one-step
-global_timeout: 600
-tasks:
-  - name: install
-    worker: "{{ .device_1 }}"
-    actions:
-      - name: image
-        image: quay.io/tinkerbell/actions/image2disk:latest
-        timeout: 60
-"#;
-
 /// A Template, Hardware and Workflow in `ns`.
 async fn objects(store: &KubeStore, ns: &str, mac: &str) {
     let docs = [
         json!({"apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
                "metadata": {"name": "one-step", "namespace": ns},
-               "spec": {"data": TEMPLATE}}),
+               "spec": {"data": common::one_step(60)}}),
         json!({"apiVersion": "tinkerbell.org/v1alpha1", "kind": "Hardware",
                "metadata": {"name": "m1", "namespace": ns},
                "spec": {"interfaces": [{"dhcp": {"mac": mac}}]}}),

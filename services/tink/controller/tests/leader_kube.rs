@@ -10,6 +10,8 @@
 //! test's namespace refuses Workflow status writes that record a Job UID, and Job deletions,
 //! until the leader is dead.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,19 +33,6 @@ const LEASE_DURATION: Duration = Duration::from_secs(15);
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
 const JOB: &str = "netboot-hw1";
-
-const TEMPLATE: &str = r#"
-version: "0.1"
-name: one-step
-global_timeout: 600
-tasks:
-  - name: install
-    worker: "{{ .device_1 }}"
-    actions:
-      - name: image
-        image: quay.io/tinkerbell/actions/image2disk:latest
-        timeout: 600
-"#;
 
 /// What `tink-controller` prints once it holds the Lease and has started its controller.
 const STARTED: &str = "tink-controller: reconciling workflows";
@@ -282,7 +271,7 @@ async fn standby_adopts_the_bmc_job_of_a_killed_leader() {
         json!({
             "apiVersion": "tinkerbell.org/v1alpha1", "kind": "Template",
             "metadata": {"name": "tpl", "namespace": ns},
-            "spec": {"data": TEMPLATE}
+            "spec": {"data": common::one_step(600)}
         }),
     )
     .await;
