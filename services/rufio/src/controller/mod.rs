@@ -150,8 +150,8 @@ pub(crate) struct Ctx {
 /// The running controllers.
 #[derive(Debug)]
 pub struct Controllers {
+    /// The controller task (aborted when this is dropped).
     tasks: JoinSet<()>,
-    names: HashMap<tokio::task::Id, &'static str>,
 }
 
 impl Controllers {
@@ -172,26 +172,20 @@ impl Controllers {
             acted: Mutex::new(HashSet::new()),
         });
         let mut tasks = JoinSet::new();
-        let mut names = HashMap::new();
-        let h = tasks.spawn(run(ctx, cancel));
-        names.insert(h.id(), "controller");
-        Ok(Controllers { tasks, names })
+        tasks.spawn(run(ctx, cancel));
+        Ok(Controllers { tasks })
     }
 
     /// Wait until the controllers stop (after the token is cancelled). An error means a task
     /// panicked.
     pub async fn join(mut self) -> Result<(), ControllerError> {
-        let mut result = Ok(());
-        while let Some(r) = self.tasks.join_next().await {
-            if let Err(e) = r {
-                let name = self.names.get(&e.id()).copied().unwrap_or("?");
-                tracing::error!(task = name, error = %e, "rufio controller task failed");
-                if result.is_ok() {
-                    result = Err(ControllerError::Task(name, e));
-                }
+        match self.tasks.join_next().await {
+            Some(Err(e)) => {
+                tracing::error!(task = "controller", error = %e, "rufio controller task failed");
+                Err(ControllerError::Task("controller", e))
             }
+            _ => Ok(()),
         }
-        result
     }
 }
 

@@ -103,15 +103,6 @@ impl Controller {
     }
 }
 
-/// Convenience for callers that prefer a function: [`Controller::start`].
-pub async fn start(
-    config: Config,
-    store: Arc<dyn Store>,
-    cancel: CancellationToken,
-) -> Result<Controller, ControllerError> {
-    Controller::start(config, store, cancel).await
-}
-
 /// The Workflow controller on the shared runtime: Workflows, and the bmc Jobs they own
 /// (a Job's progress reconciles its Workflow), every `resync` as well (timeouts, missing
 /// Templates or Hardware resolve with time). A failed reconcile is retried with backoff.

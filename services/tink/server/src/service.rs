@@ -77,7 +77,7 @@ pub fn owner(wf: &Workflow) -> String {
         .unwrap_or_default()
 }
 
-fn store_status(e: &StoreError) -> Status {
+fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(key) => Status::not_found(format!("{key} not found")),
         other => {
@@ -114,19 +114,11 @@ impl Handler {
 
     /// Workflows of an agent (as given, and lowercased: MACs come in either case).
     async fn workflows_for(&self, agent: &str) -> Result<Vec<Arc<Workflow>>, Status> {
-        let mut wfs = self
-            .lookup
-            .workflows_by_agent_id(agent)
-            .await
-            .map_err(|e| store_status(&e))?;
         let lower = agent.to_ascii_lowercase();
-        if lower != agent {
-            wfs.extend(
-                self.lookup
-                    .workflows_by_agent_id(&lower)
-                    .await
-                    .map_err(|e| store_status(&e))?,
-            );
+        let mut wfs = Vec::new();
+        for a in std::iter::once(agent).chain((lower != agent).then_some(lower.as_str())) {
+            let found = self.lookup.workflows_by_agent_id(a).await;
+            wfs.extend(found.map_err(store_status)?);
         }
         Ok(wfs)
     }
@@ -136,7 +128,7 @@ impl Handler {
             .store
             .get(Kind::Workflow, ns, name)
             .await
-            .map_err(|e| store_status(&e))?;
+            .map_err(store_status)?;
         obj.as_workflow()
             .cloned()
             .ok_or_else(|| Status::internal("the store returned another kind"))
@@ -169,7 +161,7 @@ impl Handler {
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(workflow = %format!("{ns}/{name}"), "status write conflict; retrying");
                 }
-                Err(e) => return Err(store_status(&e)),
+                Err(e) => return Err(store_status(e)),
             }
         }
         Err(Status::unavailable(
