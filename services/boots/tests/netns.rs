@@ -342,18 +342,21 @@ fn exchange(
     })
 }
 
+/// A lab whose client side is a relay at 10.77.0.2, and a reservation server with `node1`.
+fn relay_lab(client_mac: &str) -> (Lab, Server) {
+    let lab = Lab::new(client_mac);
+    lab.client_addr("10.77.0.2/24");
+    let node1 = hardware("node1", MAC, "10.77.0.50", true);
+    let server = Server::start(&lab.srv, dhcp::Config::default(), vec![node1]);
+    (lab, server)
+}
+
 #[test]
 fn relayed_discover_is_answered_by_unicast_to_the_relay() {
     if !have_peers(&["/usr/sbin/ip"]) {
         return;
     }
-    let lab = Lab::new("02:00:00:cc:00:02");
-    lab.client_addr("10.77.0.2/24");
-    let _server = Server::start(
-        &lab.srv,
-        dhcp::Config::default(),
-        vec![hardware("node1", MAC, "10.77.0.50", true)],
-    );
+    let (lab, _server) = relay_lab("02:00:00:cc:00:02");
     let relay = Ipv4Addr::new(10, 77, 0, 2);
     let mut info = RelayAgentInformation::default();
     info.insert(RelayInfo::AgentCircuitId(b"rack1-port7".to_vec()));
@@ -498,13 +501,7 @@ fn a_flood_of_unknown_macs_and_garbage_neither_stalls_nor_stops_the_server() {
     if !have_peers(&["/usr/sbin/ip"]) {
         return;
     }
-    let lab = Lab::new("02:00:00:ee:00:02");
-    lab.client_addr("10.77.0.2/24");
-    let server = Server::start(
-        &lab.srv,
-        dhcp::Config::default(),
-        vec![hardware("node1", MAC, "10.77.0.50", true)],
-    );
+    let (lab, server) = relay_lab("02:00:00:ee:00:02");
     let relay = Ipv4Addr::new(10, 77, 0, 2);
     let to = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 67);
     in_ns(&lab.cli, move || {

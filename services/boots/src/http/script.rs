@@ -171,16 +171,15 @@ pub fn hook(cfg: &ScriptConfig, m: &Machine, default_download_url: &str) -> Stri
     } else {
         default_download_url
     };
-    let kernel = if m.kernel.is_empty() {
-        format!("{}-{arch}", cfg.kernel_name)
-    } else {
-        m.kernel.clone()
+    // The Hardware's file name, else the configured name for this architecture.
+    let file = |given: &str, name: &str| match given {
+        "" => format!("{name}-{arch}"),
+        given => given.to_string(),
     };
-    let initrd = if m.initrd.is_empty() {
-        format!("{}-{arch}", cfg.initrd_name)
-    } else {
-        m.initrd.clone()
-    };
+    let (kernel, initrd) = (
+        file(&m.kernel, &cfg.kernel_name),
+        file(&m.initrd, &cfg.initrd_name),
+    );
     let mut s = String::with_capacity(2048);
     s.push_str("#!ipxe\n");
     syslog_block(&mut s, &cfg.syslog_host);
