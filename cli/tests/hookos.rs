@@ -5,19 +5,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
-
-fn tb(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run tinkerbell")
-}
+mod common;
+use common::{BIN, run as tb};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -275,19 +267,8 @@ impl Serve {
         for f in ["api-url", "http-url"] {
             let _ = std::fs::remove_file(data.join(f));
         }
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data)
+        let child = common::serve_on_loopback(data)
             .args([
-                "serve",
-                "--store-api-addr",
-                "127.0.0.1:0",
-                "--bind-address",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-                "--tink-server-bind-port",
-                "0",
                 "--enable-tink-controller=false",
                 "--enable-rufio-controller=false",
             ])

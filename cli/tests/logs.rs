@@ -2,9 +2,9 @@
 //! machine sends to the syslog port are shown under its Hardware name; an unknown name fails.
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{BIN, Killed, run};
+use common::{Killed, run, serve_on_loopback};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -21,23 +21,8 @@ fn logs_shows_what_a_machine_sent() {
         .port()
         .to_string();
     let _serve = Killed(
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(d)
-            .args([
-                "serve",
-                "--store-api-addr",
-                "127.0.0.1:0",
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .args([
-                "--http-port",
-                "0",
-                "--syslog-enabled",
-                "--syslog-bind-addr",
-                "127.0.0.1",
-            ])
+        serve_on_loopback(d)
+            .args(["--syslog-enabled", "--syslog-bind-addr", "127.0.0.1"])
             .args(["--syslog-bind-port", &port])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -3,27 +3,13 @@
 //! replica and restart issues and accepts the same tokens. A key that is too short is refused
 //! by name before serving; a good one is used, and no key is created in the data directory.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tinkerbell");
+mod common;
 
 fn serve(data: &std::path::Path, key: &std::path::Path) -> std::process::Child {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args([
-            "serve",
-            "--store-api-addr",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--tink-server-bind-port",
-            "0",
-            "--enable-rufio-controller=false",
-        ])
+    common::serve_on_loopback(data)
+        .arg("--enable-rufio-controller=false")
         .env("TINKERBELL_WORKER_TOKEN_KEY_FILE", key)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Killed, fixture, ok, run};
+use common::{BIN, Killed, fixture, ok, run, serve_on_loopback};
 use serde_json::{Value, json};
 use tinkerbell_core::worker_token::WorkerTokenKey;
 use tinkerbell_tink_proto::current::action_status_request::StateType;
@@ -39,19 +39,8 @@ fn wait_for(path: &Path) -> String {
 }
 
 fn serve(dir: &Path) -> (Killed, String) {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
+    let child = serve_on_loopback(dir)
         .args([
-            "serve",
-            "--store-api-addr",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--tink-server-bind-port",
-            "0",
             // This test plays the controller's part by hand, and the fixture's BMCs must not
             // be contacted.
             "--enable-tink-controller=false",

@@ -25,6 +25,24 @@ impl Drop for Killed {
     }
 }
 
+/// `tinkerbell --data-dir <dir> serve` on loopback with free ports (store API, HTTP, tink
+/// gRPC); the caller adds flags and stdio, and spawns it.
+pub fn serve_on_loopback(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir).args([
+        "serve",
+        "--store-api-addr",
+        "127.0.0.1:0",
+        "--bind-address",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--tink-server-bind-port",
+        "0",
+    ]);
+    cmd
+}
+
 /// `tinkerbell --data-dir <dir> <args>`.
 pub fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
