@@ -49,7 +49,7 @@ cargo test --workspace --locked "$@"
 # rebuild it with other unified features).
 export TINKERBELL_BIN
 TINKERBELL_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/tinkerbell"
-# The README's cluster quick start (helm install, then move) on the test control plane.
+# The README's cluster quick start (helm install, then move) on a control plane of its own.
 tests/kube/quickstart.sh
 # HookOS: build the image and boot it in QEMU (needs root; fails under CI=true when it cannot run).
 hookos/test.sh

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's cluster quick start, run as written against the test control plane: the lines of
+# The README's cluster quick start, run as written against a control plane of its own
+# (tests/kube/kube.sh up: a real etcd + kube-apiserver; its own, because the shared one of the
+# test run holds other tests' Hardware, whose MACs a move must not collide with): the lines of
 # the fenced block after `<!-- quickstart: cluster ... -->` in README.md, with only these words
 # replaced:
 #
-#   helm, kubectl         → the pinned builds (TINKERBELL_TEST_KUBE_BIN), helm's homes in a
-#                           temporary directory
+#   helm, kubectl         → the pinned builds kube.sh makes, helm's homes in a temporary
+#                           directory
 #   tinkerbell            → the CLI cargo test built (TINKERBELL_BIN)
 #   /var/lib/tinkerbell   → an appliance's data directory this test fills (hardware.csv imported
 #                           through `serve`, rufio off: the fixture's BMC addresses are not ours)
@@ -14,34 +16,31 @@
 # Hardware in the cluster, listed by the block's last line. The control plane has no kubelet,
 # so nothing runs in the pods (their images are deploy/images/test.sh's business).
 #
-#   tests/kube/quickstart.sh     (env from tests/kube/kube.sh up: TINKERBELL_TEST_KUBECONFIG,
-#                                 TINKERBELL_TEST_KUBE_BIN; without them: fail under CI=true)
+#   tests/kube/quickstart.sh     (without the Go toolchain kube.sh needs: fail under CI=true)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 fail() { echo "tests/kube/quickstart.sh: FAIL: $*" >&2; exit 1; }
 say() { echo "quickstart-cluster: $*"; }
-if [ -z "${TINKERBELL_TEST_KUBECONFIG:-}" ] || [ -z "${TINKERBELL_TEST_KUBE_BIN:-}" ]; then
-  [ "${CI:-}" != true ] || fail "no test control plane (TINKERBELL_TEST_KUBECONFIG, TINKERBELL_TEST_KUBE_BIN)"
-  echo "tests/kube/quickstart.sh: SKIP: no test control plane (tests/kube/kube.sh up)"; exit 0
-fi
-KC=$TINKERBELL_TEST_KUBECONFIG
-KB=$TINKERBELL_TEST_KUBE_BIN
 if [ -n "${TINKERBELL_BIN:-}" ]; then cli=$TINKERBELL_BIN; else
   (cd "$repo" && cargo build -q --locked -p tinkerbell --bin tinkerbell)
   cli="${CARGO_TARGET_DIR:-$repo/target}/debug/tinkerbell"
 fi
 W=$(mktemp -d /tmp/tb-quickstart-cluster.XXXXXX)
+if ! "$here/kube.sh" up "$W/kube" > "$W/kube-up.log" 2>&1; then
+  cat "$W/kube-up.log" >&2
+  "$here/kube.sh" down "$W/kube" >/dev/null 2>&1 || true
+  [ "${CI:-}" != true ] || fail "tests/kube/kube.sh up failed"
+  echo "tests/kube/quickstart.sh: SKIP: no control plane (tests/kube/kube.sh up failed)"; rm -rf "$W"; exit 0
+fi
+KC=$(sed -n 's/^TINKERBELL_TEST_KUBECONFIG=//p' "$W/kube/env")
+KB=$(sed -n 's/^TINKERBELL_TEST_KUBE_BIN=//p' "$W/kube/env")
 export HELM_CONFIG_HOME=$W/helm/config HELM_CACHE_HOME=$W/helm/cache HELM_DATA_HOME=$W/helm/data
 serve_pid=""
 cleanup() {
   rc=$?
   [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
-  # What this test made, object by object: the test control plane runs no controller-manager,
-  # so a deleted namespace would stay Terminating with its objects.
-  "$KB/helm" --kubeconfig "$KC" uninstall tinkerbell -n tinkerbell >/dev/null 2>&1 || true
-  "$KB/kubectl" --kubeconfig "$KC" delete -n tinkerbell --all --wait=false \
-    hardware.tinkerbell.org,machines.bmc.tinkerbell.org,secrets >/dev/null 2>&1 || true
+  "$here/kube.sh" down "$W/kube" >/dev/null 2>&1 || true
   [ $rc = 0 ] && rm -rf "$W" || echo "quickstart-cluster: FAILED; logs in $W" >&2
   exit $rc
 }
@@ -60,10 +59,7 @@ mkdir -p "$data"
 serve_pid=$!
 for _ in $(seq 300); do [ -f "$data/api-url" ] && break; sleep 0.1; done
 [ -f "$data/api-url" ] || { cat "$W/serve.log" >&2; fail "serve did not start"; }
-# In the release's namespace (`move -A` keeps every object's namespace), where the cleanup finds
-# them.
-"$KB/kubectl" --kubeconfig "$KC" get hardware -n tinkerbell -o name 2>/dev/null | grep -q . \
-  && fail "the test control plane has Hardware in namespace tinkerbell already"
+# In the release's namespace (`move -A` keeps every object's namespace).
 "$cli" --data-dir "$data" -n tinkerbell hardware import --csv "$repo/cli/tests/fixtures/hardware.csv" > /dev/null
 mapfile -t machines < <(tail -n +2 "$repo/cli/tests/fixtures/hardware.csv" | cut -d, -f1)
 kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=""
