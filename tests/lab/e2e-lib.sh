@@ -102,7 +102,13 @@ e2e_wait_os() {
   con() { tail -c +$((off + 1)) "$c"; }
   until con | grep -qa "e2e-os\[.*E2E-OK"; do
     if con | grep -qa "e2e-os\[.*ERROR"; then echo "lab-m$i: $(con | grep -a 'e2e-os\[.*ERROR' | tail -1)" >&2; return 1; fi
-    [ $SECONDS -lt $end ] || { echo "lab-m$i: the installed OS did not read its metadata within 300 s" >&2; con | tail -c 3000 >&2; return 1; }
+    if [ $SECONDS -ge $end ]; then
+      echo "lab-m$i: the installed OS did not read its metadata within 300 s; its console (ttyS0):" >&2
+      con | tail -c 3000 >&2
+      echo "--- HookOS's console (ttyS1, ${c%/*}/console-ttyS1.log):" >&2
+      tail -c 3000 "${c%/*}/console-ttyS1.log" >&2 2>/dev/null
+      return 1
+    fi
     sleep 1
   done
   ok=$(con | grep -a "e2e-os\[.*E2E-OK" | tail -n1 | tr -d '\r')

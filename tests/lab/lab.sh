@@ -12,7 +12,9 @@
 #   that namespace (`ip netns exec $LAB_NS ...`); the lab runs no DHCP/TFTP/HTTP of its own;
 # * N machines, powered off: a tap on br0, a sparse raw disk (virtio), BIOS (SeaBIOS + the
 #   iPXE NIC ROM) or UEFI (OVMF with its own vars file); odd machines BIOS, even UEFI in the
-#   default "mixed" mode. Serial consoles are appended to m<i>/console.log across power cycles;
+#   default "mixed" mode. Serial consoles are appended to m<i>/console.log across power cycles
+#   (ttyS0: firmware, iPXE, the installed OS) and m<i>/console-ttyS1.log (ttyS1: HookOS, whose
+#   kernel command line from boots says console=ttyS1 as upstream's does);
 # * one virtual BMC per machine: OpenIPMI ipmi_sim at LAB_NET.(10+i):623 (IPMI 2.0 lanplus,
 #   admin/password, cipher suite 3) whose chassis_control hook starts and stops the machine's
 #   QEMU process: power on/off/cycle/reset/status and boot device pxe/disk;
@@ -98,6 +100,7 @@ start_vm() {
   qemu-system-x86_64 -name lab-m$i -accel tcg -cpu max -smp 1 -m $mem "\${fw[@]}" \\
     -nodefaults -display none -monitor none \\
     -chardev file,id=con0,path=\$D/console.log,append=on -serial chardev:con0 \\
+    -chardev file,id=con1,path=\$D/console-ttyS1.log,append=on -serial chardev:con1 \\
     -netdev tap,id=n0,ifname=tap$i,script=no,downscript=no \\
     -device virtio-net-pci,id=nic0,netdev=n0,mac=$mac,bootindex=\$nb\$rom \\
     -drive file=\$D/disk.raw,format=raw,if=none,id=d0 -device virtio-blk-pci,id=disk0,drive=d0,bootindex=\$db \\
@@ -202,6 +205,7 @@ cmd_up() {
     [ "$fw" = uefi ] && cp /usr/share/OVMF/OVMF_VARS_4M.fd "$dir/vars.fd"
     echo default > "$dir/boot"
     : > "$dir/console.log"
+    : > "$dir/console-ttyS1.log"
     ip -n "$NS" tuntap add dev "tap$i" mode tap
     ip -n "$NS" link set "tap$i" master br0
     ip -n "$NS" link set "tap$i" up

@@ -98,6 +98,7 @@ cleanup() {
   "$cli" logs cp-0 > "$E/logs/syslog.txt" 2>&1 || true
   [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
   cp -f "$LAB_STATE/m1/console.log" "$E/logs/console-m1.log" 2>/dev/null || true
+  cp -f "$LAB_STATE/m1/console-ttyS1.log" "$E/logs/console-ttyS1-m1.log" 2>/dev/null || true
   ip link del "$IFACE" 2>/dev/null || true
   "$L" down > /dev/null 2>&1 || true
   [ $rc = 0 ] || echo "quickstart: FAILED; serve's log, the console and the timeline are in $E/logs" >&2
@@ -144,8 +145,17 @@ after_lab_up() {
     || fail "the lab's appliance did not find the HookOS 'hookos build' installed: $(cat "$LAB_STATE/appliance.log")"
 }
 before_down() {
-  # (LAB_STATE, exported above, is also where `tinkerbell lab` keeps this lab)
-  ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || fail "lab: lab-m1's installed OS"
+  # (LAB_STATE, exported above, is also where `tinkerbell lab` keeps this lab; `lab down
+  # --purge` removes it, so its consoles are kept in $E/logs)
+  local waited=0
+  ok=$(e2e_wait_os 1 "$LAB_STATE/m1/console.log" 0 "http://$A:7080") || waited=$?
+  cp -f "$LAB_STATE/m1/console.log" "$E/logs/console-lab-m1.log" 2>/dev/null || true
+  cp -f "$LAB_STATE/m1/console-ttyS1.log" "$E/logs/console-ttyS1-lab-m1.log" 2>/dev/null || true
+  if [ "$waited" != 0 ]; then
+    "$cli" lab run -- logs lab-m1 > "$E/logs/syslog-lab.txt" 2>&1
+    "$cli" lab run -- timeline lab-m1 > "$E/logs/timeline-lab.txt" 2>&1
+    fail "lab: lab-m1's installed OS"
+  fi
   say "lab: lab-m1: $ok"
   "$cli" lab run -- timeline lab-m1 --json > "$E/logs/timeline-lab.json"
   e2e_check_timeline "$E/logs/timeline-lab.json" lab-m1 bios
